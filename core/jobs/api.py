@@ -1,0 +1,260 @@
+"""Starting, controlling and waiting for jobs (what the CLI and the UI call).
+
+Control is asynchronous: :func:`stop_job`, :func:`pause_job`, :func:`cancel_job` write an atomic
+``control.json`` request that the worker reads in ``ctx.should_stop()``; they validate the request
+against the current state first. :func:`resume_job` either lifts a pause or starts a new worker
+attempt for a stopped/failed run, which continues from ``ctx.latest_checkpoint()``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from core.io import REPO_ROOT, atomic_write_json, run_metadata
+from core.jobs import devices, store
+from core.jobs.kinds import import_root, load_target, resolve_target
+
+DEFAULT_CANCEL_GRACE_S = 10.0
+
+
+def _spawn(run_dir: Path) -> int:
+    """Start a detached worker for ``run_dir`` (own session, output appended to log.txt)."""
+    env = dict(os.environ)
+    env["IMPLOSION_RUNS"] = str(run_dir.parent)
+    env["PYTHONUNBUFFERED"] = "1"
+    # Make `core` importable even without an editable install (appended: never shadows it).
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, str(REPO_ROOT)])
+    with open(run_dir / store.LOG, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.jobs.worker", str(run_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the parent and its Ctrl-C / session end
+            close_fds=True,
+            env=env,
+        )
+    store.track_child(proc)
+
+    def record_pid(s: dict[str, Any]) -> dict[str, Any] | None:
+        return {"pid": proc.pid} if s.get("state") == "queued" and s.get("pid") is None else None
+
+    store.update_status(run_dir, record_pid)
+    return proc.pid
+
+
+def _busy_error(device: str, holder: str) -> ValueError:
+    return ValueError(f"device {device} is busy with run {holder}; wait, stop it, or pass --queue")
+
+
+def start_job(
+    kind: str,
+    config: Mapping[str, Any] | None = None,
+    *,
+    device: str = "auto",
+    queue: bool = False,
+    seed: int | None = None,
+    cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S,
+) -> str:
+    """Start a job in a detached worker process and return its run id.
+
+    ``kind`` is a registered name (see :func:`core.jobs.register_kind`) or ``"module:function"``;
+    ``config`` must be JSON-serialisable and is passed to the kind function as a dict. ``device``:
+    auto, cpu, mps, cuda or cuda:N. One job runs per device: if it is busy the job is queued when
+    ``queue`` is true, else ValueError. ``seed`` (default ``config["seed"]``) goes into metadata.
+    """
+    target = resolve_target(kind)
+    load_target(target, kind)  # fail here, not in the worker, on an unknown kind
+    config = dict(config or {})
+    device = devices.normalize_device(device)
+    if cancel_grace_s <= 0:
+        raise ValueError("cancel_grace_s must be > 0 seconds")
+    root = store.jobs_root(create=True)
+    with devices.start_lock(device):
+        holder = devices.busy_with(device)
+        if holder is not None and not queue:
+            raise _busy_error(device, holder)
+        run_id = store.new_run_id(kind)
+        run_dir = root / run_id
+        run_dir.mkdir()
+        (run_dir / store.CHECKPOINTS).mkdir()
+        (run_dir / store.SAMPLES).mkdir()
+        root_path = import_root(target)
+        now = store.now_iso()
+        atomic_write_json(
+            run_dir / store.STATUS,
+            {
+                "state": "queued",
+                "pid": None,
+                "attempt": 1,
+                "device": device,
+                "queued_at": now,
+                "started": None,
+                "updated": now,
+                "heartbeat": None,
+                "finished": None,
+                "error": None,
+                "error_message": None,
+            },
+        )
+        # config.json last: a run directory counts as a run only once it exists.
+        atomic_write_json(
+            run_dir / store.CONFIG,
+            {
+                "run_id": run_id,
+                "kind": kind,
+                "target": target,
+                "config": config,
+                "device": device,
+                "created": now,
+                "cancel_grace_s": float(cancel_grace_s),
+                "sys_path": [root_path] if root_path else [],
+                "metadata": run_metadata(seed if seed is not None else config.get("seed")),
+            },
+        )
+        _spawn(run_dir)
+    return run_id
+
+
+def _state(run_dir: Path) -> str:
+    return str(store.refresh_status(run_dir).get("state"))
+
+
+def _request(run_dir: Path, action: str) -> None:
+    atomic_write_json(run_dir / store.CONTROL, {"action": action, "requested": store.now_iso()})
+
+
+def _refuse(action: str, run_id: str, state: str, hint: str) -> ValueError:
+    return ValueError(f"cannot {action} run {run_id}: it is {state}; {hint}")
+
+
+def stop_job(run_id: str) -> dict[str, Any]:
+    """Ask a queued/running/paused job to stop after its current step (resumable later).
+
+    Returns the status at the time of the request; the worker sets ``stopped`` when done.
+    """
+    run_dir = store.run_path(run_id)
+    state = _state(run_dir)
+    if state not in store.ACTIVE_STATES:
+        raise _refuse("stop", run_id, state, "only queued, running or paused jobs can be stopped")
+    _request(run_dir, "stop")
+    return store.read_status(run_dir)
+
+
+def pause_job(run_id: str) -> dict[str, Any]:
+    """Ask a running job to pause at its next ``should_stop()`` (it keeps its device)."""
+    run_dir = store.run_path(run_id)
+    state = _state(run_dir)
+    if state == "paused":
+        raise _refuse("pause", run_id, state, f"resume it with `implosion jobs resume {run_id}`")
+    if state != "running":
+        raise _refuse("pause", run_id, state, "only running jobs can be paused")
+    _request(run_dir, "pause")
+    return store.read_status(run_dir)
+
+
+def resume_job(run_id: str, *, queue: bool = False) -> dict[str, Any]:
+    """Resume a paused job, or restart a stopped/failed one from its latest checkpoint.
+
+    A restart starts a new worker attempt (``status.attempt`` + 1); if the device is busy it is
+    queued when ``queue`` is true, else ValueError. Completed and cancelled runs cannot resume.
+    """
+    run_dir = store.run_path(run_id)
+    state = _state(run_dir)
+    if state == "paused":
+        _request(run_dir, "resume")
+        return store.read_status(run_dir)
+    if state in ("queued", "running"):
+        raise _refuse("resume", run_id, state, "it is not paused or stopped")
+    if state in ("completed", "cancelled"):
+        raise _refuse("resume", run_id, state, "start a new job instead")
+    device = str((store.read_json(run_dir / store.CONFIG) or {}).get("device", "cpu"))
+    with devices.start_lock(device):
+        holder = devices.busy_with(device, exclude=run_dir.name)
+        if holder is not None and not queue:
+            raise _busy_error(device, holder)
+
+        def requeue(s: dict[str, Any]) -> dict[str, Any]:
+            if s.get("state") not in ("stopped", "failed"):
+                raise _refuse("resume", run_id, str(s.get("state")), "it changed meanwhile")
+            now = store.now_iso()
+            return {
+                "state": "queued",
+                "pid": None,
+                "attempt": int(s.get("attempt") or 1) + 1,
+                "queued_at": now,
+                "heartbeat": None,
+                "finished": None,
+                "error": None,
+                "error_message": None,
+                "last_result": None,
+            }
+
+        (run_dir / store.CONTROL).unlink(missing_ok=True)  # an old "stop" must not stop it again
+        status = store.update_status(run_dir, requeue)
+        _spawn(run_dir)
+    return status
+
+
+def cancel_job(run_id: str, *, wait: bool = False, grace_s: float | None = None) -> dict[str, Any]:
+    """Cancel a queued/running/paused job (final state ``cancelled``, not resumable).
+
+    The worker stops at its next ``should_stop()``; if it has not within the run's grace period it
+    terminates itself. With ``wait`` this call blocks until then and, as a last resort (a worker
+    stuck outside Python), kills the process group itself. Returns the latest status.
+    """
+    run_dir = store.run_path(run_id)
+    state = _state(run_dir)
+    if state not in store.ACTIVE_STATES:
+        raise _refuse(
+            "cancel", run_id, state, "only queued, running or paused jobs can be cancelled"
+        )
+    _request(run_dir, "cancel")
+    if not wait:
+        return store.read_status(run_dir)
+    config = store.read_json(run_dir / store.CONFIG) or {}
+    grace = float(grace_s if grace_s is not None else config.get("cancel_grace_s", 10.0))
+    try:
+        return wait_job(run_id, timeout=grace + 3.0)
+    except TimeoutError:
+        pass
+    pid = store.read_status(run_dir).get("pid")
+    if pid and store.pid_alive(pid):
+        try:
+            os.killpg(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.monotonic() + 5.0
+        while store.pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def mark(s: dict[str, Any]) -> dict[str, Any] | None:
+        if s.get("state") not in store.ACTIVE_STATES:
+            return None
+        return {"state": "cancelled", "finished": store.now_iso(), "error_message": "killed"}
+
+    return store.update_status(run_dir, mark)
+
+
+def wait_job(run_id: str, timeout: float | None = None, poll_s: float = 0.1) -> dict[str, Any]:
+    """Block until the run is stopped, cancelled, failed or completed; return its status.
+
+    Raises TimeoutError after ``timeout`` seconds (None waits forever).
+    """
+    run_dir = store.run_path(run_id)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = store.refresh_status(run_dir)
+        if status.get("state") in store.TERMINAL_STATES:
+            return status
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"run {run_id} is still {status.get('state')} after {timeout:g} s")
+        time.sleep(poll_s)

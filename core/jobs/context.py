@@ -1,0 +1,251 @@
+"""``JobContext``: what a kind function gets to report progress, checkpoint, and obey control.
+
+A kind function looks like::
+
+    def run_job(config: dict, ctx: JobContext) -> dict:
+        state, start = init_state(config), 0
+        if (ckpt := ctx.latest_checkpoint()) is not None:   # resumed after stop/crash
+            state, start = load(ckpt)
+        for step in range(start + 1, total + 1):
+            loss = train_step(state)
+            ctx.progress(step, total, loss=loss)
+            if step % every == 0 or step == total:
+                ctx.save_checkpoint(f"step-{step:06d}.pt", lambda p: torch.save(state, p), keep=2)
+            if ctx.should_stop():                           # stop / cancel / blocks while paused
+                ctx.save_checkpoint(f"step-{step:06d}.pt", lambda p: torch.save(state, p), keep=2)
+                return {"stopped_at": step}
+        return {"final_loss": loss}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.io import _jsonable, atomic_write_json
+from core.jobs import store
+
+HISTORY_POINTS = 200  # loss points kept in progress.json; the full series is in metrics.jsonl
+PROGRESS_EVERY_S = 0.2  # progress.json is rewritten at most this often (the last step always)
+PAUSE_POLL_S = 0.1
+
+
+class JobContext:
+    """Handle a kind function uses to talk to the outside world (one per worker attempt).
+
+    Attributes: ``run_dir``, ``checkpoint_dir``, ``samples_dir`` (Paths), ``device`` (e.g.
+    ``"cpu"``, ``"cuda:0"``), ``run_id``, ``attempt`` (1 for the first start, +1 per resume) and
+    ``stop_reason`` (None, ``"stop"`` or ``"cancel"`` once :meth:`should_stop` returned True).
+    """
+
+    def __init__(self, run_dir: Path, device: str = "cpu", attempt: int = 1) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_id = self.run_dir.name
+        self.device = device
+        self.attempt = attempt
+        self.checkpoint_dir = self.run_dir / store.CHECKPOINTS
+        self.samples_dir = self.run_dir / store.SAMPLES
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        self.stop_reason: str | None = None
+        self.terminate_requested = False  # set by the worker's SIGTERM handler
+        self._t0: float | None = None
+        self._step0 = 0
+        self._last_write = 0.0
+        self._pending: dict[str, Any] | None = None
+        previous = store.read_json(self.run_dir / store.PROGRESS) or {}
+        self._history: deque[dict[str, Any]] = deque(
+            previous.get("history") or [], maxlen=HISTORY_POINTS
+        )
+
+    # ------------------------------------------------------------ progress
+
+    def progress(
+        self,
+        step: int,
+        total: int | None,
+        loss: float | None = None,
+        message: str | None = None,
+        **metrics: Any,
+    ) -> None:
+        """Report that ``step`` of ``total`` is done (steps count from 1).
+
+        Appends ``{step, loss, t, **metrics}`` to ``metrics.jsonl`` and rewrites ``progress.json``
+        (step, total, loss, eta_seconds, message, metrics, history) at most every 0.2 s and on the
+        last step. ETA = seconds per step in this attempt × steps left.
+        """
+        now = time.time()
+        if self._t0 is None:
+            # The first call of an attempt marks where timing starts; steps before it (done in an
+            # earlier attempt, or before the first report) are not used for the rate.
+            self._t0, self._step0 = now, step - 1
+        eta = None
+        if total is not None and step > self._step0:
+            eta = (now - self._t0) / (step - self._step0) * max(0, total - step)
+        loss = None if loss is None else float(loss)
+        record = {"step": step, "loss": loss, "t": round(now, 3), **metrics}
+        with open(self.run_dir / store.METRICS, "a") as f:
+            f.write(json.dumps(_jsonable(record)) + "\n")
+            f.flush()
+        if loss is not None:
+            self._history.append({"step": step, "loss": loss})
+        self._pending = {
+            "step": step,
+            "total": total,
+            "loss": loss,
+            "eta_seconds": None if eta is None else round(eta, 1),
+            "message": message,
+            "metrics": metrics,
+            "updated": store.now_iso(),
+            "history": list(self._history),
+        }
+        if now - self._last_write >= PROGRESS_EVERY_S or (total is not None and step >= total):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the latest reported progress now (the worker calls it when the job ends)."""
+        if self._pending is not None:
+            atomic_write_json(self.run_dir / store.PROGRESS, self._pending)
+            self._pending = None
+            self._last_write = time.time()
+
+    def log(self, msg: str) -> None:
+        """Append a timestamped line to the run's ``log.txt`` (the worker's stdout)."""
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    # ------------------------------------------------------------ control
+
+    def control_action(self) -> str | None:
+        """The latest control request (``stop``, ``pause``, ``resume``, ``cancel``) or None."""
+        control = store.read_json(self.run_dir / store.CONTROL)
+        return control.get("action") if isinstance(control, dict) else None
+
+    def should_stop(self) -> bool:
+        """True when the job should save and return (stop or cancel requested, or SIGTERM).
+
+        Call it once per step. While a pause is requested it blocks (state ``paused``, heartbeat
+        kept fresh) until resume, stop or cancel arrives.
+        """
+        action = self.control_action()
+        if action == "pause":
+            self.flush()
+            self._set_state("paused")
+            self.log("paused")
+            while action == "pause" and not self.terminate_requested:
+                time.sleep(PAUSE_POLL_S)
+                action = self.control_action()
+            if action not in ("stop", "cancel"):
+                self._set_state("running")
+                self.log("resumed")
+        if action in ("stop", "cancel"):
+            self.stop_reason = action
+        elif self.terminate_requested:
+            self.stop_reason = "stop"
+        else:
+            return False
+        self.flush()
+        return True
+
+    def _set_state(self, state: str) -> None:
+        pid = os.getpid()
+
+        def change(s: dict[str, Any]) -> dict[str, Any] | None:
+            if s.get("pid") != pid or s.get("state") not in store.ACTIVE_STATES:
+                return None
+            return {"state": state, "heartbeat": store.now_iso()}
+
+        store.update_status(self.run_dir, change)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def latest_checkpoint(self) -> Path | None:
+        """Newest complete checkpoint saved with :meth:`save_checkpoint` (None on a fresh run)."""
+        pointer = store.read_json(self.checkpoint_dir / "latest.json")
+        if isinstance(pointer, dict) and pointer.get("name"):
+            path = self.checkpoint_dir / str(pointer["name"])
+            if path.exists():
+                return path
+        # Pointer missing (killed between the rename and the pointer write): newest by mtime.
+        candidates = [
+            p
+            for p in self.checkpoint_dir.iterdir()
+            if not p.name.startswith(".") and p.name != "latest.json"
+        ]
+        return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+    def save_checkpoint(
+        self, name: str, writer: Callable[[Path], None], keep: int | None = None
+    ) -> Path:
+        """Atomically save checkpoint ``name`` (a file or a folder) under ``checkpoint_dir``.
+
+        ``writer(tmp_path)`` writes to a fresh temporary path (e.g. ``torch.save(state, p)`` or
+        ``model.save_pretrained(p)``); it is renamed into place only when complete, then
+        ``latest.json`` points at it. ``keep`` prunes all but the newest ``keep`` checkpoints.
+        """
+        if not name or "/" in name or name.startswith(".") or name == "latest.json":
+            raise ValueError(f"checkpoint name {name!r}: use a plain file name like 'step-100.pt'")
+        final = self.checkpoint_dir / name
+        tmp = self.checkpoint_dir / f".{name}.{os.getpid()}.tmp"
+        _remove(tmp)
+        try:
+            writer(tmp)
+            if not tmp.exists():
+                raise ValueError(f"checkpoint writer did not create {tmp}")
+            _fsync(tmp)
+            if final.is_dir() and tmp.is_dir():
+                old = self.checkpoint_dir / f".{name}.old"
+                _remove(old)
+                os.replace(final, old)
+                os.replace(tmp, final)
+                _remove(old)
+            else:
+                os.replace(tmp, final)
+        except BaseException:
+            _remove(tmp)
+            raise
+        saved = [final.name]
+        pointer = store.read_json(self.checkpoint_dir / "latest.json") or {}
+        saved = [n for n in pointer.get("saved", []) if n != final.name] + saved
+        if keep is not None and keep > 0:
+            for old_name in saved[:-keep]:
+                _remove(self.checkpoint_dir / old_name)
+            saved = saved[-keep:]
+        atomic_write_json(
+            self.checkpoint_dir / "latest.json",
+            {"name": final.name, "saved": saved, "time": store.now_iso()},
+        )
+        self.log(f"checkpoint {final.name}")
+        return final
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for p in files:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def install_sigterm(ctx: JobContext) -> None:
+    """Make SIGTERM a graceful stop request: ``should_stop()`` returns True at the next step."""
+
+    def handler(signum: int, frame: Any) -> None:
+        ctx.terminate_requested = True
+
+    signal.signal(signal.SIGTERM, handler)

@@ -1,0 +1,367 @@
+"""The run store: run directories, their JSON files, and reading them back safely.
+
+Layout of one run (``runs_dir()/<run_id>/``)::
+
+    config.json     kind, target, config, device, created, metadata (seed, git commit, versions)
+    status.json     state, pid, host, attempt, queued_at, started, updated, heartbeat, finished,
+                    error (traceback tail), error_message (one line), device
+    progress.json   step, total, loss, eta_seconds, message, metrics, history (last N points)
+    metrics.jsonl   one JSON line per progress call (appended, flushed; a torn last line is skipped)
+    control.json    the latest control request from outside: {"action": stop|pause|resume|cancel}
+    log.txt         worker stdout/stderr
+    result.json     final metrics, written only on completion
+    checkpoints/    for the kind; ``latest.json`` points at the newest complete checkpoint
+    samples/        for the kind
+
+Every JSON file is written with :func:`core.io.atomic_write_json`; readers treat a missing or
+unparsable file as absent. Status changes are read-modify-write under a per-run ``flock`` so the
+worker, its heartbeat thread and outside readers never lose each other's updates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from core.io import atomic_write_json, runs_dir
+
+JobState = Literal["queued", "running", "paused", "stopped", "cancelled", "failed", "completed"]
+STATES: tuple[str, ...] = (
+    "queued",
+    "running",
+    "paused",
+    "stopped",
+    "cancelled",
+    "failed",
+    "completed",
+)
+ACTIVE_STATES = frozenset({"queued", "running", "paused"})  # a worker process should exist
+TERMINAL_STATES = frozenset({"stopped", "cancelled", "failed", "completed"})
+
+CONFIG, STATUS, PROGRESS, CONTROL, RESULT = (
+    "config.json",
+    "status.json",
+    "progress.json",
+    "control.json",
+    "result.json",
+)
+METRICS, LOG = "metrics.jsonl", "log.txt"
+CHECKPOINTS, SAMPLES = "checkpoints", "samples"
+
+# A queued run whose worker never recorded its pid within this many seconds is reported failed.
+START_TIMEOUT_S = 60.0
+# Heartbeat age after which a run on *another host* (pid not checkable) is reported failed.
+STALE_HEARTBEAT_S = float(os.environ.get("IMPLOSION_JOB_STALE_S", "300"))
+
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# ---------------------------------------------------------------- time and ids
+
+
+def now_iso() -> str:
+    """Current UTC time as ISO-8601 with microseconds (sortable, JSON friendly)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def age_s(iso: str | None) -> float | None:
+    """Seconds since an ISO timestamp written by :func:`now_iso` (None if missing or unparsable)."""
+    if not iso:
+        return None
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def new_run_id(kind: str) -> str:
+    """``<UTC yyyymmdd-hhmmss>-<kind slug>-<6 hex>``: sortable by time and URL-safe."""
+    slug = re.sub(r"[^a-z0-9]+", "-", kind.rsplit(":", 1)[-1].lower()).strip("-")[:24] or "job"
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{slug}-{secrets.token_hex(3)}"
+
+
+# ---------------------------------------------------------------- paths
+
+
+def jobs_root(create: bool = False) -> Path:
+    """The runs directory; with ``create`` make sure it is writable (ValueError naming the fix)."""
+    root = runs_dir().expanduser().resolve()
+    if create:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".probe-{os.getpid()}-{secrets.token_hex(3)}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise ValueError(
+                f"runs directory {root} is not writable ({e.strerror or e}); "
+                "set IMPLOSION_RUNS to a writable directory"
+            ) from e
+    return root
+
+
+def locks_dir() -> Path:
+    """``runs_dir()/.locks``: device locks (flock) live here."""
+    path = jobs_root(create=True) / ".locks"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def _run_dirs() -> list[Path]:
+    root = jobs_root()
+    if not root.is_dir():
+        return []
+    return [p for p in root.iterdir() if p.is_dir() and (p / CONFIG).is_file()]
+
+
+def run_path(run_id: str) -> Path:
+    """Directory of ``run_id``; ValueError listing the most recent ids when it does not exist."""
+    run_id = str(run_id).strip().rstrip("/")
+    if run_id and _RUN_ID_RE.match(run_id):
+        path = jobs_root() / run_id
+        if (path / CONFIG).is_file():
+            return path
+    recent = [r["run_id"] for r in list_runs(limit=5, refresh=False)]
+    hint = f"recent runs: {', '.join(recent)}" if recent else f"no runs yet in {jobs_root()}"
+    raise ValueError(f"unknown run {run_id!r}; {hint} (see `implosion jobs list`)")
+
+
+# ---------------------------------------------------------------- reading and writing
+
+
+def read_json(path: Path) -> Any:
+    """Parsed JSON at ``path``, or None if the file is missing or unreadable (never raises)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Lines of a JSON-lines file; a torn or unparsable line (killed mid-append) is skipped."""
+    out: list[dict[str, Any]] = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            obj = json.loads(line)
+            if isinstance(obj, dict):
+                out.append(obj)
+    return out
+
+
+_thread_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def status_lock(run_dir: Path) -> Iterator[None]:
+    """Exclusive lock over a run's status (flock across processes, a mutex across threads)."""
+    with _thread_lock, open(Path(run_dir) / ".status.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """``status.json`` as written (no crash detection); an empty dict if missing."""
+    status = read_json(Path(run_dir) / STATUS)
+    return status if isinstance(status, dict) else {}
+
+
+def update_status(
+    run_dir: Path, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> dict[str, Any]:
+    """Read-modify-write ``status.json`` under the run lock.
+
+    ``change(status)`` returns the fields to update (``updated`` is stamped), or None to leave the
+    file alone; it may raise ValueError to refuse a transition. Returns the resulting status.
+    """
+    with status_lock(run_dir):
+        status = read_status(run_dir)
+        fields = change(dict(status))
+        if fields is None:
+            return status
+        status.update(fields)
+        status["updated"] = now_iso()
+        atomic_write_json(Path(run_dir) / STATUS, status)
+        return status
+
+
+# ---------------------------------------------------------------- liveness
+
+# Workers started by this process: polled so that dead ones are reaped instead of lingering as
+# zombies (a zombie still answers kill(pid, 0)).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def track_child(proc: subprocess.Popen[bytes]) -> None:
+    """Remember a worker started by this process so it can be reaped when it exits."""
+    _children[proc.pid] = proc
+
+
+def _reap_children() -> None:
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            _children.pop(pid, None)
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether ``pid`` is a live job worker on this host (zombies and reused pids count as dead)."""
+    if not pid:
+        return False
+    _reap_children()
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
+        return b"core.jobs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): trust kill(0)
+
+
+def _log_tail(run_dir: Path, n: int = 3) -> str:
+    lines = read_log(run_dir, tail=n).strip().splitlines()
+    return " | ".join(line.strip() for line in lines if line.strip())
+
+
+def _death_reason(status: dict[str, Any], run_dir: Path) -> str | None:
+    """Why an active-looking status is actually dead, or None if its worker looks alive."""
+    if status.get("state") not in ACTIVE_STATES:
+        return None
+    pid = status.get("pid")
+    if status.get("host") not in (None, socket.gethostname()):
+        hb = age_s(status.get("heartbeat") or status.get("updated"))
+        if hb is not None and hb > STALE_HEARTBEAT_S:
+            return f"no heartbeat from host {status.get('host')} for {hb:.0f} s"
+        return None
+    if pid is None:
+        waited = age_s(status.get("queued_at"))
+        if waited is not None and waited > START_TIMEOUT_S:
+            return f"worker did not start within {START_TIMEOUT_S:.0f} s"
+        return None
+    if pid_alive(pid):
+        return None
+    return f"worker process {pid} died unexpectedly (killed, out of memory or crashed)"
+
+
+def refresh_status(run_dir: Path) -> dict[str, Any]:
+    """Status with crash detection: an active run whose worker is dead is persisted as failed."""
+    status = read_status(run_dir)
+    if _death_reason(status, run_dir) is None:
+        return status
+
+    def mark_failed(current: dict[str, Any]) -> dict[str, Any] | None:
+        reason = _death_reason(current, run_dir)  # re-check under the lock
+        if reason is None:
+            return None
+        tail = _log_tail(run_dir)
+        msg = f"{reason}; resume it with `implosion jobs resume {run_dir.name}`"
+        return {
+            "state": "failed",
+            "error_message": msg,
+            "error": msg + (f"\nlast log lines: {tail}" if tail else ""),
+            "finished": now_iso(),
+        }
+
+    return update_status(run_dir, mark_failed)
+
+
+# ---------------------------------------------------------------- listing
+
+
+def read_log(run: str | Path, tail: int | None = None) -> str:
+    """Worker log of a run (a run id or directory); only the last ``tail`` lines if given."""
+    run_dir = Path(run) if isinstance(run, Path) else run_path(run)
+    try:
+        with open(run_dir / LOG, "rb") as f:
+            if tail is not None:
+                # Read only the end of big logs.
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - max(4096, 400 * tail)))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    if tail is None:
+        return text
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[-tail:]) if tail > 0 else ""
+
+
+def _summary(run_dir: Path, refresh: bool) -> dict[str, Any]:
+    config = read_json(run_dir / CONFIG) or {}
+    status = refresh_status(run_dir) if refresh else read_status(run_dir)
+    progress = read_json(run_dir / PROGRESS) or {}
+    return {
+        "run_id": run_dir.name,
+        "kind": config.get("kind"),
+        "state": status.get("state", "queued"),
+        "device": config.get("device"),
+        "created": config.get("created"),
+        "step": progress.get("step"),
+        "total": progress.get("total"),
+        "loss": progress.get("loss"),
+        "eta_seconds": progress.get("eta_seconds"),
+        "message": progress.get("message"),
+        "error_message": status.get("error_message"),
+    }
+
+
+def list_runs(limit: int | None = None, refresh: bool = True) -> list[dict[str, Any]]:
+    """Runs newest first: run_id, kind, state, device, created, step, total, loss, eta, message.
+
+    With ``refresh`` (default) dead workers are detected and their runs persisted as failed.
+    """
+    dirs = sorted(
+        _run_dirs(),
+        key=lambda p: ((read_json(p / CONFIG) or {}).get("created") or "", p.name),
+        reverse=True,
+    )
+    if limit is not None:
+        dirs = dirs[:limit]
+    return [_summary(p, refresh) for p in dirs]
+
+
+def read_run(run_id: str) -> dict[str, Any]:
+    """Everything about one run: run_id, run_dir, config, status, progress, result (or None).
+
+    Dead workers are detected here (state persisted as failed). Unknown ids raise ValueError.
+    """
+    run_dir = run_path(run_id)
+    return {
+        "run_id": run_dir.name,
+        "run_dir": str(run_dir),
+        "config": read_json(run_dir / CONFIG) or {},
+        "status": refresh_status(run_dir),
+        "progress": read_json(run_dir / PROGRESS),
+        "result": read_json(run_dir / RESULT),
+    }
+
+
+def read_metrics(run_id: str) -> list[dict[str, Any]]:
+    """Per-step records from ``metrics.jsonl`` (the last record wins for steps redone on resume)."""
+    by_step: dict[Any, dict[str, Any]] = {}
+    for rec in read_jsonl(run_path(run_id) / METRICS):
+        by_step[rec.get("step")] = rec
+    return list(by_step.values())
