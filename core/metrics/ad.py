@@ -150,7 +150,7 @@ def calibrate_scale(
     with _engine.compute_context():
         prep = _engine.Prepared(source, device, torch.float64, _engine.DEFAULT_BLOCK_CPU, False)
     lo, hi = (float(v) for v in np.quantile(prep.s, [lo_q, hi_q]))
-    if not lo < hi:
+    if not hi - lo > 1e-9:  # identical cosines up to rounding: no interval to map
         raise ValueError(
             f"image_emb/text_emb: matched cosines have no spread between the {lo_q:g} and "
             f"{hi_q:g} quantiles (both {lo:.4g}); use a varied clean reference set or scale=None"
