@@ -54,6 +54,7 @@ class JobContext:
         self.samples_dir = self.run_dir / store.SAMPLES
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.samples_dir.mkdir(parents=True, exist_ok=True)
+        self._clean_checkpoint_dir()
         self.stop_reason: str | None = None
         self.terminate_requested = False  # set by the worker's SIGTERM handler
         self._t0: float | None = None
@@ -180,6 +181,14 @@ class JobContext:
         ]
         return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
 
+    def _clean_checkpoint_dir(self) -> None:
+        """Undo what a worker killed inside :meth:`save_checkpoint` left behind."""
+        for path in self.checkpoint_dir.glob(".*"):
+            if path.name.endswith(".old") and not (self.checkpoint_dir / path.name[1:-4]).exists():
+                os.replace(path, self.checkpoint_dir / path.name[1:-4])  # killed mid-swap
+            elif path.name.endswith((".old", ".tmp")):
+                _remove(path)
+
     def save_checkpoint(
         self, name: str, writer: Callable[[Path], None], keep: int | None = None
     ) -> Path:
@@ -210,17 +219,15 @@ class JobContext:
         except BaseException:
             _remove(tmp)
             raise
-        saved = [final.name]
         pointer = store.read_json(self.checkpoint_dir / "latest.json") or {}
-        saved = [n for n in pointer.get("saved", []) if n != final.name] + saved
-        if keep is not None and keep > 0:
-            for old_name in saved[:-keep]:
-                _remove(self.checkpoint_dir / old_name)
-            saved = saved[-keep:]
+        saved = [n for n in pointer.get("saved", []) if n != final.name] + [final.name]
+        keep_n = len(saved) if keep is None or keep <= 0 else keep
         atomic_write_json(
             self.checkpoint_dir / "latest.json",
-            {"name": final.name, "saved": saved, "time": store.now_iso()},
+            {"name": final.name, "saved": saved[-keep_n:], "time": store.now_iso()},
         )
+        for old_name in saved[:-keep_n]:  # pruned only once the pointer has moved on
+            _remove(self.checkpoint_dir / old_name)
         self.log(f"checkpoint {final.name}")
         return final
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from conftest import COUNT, all_json_parses, state, step, wait_for
@@ -65,8 +66,6 @@ def test_pause_blocks_and_resume_continues(start):
     with pytest.raises(ValueError, match="resume it with"):
         jobs.pause_job(run_id)
     frozen = step(run_id)
-    import time
-
     time.sleep(0.3)
     assert step(run_id) == frozen and state(run_id) == "paused"
     jobs.resume_job(run_id)
