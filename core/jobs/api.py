@@ -51,6 +51,18 @@ def _spawn(run_dir: Path) -> int:
     return proc.pid
 
 
+def _spawn_or_fail(run_dir: Path) -> int:
+    """:func:`_spawn`, recording a failure to launch in the run instead of leaving it queued."""
+    try:
+        return _spawn(run_dir)
+    except OSError as e:
+        message = f"could not start the worker process: {e}"
+        store.update_status(
+            run_dir, lambda s: {"state": "failed", "error_message": message, "error": message}
+        )
+        raise ValueError(f"run {run_dir.name}: {message}") from e
+
+
 def _busy_error(device: str, holder: str) -> ValueError:
     return ValueError(f"device {device} is busy with run {holder}; wait, stop it, or pass --queue")
 
@@ -120,7 +132,7 @@ def start_job(
                 "metadata": run_metadata(seed if seed is not None else config.get("seed")),
             },
         )
-        _spawn(run_dir)
+        _spawn_or_fail(run_dir)
     return run_id
 
 
@@ -200,7 +212,7 @@ def resume_job(run_id: str, *, queue: bool = False) -> dict[str, Any]:
 
         (run_dir / store.CONTROL).unlink(missing_ok=True)  # an old "stop" must not stop it again
         status = store.update_status(run_dir, requeue)
-        _spawn(run_dir)
+        _spawn_or_fail(run_dir)
     return status
 
 

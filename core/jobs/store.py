@@ -285,7 +285,10 @@ def refresh_status(run_dir: Path) -> dict[str, Any]:
             "finished": now_iso(),
         }
 
-    return update_status(run_dir, mark_failed)
+    try:
+        return update_status(run_dir, mark_failed)
+    except OSError:  # a read-only view of someone else's runs: report it, persist nothing
+        return {**status, **(mark_failed(status) or {})}
 
 
 # ---------------------------------------------------------------- listing

@@ -13,6 +13,7 @@ import pytest
 from conftest import COUNT, all_json_parses, state, wait_for
 
 from core import jobs
+from core.io import atomic_write_json
 from core.jobs import store
 
 
@@ -106,3 +107,19 @@ def test_register_kind(start):
     assert "counter-test" in run_id
     assert jobs.wait_job(run_id, timeout=20)["state"] == "completed"
     assert jobs.read_run(run_id)["config"]["target"] == COUNT
+
+
+def test_stale_heartbeat_on_another_host_and_worker_that_never_started(start, monkeypatch):
+    run_id = start(steps=2)
+    jobs.wait_job(run_id, timeout=20)
+    run_dir = store.jobs_root() / run_id
+    old = "2000-01-01T00:00:00+00:00"
+    atomic_write_json(
+        run_dir / "status.json",
+        {"state": "running", "pid": 1, "host": "elsewhere", "heartbeat": old},
+    )
+    status = jobs.read_run(run_id)["status"]
+    assert status["state"] == "failed" and "no heartbeat from host elsewhere" in status["error"]
+    atomic_write_json(run_dir / "status.json", {"state": "queued", "pid": None, "queued_at": old})
+    assert jobs.list_runs()[0]["state"] == "failed"
+    assert "did not start" in store.read_status(run_dir)["error_message"]
