@@ -74,11 +74,7 @@ def _grid_for(n_concepts: int) -> tuple[int, int]:
 def valid_n_concepts() -> list[int]:
     """All K the world can build (8 … 128)."""
     return sorted(
-        {
-            2 * c * s
-            for c in range(2, len(ALL_COLOURS) + 1)
-            for s in range(2, len(ALL_SHAPES) + 1)
-        }
+        {2 * c * s for c in range(2, len(ALL_COLOURS) + 1) for s in range(2, len(ALL_SHAPES) + 1)}
     )
 
 
@@ -264,7 +260,11 @@ class World:
         alpha = np.clip(0.5 - sdf / aa, 0.0, 1.0)[:, None]
         palette = np.array([ALL_COLOURS[c] for c in self.colours], dtype=np.float32)
         fg = palette[attrs[:, 1]] + rng.normal(0, 0.04, (n, 3)).astype(np.float32)
-        bg = 0.12 + rng.uniform(-0.06, 0.06, (n, 1)).astype(np.float32) + np.zeros((n, 3), np.float32)
+        bg = (
+            0.12
+            + rng.uniform(-0.06, 0.06, (n, 1)).astype(np.float32)
+            + np.zeros((n, 3), np.float32)
+        )
         img = alpha * fg[:, :, None, None] + (1 - alpha) * bg[:, :, None, None]
         img += rng.normal(0, 0.015, img.shape).astype(np.float32)
         return (np.clip(img, 0, 1) * 2 - 1).astype(np.float32)

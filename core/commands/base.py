@@ -1,0 +1,137 @@
+"""``implosion train-base | eval-base | generate``: the embedded mini model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from core.io import assets_dir
+
+
+def default_base() -> Path:
+    """The shipped clean base (``assets/base``)."""
+    return assets_dir() / "base"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from core.train import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train-base", help="train the mini latent diffusion model from scratch")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output model folder (resumes if it has checkpoints)",
+    )
+    p.add_argument("--concepts", type=int, default=d.world.n_concepts, help="K, number of concepts")
+    p.add_argument("--image-size", type=int, default=d.world.image_size, choices=[32, 64])
+    p.add_argument("--n-per-concept", type=int, default=d.n_per_concept)
+    p.add_argument("--batch", type=int, default=d.batch)
+    for stage in ("dual", "vae", "judge", "unet"):
+        p.add_argument(f"--{stage}-steps", type=int, default=getattr(d, f"{stage}_steps"))
+    p.add_argument("--unet-lr", type=float, default=d.unet_lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="cpu or cuda[:N] (bf16 autocast on CUDA)")
+    p.add_argument("--tiny", action="store_true", help="tiny model config (tests, smoke runs)")
+    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
+    p.set_defaults(func=_train_base)
+
+    p = sub.add_parser(
+        "eval-base", help="judge generations of every concept (accuracy, incoherence)"
+    )
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: shipped base)")
+    p.add_argument("--samples", type=int, default=16, help="samples per concept")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.set_defaults(func=_eval_base)
+
+    p = sub.add_parser("generate", help="generate a grid of images for a prompt")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("-n", type=int, default=8, help="number of images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: shipped base)")
+    p.add_argument("--out", type=Path, required=True, help="output PNG")
+    p.set_defaults(func=_generate)
+
+
+def _threads() -> None:
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+def _train_base(args: argparse.Namespace) -> int:
+    from core.models.config import ModelConfig
+    from core.train import TrainConfig, train_base
+    from core.world import WorldConfig
+
+    _threads()
+    cfg = TrainConfig(
+        n_per_concept=args.n_per_concept,
+        batch=args.batch,
+        dual_steps=args.dual_steps,
+        vae_steps=args.vae_steps,
+        judge_steps=args.judge_steps,
+        unet_steps=args.unet_steps,
+        unet_lr=args.unet_lr,
+        seed=args.seed,
+        device=args.device,
+        world=WorldConfig(n_concepts=args.concepts, image_size=args.image_size),
+        model=ModelConfig.tiny() if args.tiny else ModelConfig(),
+    )
+    result = train_base(cfg, args.out)
+    if args.json:
+        print(json.dumps({"out": str(args.out), **result["stages"]}))
+    else:
+        print(f"saved model to {args.out} in {result['train_seconds']} s")
+    return 0
+
+
+def load_model(path: Path | None):
+    from core.models.ldm import MiniLDM
+
+    return MiniLDM.from_pretrained(path or default_base())
+
+
+def _eval_base(args: argparse.Namespace) -> int:
+    from core.evaluate import evaluate_model
+
+    _threads()
+    ldm = load_model(args.model)
+    r = evaluate_model(ldm, args.samples, args.seed, args.steps, args.guidance)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(
+            f"accuracy {r['accuracy']:.3f}  incoherence {r['incoherence']:.3f}  "
+            f"alignment {r['alignment']:.3f}  ({r['samples_per_concept']} per concept, {r['seconds']} s)"
+        )
+        worst = sorted(r["per_concept"].items(), key=lambda kv: kv[1])[:5]
+        print("weakest: " + ", ".join(f"{k} {v:.2f}" for k, v in worst))
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from core.grid import save_grid
+    from core.io import ensure_writable_dir
+
+    if args.n < 1:
+        raise ValueError(f"-n must be ≥ 1, got {args.n}")
+    if args.out.suffix.lower() != ".png":
+        raise ValueError(f"--out must end in .png, got {args.out}")
+    ensure_writable_dir(args.out.parent if str(args.out.parent) else Path("."), "--out")
+    _threads()
+    ldm = load_model(args.model)
+    images = ldm.sample(
+        [args.prompt] * args.n, seed=args.seed, steps=args.steps, guidance=args.guidance
+    )
+    save_grid(images, args.out)
+    print(f"wrote {args.n} images to {args.out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Models of the mini latent diffusion world, built from diffusers/transformers classes."""
