@@ -152,9 +152,12 @@ def run(args: argparse.Namespace) -> int:
 def format_table(result: ADResult, per_concept: dict[str, Any] | None = None) -> str:
     """Short human-readable summary of an AD result."""
     a = result.alpha
-    scale = f"[{result.scale[0]:g}, {result.scale[1]:g}]" if result.scale is not None else "none"
+    if result.scale is None:
+        scale = "none (raw cosines)"
+    else:
+        scale = f"[{result.scale[0]:g}, {result.scale[1]:g}] ({result.calibration})"
     lines = [
-        f"Alignment Difficulty  n={result.n:,}  alpha={a:g}  scale={scale} ({result.calibration})",
+        f"Alignment Difficulty  n={result.n:,}  alpha={a:g}  scale={scale}",
         f"  {'term':<8}{'value':>10}{'weight':>9}",
         f"  {'D_fea':<8}{result.d_fea:>10.4f}{a:>9.2f}",
         f"  {'D_stru':<8}{result.d_stru:>10.4f}{1 - a:>9.2f}",

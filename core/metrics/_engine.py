@@ -62,41 +62,52 @@ class Source:
         """True for memory-mapped input: read block by block, never materialised."""
         return isinstance(self.image, np.memmap) or isinstance(self.text, np.memmap)
 
-    def _raw(self, a: np.ndarray | torch.Tensor, sel: slice | np.ndarray) -> torch.Tensor:
-        if isinstance(a, torch.Tensor):
-            idx = sel if isinstance(sel, slice) else torch.as_tensor(sel, device=a.device)
-            return a.detach()[idx].to(torch.float64)
-        # Only the selected rows are converted to float64 (a memmap stays on disk otherwise).
-        return torch.from_numpy(np.asarray(a[sel], dtype=np.float64))
-
-    def rows(
-        self, sel: slice | np.ndarray, device: torch.device, offset: int = 0
+    def raw(
+        self, sel: slice | np.ndarray, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Checked, L2-normalised float64 rows ``(x, y)`` of the selection, on ``device``."""
-        x = self._raw(self.image, sel).to(device)
-        y = self._raw(self.text, sel).to(device)
-        return _normalise(x, "image_emb", sel, offset), _normalise(y, "text_emb", sel, offset)
+        """Rows ``(x, y)`` of the selection as float64 on ``device``, not normalised."""
+        return _raw(self.image, sel, device), _raw(self.text, sel, device)
 
 
-def _normalise(v: torch.Tensor, field: str, sel: slice | np.ndarray, offset: int) -> torch.Tensor:
-    def row_of(bad: torch.Tensor) -> int:
+_TORCH_NUMPY_FLOATS = (np.float16, np.float32, np.float64)
+
+
+def _raw(
+    a: np.ndarray | torch.Tensor, sel: slice | np.ndarray, device: torch.device
+) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        idx = sel if isinstance(sel, slice) else torch.as_tensor(sel, device=a.device)
+        return a.detach()[idx].to(device=device, dtype=torch.float64)
+    # Only the selected rows are read (a memmap stays on disk otherwise); they travel to the
+    # device in their own dtype and are widened to float64 there.
+    block = a[sel]
+    if block.dtype not in _TORCH_NUMPY_FLOATS:  # e.g. longdouble
+        block = block.astype(np.float64)
+    elif isinstance(block, np.memmap) or not (block.flags.writeable and block.flags.c_contiguous):
+        block = np.array(block)  # a plain, writable copy of just these rows
+    return torch.from_numpy(block).to(device=device, dtype=torch.float64)
+
+
+def checked_norms(v: torch.Tensor, field: str, sel: slice | np.ndarray) -> torch.Tensor:
+    """L2 norms (rows,) of float64 rows ``v``; ValueError naming the row for NaN/inf/zero."""
+
+    def first(bad: torch.Tensor) -> tuple[int, int]:  # (row in block, row in the dataset)
         k = int(torch.nonzero(bad)[0, 0])
-        return int(sel[k]) if isinstance(sel, np.ndarray) else offset + k
+        return k, int(sel[k]) if isinstance(sel, np.ndarray) else (sel.start or 0) + k
 
-    finite = torch.isfinite(v).all(dim=1)
-    if not bool(finite.all()):
-        raise ValueError(
-            f"{field}: row {row_of(~finite)} contains NaN or inf; fix or drop that pair"
-        )
-    norm = torch.linalg.vector_norm(v, dim=1)
+    norm = torch.linalg.vector_norm(v, dim=1)  # NaN/inf anywhere in a row → non-finite norm
+    bad = ~torch.isfinite(norm)
+    if bool(bad.any()):
+        k, row = first(bad)
+        if not bool(torch.isfinite(v[k]).all()):
+            raise ValueError(f"{field}: row {row} contains NaN or inf; fix or drop that pair")
+        raise ValueError(f"{field}: row {row} is too large to normalise (overflow); rescale it")
     if not bool((norm > 0).all()):
+        _, row = first(norm <= 0)
         raise ValueError(
-            f"{field}: row {row_of(norm <= 0)} is a zero vector, so its cosine is undefined; "
-            "drop that pair"
+            f"{field}: row {row} is a zero vector, so its cosine is undefined; drop that pair"
         )
-    if not bool(torch.isfinite(norm).all()):  # float64 overflow: huge but finite entries
-        raise ValueError(f"{field}: row {row_of(~torch.isfinite(norm))} overflows; rescale it")
-    return v / norm[:, None]
+    return norm
 
 
 def check_pairs(image_emb: object, text_emb: object) -> Source:
@@ -182,8 +193,9 @@ def block_ranges(n: int, block: int) -> list[tuple[int, int]]:
 
 
 class Prepared:
-    """First pass over the data: validates every row, computes the matched cosines ``s`` (n,),
-    float64) and, unless streaming, keeps ``Z = [X | Y]`` (n×2d, ``dtype``) on ``device``."""
+    """First pass over the data: validates every row and computes the matched cosines ``s`` (n,)
+    float64 and inverse norms; unless streaming, keeps ``Z = [X | Y]`` normalised (n×2d,
+    ``dtype``) on ``device``. Later passes re-read rows and reuse the norms (no re-validation)."""
 
     def __init__(
         self,
@@ -194,34 +206,55 @@ class Prepared:
         keep: bool,
     ) -> None:
         self.source, self.device, self.dtype, self.block = source, device, dtype, block
-        self.n = source.n
-        s = np.empty(source.n, dtype=np.float64)
+        self.n = n = source.n
+        s = torch.empty(n, dtype=torch.float64, device=device)
+        self.rx = torch.empty(n, dtype=torch.float64, device=device)  # 1/|x_i|
+        self.ry = torch.empty(n, dtype=torch.float64, device=device)  # 1/|y_i|
         parts: list[torch.Tensor] = []
-        for a, b in block_ranges(source.n, block):
-            x, y = source.rows(slice(a, b), device, offset=a)
-            s[a:b] = (x * y).sum(dim=1).cpu().numpy()
+        for a, b in block_ranges(n, block):
+            sel = slice(a, b)
+            x, y = source.raw(sel, device)
+            self.rx[a:b] = 1.0 / checked_norms(x, "image_emb", sel)
+            self.ry[a:b] = 1.0 / checked_norms(y, "text_emb", sel)
+            s[a:b] = (x * y).sum(dim=1) * self.rx[a:b] * self.ry[a:b]
             if keep:
-                parts.append(torch.cat([x, y], dim=1).to(dtype))
-        self.s = np.clip(s, -1.0, 1.0)
+                parts.append(self._z(x, y, a, b))
+        self.s = np.clip(s.cpu().numpy(), -1.0, 1.0)
         self.z: torch.Tensor | None = torch.cat(parts) if keep else None
         d = source.d
         self.sign = torch.ones(2 * d, dtype=dtype, device=device)
         self.sign[d:] = -1.0
 
+    def _z(self, x: torch.Tensor, y: torch.Tensor, a: int, b: int) -> torch.Tensor:
+        z = torch.cat([x * self.rx[a:b, None], y * self.ry[a:b, None]], dim=1)
+        return z.to(self.dtype)
+
     def z_rows(self, a: int, b: int) -> torch.Tensor:
         """Z rows a..b (normalised [x | y]) in the compute dtype."""
         if self.z is not None:
             return self.z[a:b]
-        x, y = self.source.rows(slice(a, b), self.device, offset=a)
-        return torch.cat([x, y], dim=1).to(self.dtype)
+        x, y = self.source.raw(slice(a, b), self.device)
+        return self._z(x, y, a, b)
 
-    def z_take(self, idx: np.ndarray) -> torch.Tensor:
-        """Z rows at integer indices ``idx`` (any order, repeats allowed)."""
+    def pair_values(self, i: np.ndarray, j: np.ndarray) -> torch.Tensor:
+        """v_k = |cos(x_i,x_j) − cos(y_i,y_j)| (float64) for index arrays i, j (m,)."""
+        ti = torch.as_tensor(i, device=self.device)
+        tj = torch.as_tensor(j, device=self.device)
         if self.z is not None:
-            return self.z[torch.as_tensor(idx, device=self.device)]
+            return (self.z[ti] * (self.z[tj] * self.sign)).sum(dim=1, dtype=torch.float64).abs()
+        xi, yi = self._take(i)
+        xj, yj = self._take(j)
+        cx = (xi * xj).sum(dim=1) * self.rx[ti] * self.rx[tj]
+        cy = (yi * yj).sum(dim=1) * self.ry[ti] * self.ry[tj]
+        return (cx - cy).abs()
+
+    def _take(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.source.streaming:
+            return self.source.raw(idx, self.device)
         uniq, inv = np.unique(idx, return_inverse=True)  # sorted reads are memmap-friendly
-        x, y = self.source.rows(uniq, self.device)
-        return torch.cat([x, y], dim=1).to(self.dtype)[torch.as_tensor(inv, device=self.device)]
+        x, y = self.source.raw(uniq, self.device)
+        t = torch.as_tensor(inv, device=self.device)
+        return x[t], y[t]
 
 
 def structure_sum(

@@ -72,9 +72,7 @@ def sample_d_stru(
     v = np.empty(m, dtype=np.float64)
     for a in range(0, m, chunk):
         b = min(a + chunk, m)
-        z_i = prep.z_take(i[a:b])
-        w_j = prep.z_take(j[a:b]) * prep.sign
-        v[a:b] = (z_i * w_j).sum(dim=1, dtype=torch.float64).abs().cpu().numpy()
+        v[a:b] = prep.pair_values(i[a:b], j[a:b]).cpu().numpy()
     factor = (n - 1) / n
     est = factor * float(v.mean())
     se = factor * float(v.std(ddof=1)) / math.sqrt(m)

@@ -65,6 +65,14 @@ def test_zero_vector_names_row(xy):
         alignment_difficulty(torch.tensor(x), torch.tensor(y))
 
 
+def test_overflowing_row(xy):
+    x, y = xy
+    x = x.copy()
+    x[3] = 1e300
+    with pytest.raises(ValueError, match="image_emb: row 3 is too large to normalise"):
+        alignment_difficulty(x, y)
+
+
 def test_non_float_dtype(xy):
     x, y = xy
     with pytest.raises(ValueError, match="image_emb: dtype int64 is not floating point"):

@@ -159,3 +159,15 @@ def test_result_is_frozen():
     assert isinstance(r, ADResult)
     with pytest.raises(AttributeError):
         r.ad = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    x, y = pairs(3000, d=64, seed=11, dtype=np.float32)
+    cpu = alignment_difficulty(x, y, device="cpu")
+    fp32 = alignment_difficulty(x, y, device="cuda", block=1024)
+    fp64 = alignment_difficulty(x, y, device="cuda", precision="float64")
+    assert fp32.d_stru == pytest.approx(cpu.d_stru, rel=1e-5)
+    assert fp64.d_stru == pytest.approx(cpu.d_stru, rel=1e-9)
+    assert alignment_difficulty(x, y, device="cuda", sample=20_000).ci is not None
