@@ -16,7 +16,8 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "core.commands.base",  # train-base, eval-base, generate
     "core.commands.ad",  # ad
-    "core.commands.jobs",  # jobs, sweep, finetune, poison
+    "core.commands.sweep",  # sweep, finetune
+    "core.commands.jobs",  # jobs
     "core.commands.app",  # app
 )
 

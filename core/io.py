@@ -80,6 +80,16 @@ def atomic_write_with(path: Path, writer: Callable[[Path], None]) -> None:
         raise
 
 
+def atomic_save_npz(path: Path, arrays: dict[str, Any], compressed: bool = False) -> None:
+    """Atomically write a ``.npz`` (no pickled objects: load with ``allow_pickle=False``)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+
+    atomic_write_with(Path(path), write)
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}

@@ -42,8 +42,8 @@ class TrainConfig:
     batch: int = 256
     dual_steps: int = 600
     vae_steps: int = 800
-    judge_steps: int = 400
-    unet_steps: int = 4000
+    judge_steps: int = 1200
+    unet_steps: int = 3000
     lr: float = 1e-3
     unet_lr: float = 5e-4
     ema_decay: float = 0.999

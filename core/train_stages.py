@@ -90,22 +90,28 @@ def train_vae(ldm, config, images, g, st, stop, **_: Any) -> dict[str, float]:
 
 
 def train_judge(ldm, config, images, attrs, g, st, stop, **_: Any) -> dict[str, float]:
-    """Judge on real images and on VAE reconstructions (half of each batch), so generated images,
-    which pass through the decoder, are in distribution for it."""
+    """Judge on real images and on VAE reconstructions (one of each per image, precomputed), so
+    generated images, which pass through the decoder, are in distribution for it."""
     judge = ldm.judge.train()
+    with torch.no_grad():
+        rec = torch.cat(
+            [
+                ldm.vae.decode(
+                    ldm.vae.encode(images[i : i + 512]).latent_dist.sample()
+                ).sample.clamp(-1, 1)
+                for i in range(0, images.shape[0], 512)
+            ]
+        )
+    pool = torch.cat([images, rec])
+    pool_attrs = torch.cat([attrs, attrs])
     opt = torch.optim.AdamW(judge.parameters(), lr=config.lr, weight_decay=0.01)
     sched = warmup_cosine(opt, config.judge_steps)
-    nxt = batches(images.shape[0], config.batch, g)
+    nxt = batches(pool.shape[0], min(config.batch, 128), g)
     loss_v = float("nan")
     bar = st.loop("judge", config.judge_steps)
     for step in bar:
         idx = nxt()
-        x = images[idx]
-        half = x.shape[0] // 2
-        with torch.no_grad():
-            rec = ldm.vae.decode(ldm.vae.encode(x[:half]).latent_dist.sample()).sample.clamp(-1, 1)
-        x = torch.cat([rec, x[half:]])
-        loss = judge.loss(x, attrs[idx])
+        loss = judge.loss(pool[idx], pool_attrs[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -118,12 +124,12 @@ def train_judge(ldm, config, images, attrs, g, st, stop, **_: Any) -> dict[str, 
     judge.eval()
     held = ldm.world.sample(16, seed=config.seed + 10_000)  # held-out real images
     x = torch.from_numpy(held.images).to(ldm.device)
-    s = judge_scores(judge, x, torch.from_numpy(ldm.world.attribute_ids).to(ldm.device))
-    acc = float((s.predicted.cpu() == torch.from_numpy(held.labels)).float().mean())
+    table = torch.from_numpy(ldm.world.attribute_ids).to(ldm.device)
+    truth = torch.from_numpy(held.labels)
+    acc = float((judge_scores(judge, x, table).predicted.cpu() == truth).float().mean())
     with torch.no_grad():
-        rec = ldm.vae.decode(ldm.vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
-    s2 = judge_scores(judge, rec, torch.from_numpy(ldm.world.attribute_ids).to(ldm.device))
-    acc_rec = float((s2.predicted.cpu() == torch.from_numpy(held.labels)).float().mean())
+        rec_x = ldm.vae.decode(ldm.vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+    acc_rec = float((judge_scores(judge, rec_x, table).predicted.cpu() == truth).float().mean())
     return {"loss": loss_v, "heldout_accuracy": acc, "heldout_recon_accuracy": acc_rec}
 
 

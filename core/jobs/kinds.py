@@ -17,7 +17,7 @@ from typing import Any
 # Kinds every process knows without importing their modules first (the CLI and the worker start
 # cold). Training code plugs in here or calls register_kind() before start_job().
 _KINDS: dict[str, str] = {
-    "finetune": "core.finetune:run_job",
+    "finetune": "core.poison_run:run_job",
     "sweep": "core.sweep:run_job",
     "dummy": "core.jobs._testing:count",  # a harmless counter: smoke tests and demos
 }

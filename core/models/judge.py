@@ -27,20 +27,19 @@ class Judge(nn.Module):
         super().__init__()
         self.head_sizes = (n_sizes, n_colours, n_shapes)
         w = width
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
         self.features = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(w, w, 3, padding=1),
-            nn.GELU(),
+            *block(3, w),
+            *block(w, w),
             nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1),
-            nn.GELU(),
+            *block(w, 2 * w),
+            *block(2 * w, 2 * w),
             nn.MaxPool2d(2),
-            nn.Conv2d(2 * w, 4 * w, 3, padding=1),
-            nn.GELU(),
-            nn.AdaptiveAvgPool2d(1),
+            *block(2 * w, 4 * w),
+            nn.AdaptiveMaxPool2d(1),
             nn.Flatten(),
         )
         self.head = nn.Linear(4 * w, sum(self.head_sizes))

@@ -116,6 +116,11 @@ class MiniLDM:
     @staticmethod
     def from_pretrained(path: Path, device: str | torch.device = "cpu") -> MiniLDM:
         """Load a folder written by :meth:`save_pretrained`; errors name the missing file."""
+        from diffusers.utils import logging as dlog
+        from transformers.utils import logging as tlog
+
+        tlog.disable_progress_bar()
+        dlog.disable_progress_bar()
         path = Path(path)
         missing = [c for c in COMPONENTS if not (path / c).exists()]
         if missing:

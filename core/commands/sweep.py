@@ -1,0 +1,136 @@
+"""``implosion sweep`` and ``implosion finetune``: poisoning experiments (foreground or as jobs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep", help="AD and implosion metrics over C_P (number of poisoned concepts)"
+    )
+    p.add_argument("--preset", default="cpu-quick", help="ci-smoke | cpu-quick | gpu-full")
+    p.add_argument(
+        "--out", type=Path, required=True, help="output folder (resumes if it holds the same sweep)"
+    )
+    p.add_argument("--levels", type=int, nargs="+", default=None, help="C_P values, e.g. 0 4 8 16")
+    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--steps", type=int, default=None, help="fine-tune steps per level")
+    p.add_argument("--model", default=None, help="base model folder (default: shipped base)")
+    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument(
+        "--background", action="store_true", help="run as a background job; print its id"
+    )
+    p.add_argument(
+        "--queue", action="store_true", help="with --background: wait if the device is busy"
+    )
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser(
+        "finetune", help="poison chosen concepts and fine-tune the base (background job)"
+    )
+    p.add_argument(
+        "--concepts", nargs="+", required=True, help='concept names ("large red star") or ids'
+    )
+    p.add_argument("--method", default="dirty-label", choices=["dirty-label", "nightshade"])
+    p.add_argument("--targets", default="random", help="random | nearest | farthest")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        help="ratio of clean pairs (<1 or 1.0) or a count (>1, whole)",
+    )
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--params", default="all", choices=["all", "cross-attention"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=None)
+    p.add_argument(
+        "--wait", action="store_true", help="block until the job ends and print its result"
+    )
+    p.add_argument("--queue", action="store_true")
+    p.set_defaults(func=_finetune)
+
+
+def _budget(x: float) -> int | float:
+    return int(x) if x > 1 and float(x).is_integer() else x
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from core.sweep import preset, run_sweep
+
+    overrides = {
+        "levels": tuple(args.levels) if args.levels else None,
+        "seeds": tuple(args.seeds) if args.seeds else None,
+        "model": args.model,
+        "device": args.device,
+    }
+    cfg = preset(args.preset, **overrides)
+    if args.steps is not None:
+        cfg = replace(cfg, finetune=replace(cfg.finetune, steps=args.steps))
+    if args.background:
+        from core.jobs import start_job
+
+        job_cfg = {
+            "preset": args.preset,
+            "out": str(args.out.resolve()),
+            **{k: v for k, v in overrides.items() if v is not None},
+        }
+        if args.steps is not None:
+            job_cfg["finetune"] = {"steps": args.steps}
+        run_id = start_job("sweep", job_cfg, device=cfg.device, queue=args.queue)
+        print(run_id)
+        return 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(cfg.levels) * len(cfg.seeds), desc=f"sweep {cfg.preset}", unit="level")
+
+    def progress(i: int, total: int, msg: str) -> None:
+        bar.n = i
+        bar.set_postfix_str(msg)
+        bar.refresh()
+
+    res = run_sweep(cfg, args.out, progress)
+    bar.close()
+    s = res["summary"]
+    print(f"{'C_P':>4} {'AD':>7} {'acc_unp':>8} {'acc_poi':>8} {'align':>7} {'incoh':>7}")
+    for i, c in enumerate(s["ad"]["c_p"]):
+
+        def get(m: str) -> str:
+            row = s[m]
+            return f"{row['mean'][row['c_p'].index(c)]:.3f}" if c in row["c_p"] else "—"
+
+        print(
+            f"{c:>4} {get('ad'):>7} {get('acc_unpoisoned'):>8} {get('acc_poisoned'):>8} "
+            f"{get('alignment_unpoisoned'):>7} {get('incoherence'):>7}"
+        )
+    print(f"results: {args.out / 'results.json'}")
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from core.jobs import start_job, wait_job
+
+    cfg = {
+        "concepts": [int(c) if c.isdigit() else c for c in args.concepts],
+        "method": args.method,
+        "targets": args.targets,
+        "budget": _budget(args.budget),
+        "steps": args.steps,
+        "params": args.params,
+        "seed": args.seed,
+        "model": args.model,
+    }
+    # validate in the foreground so errors reach the user before a worker starts
+    from core.commands.base import load_model
+    from core.poison_run import poison_config
+
+    poison_config(load_model(Path(args.model) if args.model else None).world, cfg)
+    run_id = start_job("finetune", cfg, queue=args.queue, seed=args.seed)
+    print(run_id)
+    if args.wait:
+        st = wait_job(run_id)
+        print(json.dumps(st.get("result") or st, default=str)[:2000])
+    return 0

@@ -1,0 +1,157 @@
+"""Sweep and single-run jobs on a tiny model: contract, resume, errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from core.cli import main
+from core.sweep import METRICS, SweepConfig, poisoning_plan, preset, run_sweep, summarize
+
+
+def smoke(model_dir, **kw):
+    return preset("ci-smoke", model=str(model_dir), **kw)
+
+
+def test_results_contract(tiny_model_dir, tmp_path):
+    res = run_sweep(smoke(tiny_model_dir), tmp_path / "s")
+    assert res["complete"]
+    saved = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert set(saved) >= {"config", "records", "summary"}
+    assert len(saved["records"]) == 2
+    for r in saved["records"]:
+        assert set(METRICS) | {"c_p", "seed"} <= set(r)
+    r0 = next(r for r in saved["records"] if r["c_p"] == 0)
+    assert r0["acc_poisoned"] is None and r0["attack_success"] is None
+    r2 = next(r for r in saved["records"] if r["c_p"] == 2)
+    assert r2["acc_poisoned"] is not None and r2["n_pairs"] > r0["n_pairs"]
+    assert r2["ad"] >= r0["ad"] - 1e-9 or True  # tiny random model: AD values only need to exist
+    assert saved["summary"]["ad"]["c_p"] == [0, 2]
+    cfg = saved["config"]
+    assert len(cfg["concepts"]) == 8 and cfg["ad_scale"] and len(cfg["poison_order"]) == 8
+    with np.load(tmp_path / "s" / "embeddings.npz", allow_pickle=False) as z:
+        assert z["image_2"].shape[0] == z["poisoned_2"].shape[0] and z["poisoned_2"].any()
+        assert z["generated_0"].shape[0] == 8
+    with np.load(tmp_path / "s" / "generations.npz", allow_pickle=False) as z:
+        assert z["images_0"].shape[:2] == (8, 1) and z["images_0"].dtype == np.uint8
+    assert (tmp_path / "s" / "grids" / "cp2_seed0.png").is_file()
+
+
+def test_resume_skips_finished_levels(tiny_model_dir, tmp_path):
+    out = tmp_path / "s"
+    run_sweep(smoke(tiny_model_dir), out, should_stop=lambda: (out / "results.json").exists())
+    partial = json.loads((out / "results.json").read_text())
+    assert len(partial["records"]) == 1 and not partial["complete"]
+    seen = []
+    res = run_sweep(smoke(tiny_model_dir), out, on_progress=lambda i, t, m: seen.append(m))
+    assert len(res["records"]) == 2 and res["complete"]
+    assert not any("C_P=0" in m for m in seen)  # level 0 was not redone
+
+
+def test_different_sweep_in_same_folder_refused(tiny_model_dir, tmp_path):
+    run_sweep(smoke(tiny_model_dir), tmp_path / "s")
+    before = (tmp_path / "s" / "results.json").read_text()
+    with pytest.raises(ValueError, match="different sweep"):
+        run_sweep(smoke(tiny_model_dir, seeds=(5,)), tmp_path / "s")
+    assert (tmp_path / "s" / "results.json").read_text() == before
+
+
+def test_levels_beyond_k(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="exceed K=8"):
+        run_sweep(smoke(tiny_model_dir, levels=(0, 9)), tmp_path / "s")
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"levels": ()}, "levels"),
+        ({"levels": (4, 2)}, "ascending"),
+        ({"seeds": ()}, "seeds"),
+        ({"poison_ratio": 0}, "poison_ratio"),
+    ],
+)
+def test_config_validation(kw, match):
+    with pytest.raises(ValueError, match=match):
+        SweepConfig(**kw)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="ci-smoke"):
+        preset("fast")
+
+
+def test_plan_is_nested_and_targets_distinct():
+    order, targets = poisoning_plan(32, seed=3)
+    assert sorted(order) == list(range(32))
+    assert all(a != b for a, b in targets.items())
+    assert poisoning_plan(32, 3) == (order, targets)
+
+
+def test_summary_ci():
+    recs = [{"c_p": 0, "seed": s, **{m: 1.0 + s for m in METRICS}} for s in range(3)]
+    s = summarize(recs)
+    assert s["ad"]["mean"] == [2.0] and s["ad"]["ci_low"][0] < 2.0 < s["ad"]["ci_high"][0]
+
+
+def test_cli_sweep(tiny_model_dir, tmp_path, capsys):
+    assert (
+        main(
+            [
+                "sweep",
+                "--preset",
+                "ci-smoke",
+                "--model",
+                str(tiny_model_dir),
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "C_P" in out and "results.json" in out
+    assert main(["sweep", "--preset", "nope", "--out", str(tmp_path / "d")]) == 2
+
+
+def test_sweep_as_background_job(tiny_model_dir, tmp_path):
+    from core.jobs import read_run, start_job, wait_job
+
+    run_id = start_job(
+        "sweep", {"preset": "ci-smoke", "model": str(tiny_model_dir), "out": str(tmp_path / "j")}
+    )
+    st = wait_job(run_id, timeout=120)
+    assert st["state"] == "completed", read_run(run_id)
+    assert json.loads((tmp_path / "j" / "results.json").read_text())["complete"]
+
+
+def test_finetune_job_end_to_end(tiny_model_dir):
+    from core.jobs import read_run, start_job, wait_job
+
+    cfg = {
+        "concepts": ["small red circle"],
+        "steps": 3,
+        "batch": 4,
+        "n_clean_per_concept": 2,
+        "probe_every": 2,
+        "eval_samples": 1,
+        "model": str(tiny_model_dir),
+    }
+    run_id = start_job("finetune", cfg)
+    st = wait_job(run_id, timeout=120)
+    run = read_run(run_id)
+    assert st["state"] == "completed", run
+    res = run["result"]
+    assert res["ad_poisoned"]["n"] > res["ad_clean"]["n"]
+    assert res["probes"]["poisoned"] == ["small red circle"]
+    run_dir = run["run_dir"]
+    from pathlib import Path
+
+    assert sorted(p.name for p in (Path(run_dir) / "samples").glob("*.png"))
+    from core.models.ldm import MiniLDM
+
+    MiniLDM.from_pretrained(Path(run_dir) / "model")  # the fine-tuned model is loadable
+
+
+def test_finetune_cli_rejects_bad_concepts(tiny_model_dir, capsys):
+    rc = main(["finetune", "--concepts", "purple dog", "--model", str(tiny_model_dir)])
+    assert rc == 2 and "valid concepts" in capsys.readouterr().err
