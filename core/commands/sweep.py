@@ -96,15 +96,15 @@ def _sweep(args: argparse.Namespace) -> int:
     bar.close()
     s = res["summary"]
     print(f"{'C_P':>4} {'AD':>7} {'acc_unp':>8} {'acc_poi':>8} {'align':>7} {'incoh':>7}")
-    for i, c in enumerate(s["ad"]["c_p"]):
 
-        def get(m: str) -> str:
-            row = s[m]
-            return f"{row['mean'][row['c_p'].index(c)]:.3f}" if c in row["c_p"] else "—"
+    def cell(m: str, c: int) -> str:
+        row = s[m]
+        return f"{row['mean'][row['c_p'].index(c)]:.3f}" if c in row["c_p"] else "—"
 
+    for c in s["ad"]["c_p"]:
         print(
-            f"{c:>4} {get('ad'):>7} {get('acc_unpoisoned'):>8} {get('acc_poisoned'):>8} "
-            f"{get('alignment_unpoisoned'):>7} {get('incoherence'):>7}"
+            f"{c:>4} {cell('ad', c):>7} {cell('acc_unpoisoned', c):>8} {cell('acc_poisoned', c):>8} "
+            f"{cell('alignment_unpoisoned', c):>7} {cell('incoherence', c):>7}"
         )
     print(f"results: {args.out / 'results.json'}")
     return 0
