@@ -110,6 +110,25 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_budget(args: argparse.Namespace) -> int:
+    from core.budget_sweep import BudgetSweepConfig, run_budget_sweep
+    from core.finetune import FinetuneConfig
+
+    cfg = BudgetSweepConfig(
+        concept=args.concept,
+        target=args.target,
+        counts=tuple(args.counts),
+        methods=tuple(args.methods),
+        finetune=FinetuneConfig(steps=args.steps, batch=64, lr=5e-4),
+        model=args.model,
+    )
+    res = run_budget_sweep(cfg, args.out)
+    for r in res["records"]:
+        print(f"{r['method']:>12} N_p={r['count']:>4}  attack success {r['attack_success']:.2f}")
+    print(json.dumps(res["summary"]))
+    return 0
+
+
 def _finetune(args: argparse.Namespace) -> int:
     from core.jobs import start_job, wait_job
 

@@ -7,8 +7,9 @@ matrices; one matmul gives their difference directly::
     Z = [X | Y]  (n×2d),  W = [X | −Y]  (n×2d),  Z_I W_J^T = X_I X_J^T − Y_I Y_J^T
 
 so ``|Z_I W_J^T|`` summed over the upper-triangular blocks (off-diagonal blocks counted twice, the
-i = j diagonal zeroed) is Σ_{i≠j} |cos(x_i,x_j) − cos(y_i,y_j)|. Memory is O(block² + n·d) when the
-normalised Z fits in memory and O(block·d) when streaming from a memmap.
+i = j diagonal zeroed) is Σ_{i≠j} |cos(x_i,x_j) − cos(y_i,y_j)|. Memory is O(block² + n·d) for
+in-memory input (the normalised Z is kept) and O(block² + block·d + n) when streaming from a memmap
+(rows are re-read block by block; only the n inverse norms and matched cosines are kept).
 
 Precision: inputs of any float dtype are normalised in float64. The matmuls run in ``dtype``
 (float64 by default on CPU; float32 by default on CUDA, with TF32 disabled so they are true fp32),
