@@ -22,7 +22,11 @@ from core.models.ldm import MiniLDM
 
 
 def file_sizes(model: Path) -> dict[str, int]:
-    return {str(p.relative_to(model)): p.stat().st_size for p in sorted(model.rglob("*")) if p.is_file() and "checkpoints" not in p.parts}
+    return {
+        str(p.relative_to(model)): p.stat().st_size
+        for p in sorted(model.rglob("*"))
+        if p.is_file() and "checkpoints" not in p.parts
+    }
 
 
 def train_throughput(ldm: MiniLDM, batch: int, steps: int) -> float:

@@ -30,7 +30,9 @@ class BudgetSweepConfig:
     n_clean_per_concept: int = 32
     epsilon: float = 16 / 255
     pgd_steps: int = 60
-    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(steps=60, batch=64, lr=5e-4))
+    finetune: FinetuneConfig = field(
+        default_factory=lambda: FinetuneConfig(steps=60, batch=64, lr=5e-4)
+    )
     eval_samples: int = 16
     eval_steps: int = 10
     success_level: float = 0.8
@@ -57,13 +59,19 @@ def run_budget_sweep(config: BudgetSweepConfig, out: Path) -> dict[str, Any]:
     base = {k: v.clone() for k, v in ldm.unet.state_dict().items()}
     clean = world.sample(config.n_clean_per_concept, seed=20_000 + config.seed)
     path = out / "budget.json"
-    res: dict[str, Any] = {"config": _cfg(config), "records": [], "metadata": run_metadata(config.seed)}
+    res: dict[str, Any] = {
+        "config": _cfg(config),
+        "records": [],
+        "metadata": run_metadata(config.seed),
+    }
     if path.exists():
         import json
 
         prev = json.loads(path.read_text())
         if prev.get("config") != res["config"]:
-            raise ValueError(f"out: {path} holds a different budget sweep; choose a new --out folder")
+            raise ValueError(
+                f"out: {path} holds a different budget sweep; choose a new --out folder"
+            )
         res = prev
     done = {(r["method"], r["count"]) for r in res["records"]}
     for method in config.methods:
@@ -71,14 +79,26 @@ def run_budget_sweep(config: BudgetSweepConfig, out: Path) -> dict[str, Any]:
             if (method, n_p) in done:
                 continue
             ldm.unet.load_state_dict(base)
-            pc = PoisonConfig(concepts=(a,), method=method, targets=((a, b),), budget=int(n_p), epsilon=config.epsilon, steps=config.pgd_steps, seed=config.seed)  # type: ignore[arg-type]
-            poison = build_poison(world, pc, config.n_clean_per_concept, vae=ldm.vae, device=ldm.device)
+            pc = PoisonConfig(
+                concepts=(a,),
+                method=method,
+                targets=((a, b),),
+                budget=int(n_p),
+                epsilon=config.epsilon,
+                steps=config.pgd_steps,
+                seed=config.seed,
+            )  # type: ignore[arg-type]
+            poison = build_poison(
+                world, pc, config.n_clean_per_concept, vae=ldm.vae, device=ldm.device
+            )
             images = np.concatenate([clean.images, poison.images])
             caps = clean.captions + poison.captions
             mean, std = encode_images(ldm, images)
             data = make_pairs(ldm, mean, std, np.arange(len(caps)), caps)
             ft = finetune_unet(ldm, data, config.finetune)
-            gen = generate_concepts(ldm, [a], config.eval_samples, seed=config.seed, steps=config.eval_steps)
+            gen = generate_concepts(
+                ldm, [a], config.eval_samples, seed=config.seed, steps=config.eval_steps
+            )
             sc = score_generations(ldm, gen)
             pred = np.asarray(sc["predicted"])
             res["records"].append(
@@ -102,14 +122,19 @@ def summarize_budget(records: list[dict[str, Any]], level: float) -> dict[str, A
     """Per method: smallest count with attack_success ≥ level (None if never), and the ratio."""
     need: dict[str, int | None] = {}
     for m in sorted({r["method"] for r in records}):
-        ok = sorted(r["count"] for r in records if r["method"] == m and r["attack_success"] >= level)
+        ok = sorted(
+            r["count"] for r in records if r["method"] == m and r["attack_success"] >= level
+        )
         need[m] = ok[0] if ok else None
     ns, dl = need.get("nightshade"), need.get("dirty-label")
-    return {"samples_needed": need, "success_level": level, "ratio_nightshade_to_dirty": (ns / dl) if ns and dl else None}
+    return {
+        "samples_needed": need,
+        "success_level": level,
+        "ratio_nightshade_to_dirty": (ns / dl) if ns and dl else None,
+    }
 
 
 def _cfg(config: BudgetSweepConfig) -> dict[str, Any]:
     import json
 
     return json.loads(json.dumps(asdict(config)))
-

@@ -158,14 +158,48 @@ def test_finetune_cli_rejects_bad_concepts(tiny_model_dir, capsys):
 
 
 def test_budget_sweep_tiny(tiny_model_dir, tmp_path, capsys):
-    rc = main(["sweep-budget", "--model", str(tiny_model_dir), "--concept", "small red circle",
-               "--target", "large green square", "--counts", "1", "2", "--steps", "1", "--out", str(tmp_path / "b")])
+    rc = main(
+        [
+            "sweep-budget",
+            "--model",
+            str(tiny_model_dir),
+            "--concept",
+            "small red circle",
+            "--target",
+            "large green square",
+            "--counts",
+            "1",
+            "2",
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "b"),
+        ]
+    )
     assert rc == 0
     res = json.loads((tmp_path / "b" / "budget.json").read_text())
     assert {(r["method"], r["count"]) for r in res["records"]} == {
-        ("nightshade", 1), ("nightshade", 2), ("dirty-label", 1), ("dirty-label", 2)}
+        ("nightshade", 1),
+        ("nightshade", 2),
+        ("dirty-label", 1),
+        ("dirty-label", 2),
+    }
     ns = [r for r in res["records"] if r["method"] == "nightshade"]
     assert all(r["poison_report"]["linf"] <= 16 / 255 + 1e-6 for r in ns)
     assert "samples_needed" in res["summary"]
-    assert main(["sweep-budget", "--model", str(tiny_model_dir), "--concept", "small red circle",
-                 "--target", "small red circle", "--out", str(tmp_path / "c")]) == 2
+    assert (
+        main(
+            [
+                "sweep-budget",
+                "--model",
+                str(tiny_model_dir),
+                "--concept",
+                "small red circle",
+                "--target",
+                "small red circle",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 2
+    )
