@@ -72,7 +72,12 @@ def test_float32_precision_mode_is_close():
 
 def test_invariances_permutation_scaling_swap():
     x, y = pairs(120, d=16, seed=7)
+    x0, y0 = x.copy(), y.copy()
     base = alignment_difficulty(x, y)
+    assert np.array_equal(x, x0) and np.array_equal(y, y0)  # inputs untouched
+    tx = torch.tensor(x)
+    alignment_difficulty(tx, torch.tensor(y))
+    assert torch.equal(tx, torch.tensor(x0))
     perm = np.random.default_rng(0).permutation(len(x))
     assert alignment_difficulty(x[perm], y[perm]).ad == pytest.approx(base.ad, rel=1e-12)
     factors = np.random.default_rng(1).uniform(0.01, 100.0, size=(len(x), 1))
