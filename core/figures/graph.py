@@ -1,0 +1,339 @@
+"""The alignment graph: text graph and image graph side by side in one shared 2-D layout.
+
+Left panel: captions (text graph). Right panel: images (image graph), the training pairs that
+supervise the text→image mapping (clean in blue, poisoned in dashed vermillion) and arrows from
+each caption's text position to where the fine-tuned model actually lands it in image space
+(``generated_{c}``), so the distortion caused by poisoning is visible. Both panels share axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core.figures.layout import fit_layout
+from core.figures.palette import BLACK, CLEAN, GENERATED, IMAGE, POISONED, TEXT, rgba, style
+
+WEBGL_THRESHOLD = 1000  # points per trace above which Scattergl is used
+
+
+def _concept_means(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros((k, x.shape[1]))
+    np.add.at(out, labels, x)
+    counts = np.bincount(labels, minlength=k)[:, None]
+    return out / np.maximum(counts, 1)
+
+
+def graph_positions(
+    text_concept: np.ndarray,
+    levels: Mapping[int, Mapping[str, np.ndarray]],
+    method: str = "pca",
+    seed: int = 0,
+    pair_limit: int | None = 512,
+) -> dict[str, Any]:
+    """2-D positions of everything the graph draws, from one layout fitted on all levels.
+
+    Args: ``text_concept`` (K, d); ``levels`` c → arrays ``image``, ``text`` (n, d),
+    ``image_concept``, ``caption_concept`` (n,), ``generated`` (K, d).
+    Each modality is centred on its own mean first (closes the CLIP modality gap).
+    Returns {"text_concept": (K, 2), "image_concept": (K, 2), "generated": {c: (K, 2)},
+    "pairs": {c: {"image": (m, 2), "text": (m, 2), "index": (m,) rows used}}}.
+    """
+    k = text_concept.shape[0]
+    keys = sorted(levels)
+    all_img = np.concatenate([levels[c]["image"] for c in keys])
+    all_lab = np.concatenate([levels[c]["image_concept"] for c in keys])
+    # Close the modality gap: CLIP-like spaces put all texts in one cone and all images in another,
+    # so each modality is centred on its own mean before the shared layout is fitted. Then a clean
+    # caption sits next to its images and only poisoned pairs span the map.
+    mu_t = text_concept.mean(0)
+    mu_v = all_img.mean(0)
+    text_concept = text_concept - mu_t
+    image_concept = _concept_means(all_img, all_lab.astype(np.int64), k) - mu_v
+    blocks: list[np.ndarray] = [text_concept, image_concept]
+    blocks += [levels[c]["generated"] - mu_v for c in keys]
+    index: dict[int, np.ndarray] = {}
+    for c in keys:
+        n = levels[c]["image"].shape[0]
+        idx = np.arange(n)
+        if pair_limit is not None and n > pair_limit:
+            idx = np.sort(np.random.default_rng([seed, c]).choice(n, pair_limit, replace=False))
+        index[c] = idx
+        blocks += [levels[c]["image"][idx] - mu_v, levels[c]["text"][idx] - mu_t]
+    ys = fit_layout(blocks, method=method, seed=seed)
+    out: dict[str, Any] = {
+        "text_concept": ys[0],
+        "image_concept": ys[1],
+        "generated": {},
+        "pairs": {},
+    }
+    for j, c in enumerate(keys):
+        out["generated"][c] = ys[2 + j]
+    base = 2 + len(keys)
+    for j, c in enumerate(keys):
+        out["pairs"][c] = {
+            "image": ys[base + 2 * j],
+            "text": ys[base + 2 * j + 1],
+            "index": index[c],
+        }
+    return out
+
+
+def knn_edges(x: np.ndarray, k: int = 2) -> list[tuple[int, int]]:
+    """Undirected edges from each row to its k most cosine-similar rows (similarity graph)."""
+    z = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+    sim = z @ z.T
+    np.fill_diagonal(sim, -np.inf)
+    nn = np.argsort(-sim, axis=1)[:, :k]
+    return sorted({(min(i, int(j)), max(i, int(j))) for i in range(len(x)) for j in nn[i]})
+
+
+def _segments(pos_a: np.ndarray, pos_b: np.ndarray, pairs: Sequence[tuple[int, int]]) -> tuple:
+    """x, y lists of line segments a[i] → b[j] separated by None (one trace per edge class)."""
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for i, j in pairs:
+        xs += [float(pos_a[i, 0]), float(pos_b[j, 0]), None]
+        ys += [float(pos_a[i, 1]), float(pos_b[j, 1]), None]
+    return xs, ys
+
+
+def _scatter(n: int) -> type[go.Scatter] | type[go.Scattergl]:
+    return go.Scattergl if n > WEBGL_THRESHOLD else go.Scatter
+
+
+def alignment_graph_figure(
+    pos: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    c_p: int,
+    names: Sequence[str],
+    poisoned: Sequence[int],
+    targets: Mapping[int, int] | None = None,
+    show_pairs: bool = False,
+    knn: int = 2,
+    text_concept: np.ndarray | None = None,
+    height: int = 620,
+) -> go.Figure:
+    """Text graph | image graph at level ``c_p`` (see module doc). One trace per edge class.
+
+    ``pos`` from :func:`graph_positions`; ``arrays`` the level's arrays (``caption_concept``,
+    ``image_concept``, ``poisoned``, ``image``); ``poisoned`` the concept ids poisoned at c_p.
+    """
+    targets = dict(targets or {})
+    k = len(names)
+    tpos, ipos, gpos = pos["text_concept"], pos["image_concept"], pos["generated"][c_p]
+    pset = set(int(i) for i in poisoned)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            "Text graph (captions)",
+            "Image graph (images, pairs, where captions land)",
+        ),
+        horizontal_spacing=0.06,
+    )
+    # --- similarity edges (graph structure) -------------------------------------------------
+    if text_concept is not None and knn > 0:
+        xs, ys = _segments(tpos, tpos, knn_edges(text_concept, knn))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name="text similarity edge",
+                line={"color": rgba(TEXT, 0.35), "width": 1},
+                hoverinfo="skip",
+                legendgroup="text-sim",
+            ),
+            1,
+            1,
+        )
+        img_hd = _concept_means(arrays["image"], arrays["image_concept"].astype(np.int64), k)
+        xs, ys = _segments(ipos, ipos, knn_edges(img_hd, knn))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name="image similarity edge",
+                line={"color": rgba(IMAGE, 0.35), "width": 1},
+                hoverinfo="skip",
+                legendgroup="image-sim",
+            ),
+            1,
+            2,
+        )
+    # --- training-pair edges: caption concept's text position → image concept ----------------
+    cap = arrays["caption_concept"].astype(np.int64)
+    img = arrays["image_concept"].astype(np.int64)
+    flag = arrays["poisoned"].astype(bool)
+    clean_pairs = sorted({(int(a), int(b)) for a, b in zip(cap[~flag], img[~flag])})
+    pois_pairs = sorted({(int(a), int(b)) for a, b in zip(cap[flag], img[flag])})
+    xs, ys = _segments(tpos, ipos, clean_pairs)
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines",
+            name=f"clean training pair ({int((~flag).sum())})",
+            line={"color": rgba(CLEAN, 0.55), "width": 1.5},
+            hoverinfo="skip",
+        ),
+        1,
+        2,
+    )
+    xs, ys = _segments(tpos, ipos, pois_pairs)
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines",
+            name=f"poisoned training pair ({int(flag.sum())})",
+            line={"color": POISONED, "width": 2.5, "dash": "dash"},
+            hoverinfo="skip",
+        ),
+        1,
+        2,
+    )
+    # --- optional individual pairs ------------------------------------------------------------
+    if show_pairs:
+        pp = pos["pairs"][c_p]
+        idx = pp["index"]
+        for panel, key, cls in ((1, "text", "caption"), (2, "image", "image")):
+            for is_p, colour, symbol, label in (
+                (False, CLEAN, "circle", "clean"),
+                (True, POISONED, "x", "poisoned"),
+            ):
+                m = flag[idx] == is_p
+                if not m.any():
+                    continue
+                hover = [
+                    f"{label} pair: caption “{names[cap[i]]}” ↔ image of “{names[img[i]]}”"
+                    for i in idx[m]
+                ]
+                fig.add_trace(
+                    _scatter(int(m.sum()))(
+                        x=pp[key][m, 0],
+                        y=pp[key][m, 1],
+                        mode="markers",
+                        name=f"{label} {cls} (one pair)",
+                        marker={"color": rgba(colour, 0.45), "size": 5, "symbol": symbol},
+                        text=hover,
+                        hoverinfo="text",
+                        legendgroup=f"pair-{label}-{cls}",
+                    ),
+                    1,
+                    panel,
+                )
+    # --- arrows: caption text position → where it lands in image space -----------------------
+    xs, ys = _segments(tpos, gpos, [(i, i) for i in range(k)])
+    sizes = [0, 11, 0] * k
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines+markers",
+            name="caption → generated (learned mapping)",
+            line={"color": rgba(GENERATED, 0.75), "width": 1.5},
+            marker={"symbol": "arrow", "angleref": "previous", "size": sizes, "color": GENERATED},
+            hoverinfo="skip",
+        ),
+        1,
+        2,
+    )
+
+    # --- nodes ----------------------------------------------------------------------------------
+    def node_text(i: int) -> str:
+        s = f"<b>{names[i]}</b><br>caption: “a photo of a {names[i]}”"
+        if i in pset:
+            t = targets.get(i)
+            s += "<br>POISONED" + (f" → target “{names[t]}”" if t is not None else "")
+        return s
+
+    clean_ids = [i for i in range(k) if i not in pset]
+    pois_ids = sorted(pset)
+    for ids, label, colour, symbol in (
+        (clean_ids, "caption (clean concept)", TEXT, "square"),
+        (pois_ids, "caption (poisoned concept) ×", POISONED, "x"),
+    ):
+        if ids:
+            fig.add_trace(
+                go.Scatter(
+                    x=tpos[ids, 0],
+                    y=tpos[ids, 1],
+                    mode="markers",
+                    name=label,
+                    marker={
+                        "color": colour,
+                        "size": 12,
+                        "symbol": symbol,
+                        "line": {"color": BLACK, "width": 1},
+                    },
+                    text=[node_text(i) for i in ids],
+                    hoverinfo="text",
+                    legendgroup=label,
+                ),
+                1,
+                1,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=tpos[ids, 0],
+                    y=tpos[ids, 1],
+                    mode="markers",
+                    showlegend=False,
+                    marker={"color": rgba(colour, 0.3), "size": 9, "symbol": symbol},
+                    text=[node_text(i) for i in ids],
+                    hoverinfo="text",
+                    legendgroup=label,
+                ),
+                1,
+                2,
+            )
+    fig.add_trace(
+        go.Scatter(
+            x=ipos[:, 0],
+            y=ipos[:, 1],
+            mode="markers",
+            name="image concept (mean image)",
+            marker={
+                "color": IMAGE,
+                "size": 12,
+                "symbol": "circle",
+                "line": {"color": BLACK, "width": 1},
+            },
+            text=[f"<b>images of {n}</b>" for n in names],
+            hoverinfo="text",
+        ),
+        1,
+        2,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=gpos[:, 0],
+            y=gpos[:, 1],
+            mode="markers",
+            name="where the caption lands ◆",
+            marker={
+                "color": GENERATED,
+                "size": 10,
+                "symbol": "diamond",
+                "line": {"color": BLACK, "width": 1},
+            },
+            text=[f"generated from “{names[i]}” (C_P = {c_p})" for i in range(k)],
+            hoverinfo="text",
+        ),
+        1,
+        2,
+    )
+    fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_layout(xaxis2={"matches": "x"}, yaxis2={"matches": "y"})
+    style(fig, f"Alignment graph at C_P = {c_p} ({len(pset)} of {k} concepts poisoned)", height)
+    fig.update_layout(legend={"y": -0.08, "yanchor": "top"}, margin={"b": 140}, hovermode="closest")
+    fig.update_annotations(font_size=16)
+    return fig

@@ -1,0 +1,225 @@
+"""Curves over C_P (AD and implosion metrics with 95 % CI bands), contributions, loss curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core.figures.palette import (
+    BLACK,
+    BLUE,
+    CLEAN,
+    METRIC_COLOURS,
+    METRIC_DASH,
+    METRIC_LABELS,
+    ORANGE,
+    POISONED,
+    VERMILLION,
+    rgba,
+    style,
+)
+
+Summary = Mapping[str, Mapping[str, Sequence[Any]]]
+IMPLOSION_METRICS: tuple[str, ...] = (
+    "acc_unpoisoned",
+    "alignment_unpoisoned",
+    "incoherence",
+    "acc_poisoned",
+    "attack_success",
+)
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "star")
+
+
+def _band(
+    fig: go.Figure, s: Mapping[str, Sequence[Any]], colour: str, name: str, **rc: Any
+) -> None:
+    """CI band (legend-linked to its line) as one closed polygon."""
+    x = list(s["c_p"])
+    lo, hi = list(s.get("ci_low") or []), list(s.get("ci_high") or [])
+    if len(lo) != len(x) or len(hi) != len(x) or any(v is None for v in lo + hi):
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=x + x[::-1],
+            y=hi + lo[::-1],
+            fill="toself",
+            fillcolor=rgba(colour, 0.18),
+            line={"width": 0},
+            hoverinfo="skip",
+            showlegend=False,
+            legendgroup=name,
+            name=f"{name} 95 % CI",
+        ),
+        **rc,
+    )
+
+
+def _line(
+    fig: go.Figure, summary: Summary, metric: str, i: int = 0, label: str | None = None, **rc: Any
+) -> bool:
+    s = summary.get(metric)
+    if not s or not s.get("c_p"):
+        return False
+    colour = METRIC_COLOURS.get(metric, BLACK)
+    name = label or METRIC_LABELS.get(metric, metric)
+    _band(fig, s, colour, name, **rc)
+    fig.add_trace(
+        go.Scatter(
+            x=list(s["c_p"]),
+            y=list(s["mean"]),
+            mode="lines+markers",
+            name=name,
+            legendgroup=name,
+            line={"color": colour, "width": 3, "dash": METRIC_DASH.get(metric, "solid")},
+            marker={"size": 9, "symbol": SYMBOLS[i % len(SYMBOLS)]},
+            hovertemplate=f"{name}<br>C_P = %{{x}}<br>%{{y:.3f}}<extra></extra>",
+        ),
+        **rc,
+    )
+    return True
+
+
+def ad_components_figure(summary: Summary, height: int = 430) -> go.Figure:
+    """AD, D_fea and D_stru vs C_P, mean over seeds with 95 % CI bands."""
+    fig = go.Figure()
+    for i, m in enumerate(("ad", "ad_feature", "ad_structure")):
+        _line(fig, summary, m, i)
+    fig.update_xaxes(title="C_P (number of poisoned concepts)")
+    fig.update_yaxes(title="value")
+    return style(fig, "Alignment difficulty grows with C_P", height)
+
+
+def implosion_figure(
+    summary: Summary, metrics: Sequence[str] = IMPLOSION_METRICS, height: int = 640
+) -> go.Figure:
+    """Top: AD with CI; bottom: implosion metrics; one shared C_P axis."""
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        row_heights=[0.4, 0.6],
+        subplot_titles=("Alignment difficulty (AD)", "Implosion metrics"),
+    )
+    _line(fig, summary, "ad", 0, row=1, col=1)
+    for i, m in enumerate(metrics):
+        _line(fig, summary, m, i + 1, row=2, col=1)
+    fig.update_xaxes(title="C_P (number of poisoned concepts)", row=2, col=1)
+    fig.update_yaxes(title="AD", row=1, col=1)
+    fig.update_yaxes(title="rate", range=[-0.02, 1.02], row=2, col=1)
+    fig.update_annotations(font_size=16)
+    return style(fig, "AD and implosion on the same C_P axis", height)
+
+
+def concept_contributions_figure(
+    shares: Sequence[Mapping[str, Any]],
+    names: Sequence[str],
+    poisoned: Sequence[int],
+    top: int = 20,
+    height: int | None = None,
+) -> go.Figure:
+    """Horizontal stacked bars: each concept's α·D_fea and (1−α)·D_stru share of AD.
+
+    ``shares``: [{"label": concept id, "feature": f, "structure": s, "alpha": α}], as from
+    ``core.metrics.per_concept``. Poisoned concepts are marked “×” in their label, not only by colour.
+    """
+    pset = set(int(p) for p in poisoned)
+    rows = sorted(
+        shares, key=lambda r: r["alpha"] * r["feature"] + (1 - r["alpha"]) * r["structure"]
+    )[-top:]
+    labels = [("× " if int(r["label"]) in pset else "") + names[int(r["label"])] for r in rows]
+    fea = [r["alpha"] * r["feature"] for r in rows]
+    stru = [(1 - r["alpha"]) * r["structure"] for r in rows]
+    edge = [VERMILLION if int(r["label"]) in pset else BLACK for r in rows]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            y=labels,
+            x=fea,
+            orientation="h",
+            name="α·D_fea share",
+            marker_color=BLUE,
+            marker_line={"color": edge, "width": 2},
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            y=labels,
+            x=stru,
+            orientation="h",
+            name="(1−α)·D_stru share",
+            marker_color=ORANGE,
+            marker_pattern_shape="/",
+            marker_line={"color": edge, "width": 2},
+        )
+    )
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title="contribution to AD")
+    return style(
+        fig, "Per-concept contributions (× = poisoned)", height or max(360, 26 * len(rows) + 140)
+    )
+
+
+def theory_figure(curve: Mapping[str, Sequence[float]], marker_c: int | None = None) -> go.Figure:
+    """AD, D_fea, D_stru of the synthetic sandbox vs C_P (one seed, exact)."""
+    summary = {
+        "ad": {"c_p": curve["c_p"], "mean": curve["ad"]},
+        "ad_feature": {"c_p": curve["c_p"], "mean": curve["d_fea"]},
+        "ad_structure": {"c_p": curve["c_p"], "mean": curve["d_stru"]},
+    }
+    fig = ad_components_figure(summary, height=420)
+    if marker_c is not None:
+        fig.add_vline(
+            x=marker_c, line_dash="dot", line_color=POISONED, annotation_text=f"C_P = {marker_c}"
+        )
+    fig.update_layout(title_text="Theory sandbox: AD vs C_P on synthetic embeddings")
+    return fig
+
+
+def compare_figure(summaries: Mapping[str, Summary], metric: str = "ad") -> go.Figure:
+    """One metric vs C_P for several packs/runs (line style and marker differ per run)."""
+    palette = [BLACK, BLUE, VERMILLION, ORANGE, CLEAN, "#009E73", "#CC79A7"]
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
+    fig = go.Figure()
+    for i, (label, summ) in enumerate(summaries.items()):
+        s = summ.get(metric)
+        if not s or not s.get("c_p"):
+            continue
+        colour = palette[i % len(palette)]
+        _band(fig, s, colour, label)
+        fig.add_trace(
+            go.Scatter(
+                x=list(s["c_p"]),
+                y=list(s["mean"]),
+                mode="lines+markers",
+                name=label,
+                legendgroup=label,
+                line={"color": colour, "width": 3, "dash": dashes[i % len(dashes)]},
+                marker={"size": 9, "symbol": SYMBOLS[i % len(SYMBOLS)]},
+            )
+        )
+    fig.update_xaxes(title="C_P (number of poisoned concepts)")
+    fig.update_yaxes(title=METRIC_LABELS.get(metric, metric))
+    return style(fig, f"Compare runs: {METRIC_LABELS.get(metric, metric)}", 460)
+
+
+def loss_curve_figure(
+    steps: Sequence[float], losses: Sequence[float | None], title: str = "Training loss"
+) -> go.Figure:
+    """Loss vs step (points without a loss are skipped)."""
+    pts = [(s, v) for s, v in zip(steps, losses) if v is not None]
+    fig = go.Figure(
+        go.Scatter(
+            x=[p[0] for p in pts],
+            y=[p[1] for p in pts],
+            mode="lines",
+            name="loss",
+            line={"color": BLUE, "width": 2.5},
+        )
+    )
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(title="loss")
+    return style(fig, title, 320)

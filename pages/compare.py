@@ -1,0 +1,60 @@
+"""Compare runs and export: overlay metrics of several packs; download figures and run bundles."""
+
+import streamlit as st
+
+from core.figures.palette import METRIC_LABELS
+from core.figures.trajectory import compare_figure
+from pages._ui import _load, _stamp, export_buttons, markdown_table, pack_choices
+
+st.title("Compare runs & export")
+packs = pack_choices()
+if not packs:
+    st.info("Nothing to compare yet: play the demo from **Home** or finish a sweep in **Jobs**.")
+    st.stop()
+
+chosen = st.multiselect("Packs / runs", list(packs), default=list(packs)[:2], key="cmp_packs")
+metric = st.selectbox(
+    "Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, key="cmp_metric"
+)
+loaded = {}
+for name in chosen:
+    try:
+        loaded[name] = _load(str(packs[name]), _stamp(packs[name]))
+    except (FileNotFoundError, ValueError) as e:
+        st.error(f"Cannot open “{name}”: {e}")
+if loaded:
+    fig = compare_figure({n: p.summary for n, p in loaded.items()}, metric)
+    st.plotly_chart(fig, key="cmp_chart")
+    export_buttons(fig, f"compare-{metric}")
+    st.markdown(
+        markdown_table(
+            [
+                {
+                    "pack": n,
+                    "preset": p.config.get("preset"),
+                    "concepts": len(p.concepts),
+                    "levels": ", ".join(map(str, p.levels)),
+                    "seeds": len(p.config.get("seeds", [])),
+                }
+                for n, p in loaded.items()
+            ]
+        )
+    )
+
+st.subheader("Download a run as a zip bundle")
+st.caption("Config, results, training curves, samples and one image grid per C_P (no weights).")
+which = st.selectbox("Run or pack", list(packs), key="cmp_bundle")
+if st.button("Prepare bundle", key="cmp_prepare"):
+    from core.export import bundle_run
+
+    with st.spinner("Zipping…"):
+        st.session_state["bundle"] = (which, bundle_run(packs[which]))
+if st.session_state.get("bundle"):
+    name, data = st.session_state["bundle"]
+    st.download_button(
+        f"Download {name}.zip ({len(data) / 1e6:.1f} MB)",
+        data,
+        file_name=f"{name}.zip",
+        mime="application/zip",
+        key="cmp_download",
+    )

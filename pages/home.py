@@ -1,0 +1,97 @@
+"""Home: the story in five steps, and a button that opens the demo pack (no training)."""
+
+import streamlit as st
+
+from core.demo import demo_dir
+from core.io import runs_dir
+
+st.title("Implosion Lab")
+st.markdown(
+    "#### How poisoning a few concepts can make a text-to-image model forget *everything*\n"
+    "An explorer for *Understanding Implosion in Text-to-Image Generative Models* "
+    "(Ding, Li, Shan, Zhao, Zheng — ACM CCS 2024), on a small diffusion model you can train "
+    "yourself."
+)
+
+play, synth = st.columns([1, 2])
+if play.button(
+    "▶ Play the demo", type="primary", key="play_demo", help="Opens precomputed results"
+):
+    if (demo_dir() / "results.json").is_file():
+        st.session_state["pack"] = "demo"
+        st.switch_page("pages/graph.py", query_params={"pack": "demo"})
+    else:
+        st.session_state["demo_missing"] = True
+if st.session_state.get("demo_missing"):
+    synth.error(
+        f"The demo pack is missing ({demo_dir()}). Restore it with `git checkout assets/`, or "
+        "build it with `implosion sweep --preset cpu-quick --out assets/demo`. Meanwhile you can "
+        "explore a synthetic pack (made-up numbers, same format):"
+    )
+    if synth.button("Use a synthetic demo pack", key="synthetic_demo"):
+        from core.demo import write_synthetic_demo_pack
+
+        with st.spinner("Writing a synthetic demo pack (a second or two)…"):
+            write_synthetic_demo_pack(runs_dir() / "synthetic-demo")
+        st.session_state["pack"] = "synthetic-demo"
+        st.switch_page("pages/graph.py", query_params={"pack": "synthetic-demo"})
+
+st.divider()
+st.header("The story in five steps")
+
+st.subheader("1 · Cross-attention aligns two graphs")
+st.markdown(
+    "A latent diffusion model reads the prompt through **cross-attention**: image features ask "
+    "questions (queries), caption tokens answer (keys and values). Training on (caption, image) "
+    "pairs teaches a mapping from the **text graph** (captions, joined when they are similar) "
+    "to the **image graph** (images, joined when they look alike). The paper treats this as "
+    "*supervised graph alignment*: every training pair is a supervision edge between the two."
+)
+
+st.subheader("2 · Alignment difficulty (AD) measures how hard that mapping is")
+st.markdown(
+    "For n training pairs with image embedding $x_i$ and caption embedding $y_i$ "
+    "(both L2-normalised), AD mixes a feature term and a structure term:"
+)
+st.latex(r"\mathrm{AD} = \alpha\,D_{\mathrm{fea}} + (1-\alpha)\,D_{\mathrm{stru}}")
+st.latex(
+    r"D_{\mathrm{fea}} = \frac{1}{n}\sum_{i}\left(1-\hat s_i\right),\qquad "
+    r"D_{\mathrm{stru}} = \frac{1}{n^2}\sum_{i\neq j}"
+    r"\left|\cos(x_i,x_j)-\cos(y_i,y_j)\right|"
+)
+st.markdown(
+    "$\\hat s_i$ is the rescaled cosine between a caption and its own image (high when they "
+    "match); $D_{\\mathrm{stru}}$ is large when images that look alike have captions that do not, "
+    "or the reverse. α = 0.8 by default."
+)
+
+st.subheader("3 · Poisoning adds contradictory supervision")
+st.markdown(
+    "An attacker pairs captions of one concept (say *large red star*) with images of another "
+    "(*small blue ring*): **dirty-label** poison, easy to spot; or **Nightshade-style** poison, "
+    "images of the right concept nudged invisibly so the model's encoder sees the target. "
+    "Each poisoned concept raises both terms of AD. The paper proves AD grows with the number "
+    "of poisoned concepts, **C_P**."
+)
+
+st.subheader("4 · Implosion: the mapping breaks for everyone")
+st.markdown(
+    "Past a point the model cannot fit all the contradictions with one mapping, and it "
+    "distorts: prompts that were *never poisoned* land in undefined regions of image space. "
+    "Images show wrong shapes and colours never seen in training. Accuracy on unpoisoned "
+    "concepts falls and incoherence rises: **model implosion**."
+)
+
+st.subheader("5 · What to try")
+st.markdown(
+    "- **Alignment graph**: slide C_P and watch poisoned pairs (dashed vermillion) cross the map "
+    "and the arrows (caption → where it lands) stretch.\n"
+    "- **AD trajectory**: AD and its two terms vs C_P with 95 % confidence bands, next to "
+    "unpoisoned accuracy and incoherence; then play with the **Theory sandbox**.\n"
+    "- **Generations**: the same seeds at every C_P, poisoned / related / unrelated prompts.\n"
+    "- **Cross-attention**: which pixels each word looks at, clean vs poisoned.\n"
+    "- **Poison setup → Jobs**: design your own attack and watch the model train."
+)
+st.caption(
+    "Colours follow the Okabe–Ito palette: poisoned = vermillion with dashes or ×, clean = blue."
+)

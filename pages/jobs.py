@@ -1,0 +1,147 @@
+"""Jobs: live progress of background runs (step, loss curve, ETA, samples, log), controls,
+past runs. The run id lives in ``?run=`` so a reload re-attaches to the same run."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from core import jobs
+from core.figures.trajectory import loss_curve_figure
+from pages._ui import markdown_table
+
+st.title("Jobs")
+st.caption("Jobs run in their own processes: closing the tab or reloading does not stop them.")
+
+PRESETS = {
+    "ci-smoke": "seconds, tiny model (tests)",
+    "cpu-quick": "about an hour on CPU",
+    "gpu-full": "the full sweep, one GPU",
+}
+
+with st.expander("Start a sweep (AD and implosion over C_P)"):
+    preset = st.radio(
+        "Preset",
+        list(PRESETS),
+        format_func=lambda p: f"{p} — {PRESETS[p]}",
+        horizontal=True,
+        key="j_preset",
+    )
+    if st.button("Start sweep", key="j_start_sweep"):
+        try:
+            rid = jobs.start_job("sweep", {"preset": preset}, device="auto", queue=True)
+        except ValueError as e:
+            st.error(f"Could not start the sweep: {e}. Check `implosion sweep --help` works.")
+        else:
+            st.session_state["run"] = rid
+            st.query_params["run"] = rid
+
+try:
+    runs = jobs.list_runs(limit=50)
+except ValueError as e:
+    st.error(f"Cannot read the runs directory: {e}")
+    st.stop()
+if not runs:
+    st.info(
+        "No runs yet. Start one from **Poison setup**, the sweep box above, or the CLI "
+        "(`implosion jobs start dummy` for a harmless test job)."
+    )
+    st.stop()
+
+ids = [r["run_id"] for r in runs]
+wanted = st.query_params.get("run") or st.session_state.get("run")
+run_id = st.selectbox(
+    "Run",
+    ids,
+    index=ids.index(wanted) if wanted in ids else 0,
+    key="j_run",
+    format_func=lambda r: f"{r}  ·  {next(x['state'] for x in runs if x['run_id'] == r)}",
+)
+st.session_state["run"] = run_id
+if st.query_params.get("run") != run_id:
+    st.query_params["run"] = run_id
+
+
+def control(action: str) -> None:
+    fn = {
+        "stop": jobs.stop_job,
+        "pause": jobs.pause_job,
+        "resume": jobs.resume_job,
+        "cancel": jobs.cancel_job,
+    }[action]
+    try:
+        fn(run_id)
+        st.toast(f"{action} requested for {run_id}")
+    except ValueError as e:
+        st.error(str(e))
+
+
+c = st.columns(4)
+for col, action in zip(c, ("pause", "resume", "stop", "cancel")):
+    col.button(
+        action.capitalize(),
+        key=f"j_{action}",
+        on_click=control,
+        args=(action,),
+        use_container_width=True,
+    )
+
+
+def show(run_id: str, live: bool = False) -> None:
+    """Status, progress bar, ETA, loss curve, latest samples and log tail of one run."""
+    try:
+        run = jobs.read_run(run_id)
+    except ValueError as e:
+        st.error(str(e))
+        return
+    status, prog = run["status"], run["progress"] or {}
+    state = status.get("state", "?")
+    step, total = prog.get("step") or 0, prog.get("total")
+    eta = prog.get("eta_seconds")
+    m = st.columns(4)
+    m[0].metric("State", state)
+    m[1].metric("Step", f"{step} / {total}" if total else str(step))
+    m[2].metric("Loss", "—" if prog.get("loss") is None else f"{prog['loss']:.4f}")
+    m[3].metric("ETA", "—" if eta is None or state != "running" else f"{eta:.0f} s")
+    if total:
+        st.progress(min(1.0, step / total), text=prog.get("message") or f"step {step}")
+    if status.get("error_message"):
+        st.error(status["error_message"])
+    hist = prog.get("history") or []
+    if hist:
+        st.plotly_chart(
+            loss_curve_figure([h["step"] for h in hist], [h["loss"] for h in hist]),
+            key=f"j_loss_{run_id}",
+        )
+    samples = sorted(Path(run["run_dir"], "samples").glob("*.png"), key=lambda p: p.stat().st_mtime)
+    if samples:
+        st.markdown("**Latest probe samples**")
+        st.image([str(p) for p in samples[-4:]], caption=[p.name for p in samples[-4:]], width=160)
+    if run["result"]:
+        st.success(
+            "Finished. Results: "
+            + ", ".join(f"{k} = {v}" for k, v in list(run["result"].items())[:6])
+        )
+    with st.expander("Log (last 30 lines)"):
+        st.code(jobs.read_log(run_id, tail=30) or "(empty)", language=None)
+    if live and state in jobs.TERMINAL_STATES:
+        st.rerun()  # stop polling: redraw the whole page once with the final state
+
+
+state = next(r["state"] for r in runs if r["run_id"] == run_id)
+if state in jobs.ACTIVE_STATES:
+    st.fragment(run_every=1.0)(show)(run_id, live=True)
+else:
+    show(run_id)
+
+st.subheader("All runs")
+st.markdown(
+    markdown_table(
+        [
+            {
+                k: (round(r[k], 4) if k == "loss" and r.get(k) is not None else r.get(k))
+                for k in ("run_id", "kind", "state", "step", "total", "loss", "created")
+            }
+            for r in runs
+        ]
+    )
+)

@@ -1,0 +1,110 @@
+"""AD trajectory: AD, D_fea and D_stru vs C_P with 95 % CIs, implosion metrics on the same
+axis, per-concept contributions, and a live theory sandbox on synthetic embeddings."""
+
+import streamlit as st
+
+from core.figures.trajectory import (
+    ad_components_figure,
+    concept_contributions_figure,
+    implosion_figure,
+    theory_figure,
+)
+from pages._ui import current_pack, export_buttons, pack_key
+
+st.title("AD trajectory")
+pack = current_pack()
+
+tabs = st.tabs(
+    ["AD and implosion", "Per-concept contributions", "Theory sandbox"],
+    key="traj_tab",
+    on_change="rerun",
+)
+
+with tabs[0]:
+    if tabs[0].open and pack is not None:
+        n_seeds = len(pack.config.get("seeds", [])) or "?"
+        st.caption(f"Mean over {n_seeds} seeds; shaded bands are 95 % confidence intervals.")
+        left, right = st.columns(2)
+        fig_ad = ad_components_figure(pack.summary)
+        left.plotly_chart(fig_ad, key="traj_ad")
+        fig_imp = implosion_figure(pack.summary)
+        right.plotly_chart(fig_imp, key="traj_implosion")
+        with left:
+            export_buttons(fig_ad, "ad-components")
+        with right:
+            export_buttons(fig_imp, "ad-and-implosion")
+    elif pack is None:
+        st.info("Pick a results pack to see its trajectory; the Theory sandbox works without one.")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def shares(key: tuple[str, float], c_p: int) -> tuple[list[dict], str]:
+    a = pack.level_arrays(c_p)
+    try:
+        from core.metrics import per_concept
+    except ImportError:
+        return [], "core.metrics is not installed in this checkout"
+    result, rows = per_concept(a["image"], a["text"], a["caption_concept"], scale=None, threads=1)
+    return [
+        {"label": r.label, "feature": r.feature, "structure": r.structure, "alpha": result.alpha}
+        for r in rows
+    ], f"core.metrics.per_concept, n = {result.n} pairs, α = {result.alpha}, no cosine rescaling"
+
+
+with tabs[1]:
+    if tabs[1].open and pack is not None:
+        c_p = st.select_slider("C_P", options=pack.levels, value=pack.levels[-1], key="traj_cp")
+        top = st.slider(
+            "Show the top N concepts",
+            5,
+            len(pack.concepts),
+            min(20, len(pack.concepts)),
+            key="traj_top",
+        )
+        with st.spinner("Computing each concept's share of AD (exact)…"):
+            rows, source = shares(pack_key(pack), c_p)
+        if rows:
+            fig = concept_contributions_figure(rows, pack.concepts, pack.poisoned_at(c_p), top=top)
+            st.plotly_chart(fig, key="traj_shares")
+            st.caption(f"Computed with {source}. Pairs are grouped by caption concept.")
+            export_buttons(fig, f"concept-contributions-cp{c_p}")
+        else:
+            st.warning(f"Per-concept contributions unavailable: {source}.")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sandbox(n_concepts: int, noise: float, seed: int) -> dict:
+    from core.theory import ad_curve
+
+    return ad_curve(n_concepts=n_concepts, noise=noise, seed=seed)
+
+
+with tabs[2]:
+    if tabs[2].open:
+        st.markdown(
+            "Synthetic concepts with aligned text and image vectors. Poisoning concept *i* adds "
+            "pairs (caption *i*, image of a target). Move the sliders: AD grows with C_P."
+        )
+        s1, s2, s3, s4 = st.columns(4)
+        k = s1.slider("Concepts", 4, 64, 16, step=4, key="theory_k")
+        noise = s2.slider("Noise", 0.0, 2.0, 0.5, step=0.1, key="theory_noise")
+        c_mark = s3.slider("C_P", 0, k, min(4, k), key="theory_cp")
+        seed = s4.number_input("Seed", 0, 999, 0, key="theory_seed")
+        with st.spinner("Computing AD on synthetic embeddings…"):
+            curve = sandbox(k, noise, int(seed))
+        from core.theory import compute_ad, synthetic_pairs
+
+        p = synthetic_pairs(k, c_mark, noise, n_per_concept=8, seed=int(seed))
+        now, _ = compute_ad(p.image, p.text)
+        m1, m2, m3 = st.columns(3)
+        m1.metric("AD at this C_P", f"{now['ad']:.3f}")
+        m2.metric("D_fea", f"{now['d_fea']:.3f}")
+        m3.metric("D_stru", f"{now['d_stru']:.3f}")
+        fig = theory_figure(curve, marker_c=c_mark)
+        st.plotly_chart(fig, key="theory_chart")
+        label = curve["source"]
+        if label != "core.metrics":
+            st.warning(f"AD computed by a {label}.")
+        else:
+            st.caption("AD computed with core.metrics.alignment_difficulty (exact, no rescaling).")
+        export_buttons(fig, "theory-sandbox")

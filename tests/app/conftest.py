@@ -1,0 +1,31 @@
+"""AppTest fixtures: a synthetic demo pack in a temp assets dir, runs in a temp dir."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # pages import `pages._ui` and `core`
+
+
+@pytest.fixture(scope="session")
+def synthetic_assets(tmp_path_factory) -> Path:
+    from core.demo import write_synthetic_demo_pack
+
+    assets = tmp_path_factory.mktemp("assets")
+    write_synthetic_demo_pack(assets / "demo", n_concepts=16, levels=(0, 2, 4, 8, 16))
+    return assets
+
+
+@pytest.fixture()
+def assets(synthetic_assets, monkeypatch) -> Path:
+    monkeypatch.setenv("IMPLOSION_ASSETS", str(synthetic_assets))
+    return synthetic_assets
+
+
+def page(name: str) -> str:
+    return str(ROOT / "pages" / f"{name}.py")

@@ -1,0 +1,210 @@
+"""Every page under AppTest: renders without exception, key widgets present, heavy calls patched."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import ROOT, page
+
+TIMEOUT = 60
+
+
+def run(name: str, query: dict[str, str] | None = None, **state) -> AppTest:
+    at = AppTest.from_file(page(name), default_timeout=TIMEOUT)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def test_app_routes_only(assets):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.title[0].value == "Implosion Lab"  # the default page is Home
+
+
+def test_home_story_and_play_button(assets):
+    at = run("home")
+    assert not at.exception
+    assert at.button(key="play_demo")
+    assert len(at.latex) >= 2
+    assert any("AD" in latex.value for latex in at.latex)
+    assert [h.value for h in at.subheader][:5] == [
+        "1 · Cross-attention aligns two graphs",
+        "2 · Alignment difficulty (AD) measures how hard that mapping is",
+        "3 · Poisoning adds contradictory supervision",
+        "4 · Implosion: the mapping breaks for everyone",
+        "5 · What to try",
+    ]
+
+
+def test_home_missing_demo_offers_synthetic(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMPLOSION_ASSETS", str(tmp_path / "empty"))
+    at = run("home")
+    at.button(key="play_demo").click().run()
+    assert not at.exception
+    assert "demo pack is missing" in at.error[0].value
+    assert at.button(key="synthetic_demo")
+
+
+def test_graph_page(assets):
+    at = run("graph")
+    assert not at.exception, at.exception
+    assert at.select_slider(key="graph_cp").value == 4
+    assert at.radio(key="graph_layout").value == "PCA"
+    at.select_slider(key="graph_cp").set_value(16).run()
+    at.toggle(key="graph_pairs").set_value(True).run()
+    assert not at.exception
+    assert at.query_params["pack"] == ["demo"] or at.query_params["pack"] == "demo"
+
+
+def test_trajectory_page_and_tabs(assets):
+    at = run("trajectory")
+    assert not at.exception, at.exception
+    assert len(at.tabs) == 3
+    assert at.tabs[2].label == "Theory sandbox"
+
+
+def test_trajectory_sandbox_and_shares(assets):
+    at = AppTest.from_file(page("trajectory"), default_timeout=TIMEOUT)
+    at.session_state["traj_tab"] = "Theory sandbox"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.slider(key="theory_k").value == 16
+    assert any(m.label == "AD at this C_P" for m in at.metric)
+    at = AppTest.from_file(page("trajectory"), default_timeout=TIMEOUT)
+    at.session_state["traj_tab"] = "Per-concept contributions"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.select_slider(key="traj_cp").value == 16
+
+
+def test_generations_page(assets):
+    at = run("generations")
+    assert not at.exception, at.exception
+    assert at.select_slider(key="gen_ref")
+    assert at.selectbox(key="gen_big")
+    assert any("No model to sample from" in i.value for i in at.info)  # no assets/base here
+
+
+def test_generations_custom_prompt_patched(assets, monkeypatch, tmp_path):
+    import numpy as np
+    import torch
+
+    import core.demo
+
+    monkeypatch.setattr(core.demo, "list_models", lambda: {"fake": tmp_path})
+
+    class FakeLDM:
+        def sample(self, prompts, seed=0, **kw):
+            return torch.zeros(len(prompts), 3, 32, 32)
+
+    import core.models.ldm as ldm_mod
+
+    monkeypatch.setattr(ldm_mod.MiniLDM, "from_pretrained", staticmethod(lambda p: FakeLDM()))
+    at = run("generations")
+    assert at.text_input(key="gen_prompt").value == "a photo of a large red star"
+    submit = next(b for b in at.button if b.label == "Generate")
+    submit.click().run()
+    assert not at.exception, at.exception
+    assert at.image  # the generated images are shown
+    _ = np
+
+
+def test_attention_page_without_models(assets):
+    at = run("attention")
+    assert not at.exception
+    assert "No model to inspect yet" in at.info[0].value
+
+
+def test_attention_page_patched(assets, monkeypatch, tmp_path):
+    import numpy as np
+
+    import core.attention
+    import core.demo
+
+    monkeypatch.setattr(core.demo, "list_models", lambda: {"clean": tmp_path, "bad": tmp_path})
+    monkeypatch.setattr(
+        core.attention,
+        "cross_attention_maps",
+        lambda ldm, prompt, seed=0, steps=20, guidance=3.0: (
+            np.zeros((32, 32, 3), np.uint8),
+            ["red", "star"],
+            np.random.rand(2, 32, 32),
+        ),
+    )
+    import core.models.ldm as ldm_mod
+
+    monkeypatch.setattr(ldm_mod.MiniLDM, "from_pretrained", staticmethod(lambda p: object()))
+    at = run("attention")
+    assert not at.exception, at.exception
+    assert at.text_input(key="att_prompt").value
+    next(b for b in at.button if b.label == "Compute maps").click().run()
+    assert not at.exception, at.exception
+    assert at.image
+
+
+def test_compare_page(assets):
+    at = run("compare")
+    assert not at.exception, at.exception
+    assert at.multiselect(key="cmp_packs").value == ["demo"]
+    at.button(key="cmp_prepare").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["bundle"][0] == "demo"
+
+
+def test_poison_page(assets):
+    at = run("poison")
+    assert not at.exception, at.exception
+    assert at.slider(key="p_cp").value == 4
+    assert at.radio(key="p_method").value == "dirty-label"
+    assert any(m.label == "Estimated run time" for m in at.metric)
+    at.radio(key="p_method").set_value("nightshade").run()
+    at.radio(key="p_targets").set_value("chosen").run()
+    assert not at.exception, at.exception
+    at.radio(key="p_pick").set_value("Pick by name").run()
+    assert not at.exception, at.exception
+
+
+def test_poison_launch_reports_missing_kind(assets, monkeypatch):
+    import core.jobs
+
+    def refuse(*a, **k):
+        raise ValueError("job kind 'finetune' (core.finetune:run_job): cannot import core.finetune")
+
+    monkeypatch.setattr(core.jobs, "start_job", refuse)
+    at = run("poison")
+    at.button(key="p_launch").click().run()
+    assert not at.exception
+    assert "Could not start the job" in at.error[0].value
+
+
+def test_jobs_page_empty(assets):
+    at = run("jobs")
+    assert not at.exception
+    assert "No runs yet" in at.info[0].value
+
+
+@pytest.fixture()
+def finished_run(assets):
+    from core.jobs import start_job, wait_job
+
+    run_id = start_job("dummy", {"steps": 5, "step_seconds": 0.01}, device="cpu")
+    wait_job(run_id, timeout=60)
+    return run_id
+
+
+def test_jobs_page_reattaches_from_query(finished_run):
+    at = run("jobs", query={"run": finished_run})
+    assert not at.exception, at.exception
+    assert at.selectbox(key="j_run").value == finished_run
+    states = {m.label: m.value for m in at.metric}
+    assert states["State"] == "completed"
+    assert states["Step"] == "5 / 5"
+    for action in ("pause", "resume", "stop", "cancel"):
+        assert at.button(key=f"j_{action}")
+    at.button(key="j_stop").click().run()  # refused: completed runs cannot stop
+    assert "cannot stop" in at.error[0].value
+    assert any(finished_run in m.value and "completed" in m.value for m in at.markdown)

@@ -1,0 +1,128 @@
+"""Browser fixtures: a real Streamlit server on a free port and headless Debian Chromium.
+
+Artifacts (screenshots, timings.json) go to ``$IMPLOSION_ARTIFACTS`` or ``<repo>/artifacts/e2e``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.e2e
+
+
+def artifacts_dir() -> Path:
+    d = Path(os.environ.get("IMPLOSION_ARTIFACTS", ROOT / "artifacts" / "e2e"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def e2e_dirs(tmp_path_factory):
+    from core.demo import write_synthetic_demo_pack
+
+    base = tmp_path_factory.mktemp("e2e")
+    write_synthetic_demo_pack(base / "assets" / "demo")
+    (base / "runs").mkdir()
+    return base
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "Debian chromium is not installed (/usr/bin/chromium): apt-get install chromium"
+        )
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+
+
+@pytest.fixture(scope="session")
+def server(e2e_dirs, browser_context):
+    """``python -m streamlit run app.py`` on 127.0.0.1; yields (url, seconds to healthy, t_ready)."""
+    port = _free_port()
+    env = dict(os.environ)
+    env["IMPLOSION_ASSETS"] = str(e2e_dirs / "assets")
+    env["IMPLOSION_RUNS"] = str(e2e_dirs / "runs")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).strip(os.pathsep)
+    log = open(e2e_dirs / "server.log", "wb")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+            "--server.address", "127.0.0.1", "--server.port", str(port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none",
+        ],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start; see {e2e_dirs / 'server.log'}")
+            time.sleep(0.05)
+        yield {
+            "url": url,
+            "healthy_s": time.monotonic() - t0,
+            "ready": time.monotonic(),
+            "runs": e2e_dirs / "runs",
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def wait_idle(page, timeout_ms: int = 30_000) -> None:
+    """Wait until Streamlit finished running the script (status widget gone)."""
+    page.wait_for_timeout(100)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)

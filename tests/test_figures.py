@@ -1,0 +1,133 @@
+"""Figures are pure: assert on traces, classes, palette and layout stability."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from core.demo import load_pack, write_synthetic_demo_pack
+from core.figures import (
+    CLEAN,
+    POISONED,
+    ad_components_figure,
+    alignment_graph_figure,
+    compose_grid,
+    concept_contributions_figure,
+    export_formats,
+    figure_bytes,
+    fit_layout,
+    generation_grid_figure,
+    graph_positions,
+    implosion_figure,
+    procrustes,
+    theory_figure,
+)
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory):
+    d = write_synthetic_demo_pack(
+        tmp_path_factory.mktemp("p") / "demo", n_concepts=16, levels=(0, 4, 16)
+    )
+    return load_pack(d)
+
+
+@pytest.fixture(scope="module")
+def pos(pack):
+    levels = {c: pack.level_arrays(c) for c in pack.levels}
+    return graph_positions(pack.embeddings()["text_concept"], levels)
+
+
+def test_layout_is_fitted_once_and_is_deterministic(pack, pos):
+    levels = {c: pack.level_arrays(c) for c in pack.levels}
+    again = graph_positions(pack.embeddings()["text_concept"], levels)
+    np.testing.assert_allclose(pos["text_concept"], again["text_concept"])
+    assert pos["text_concept"].shape == (16, 2)
+    assert set(pos["generated"]) == {0, 4, 16}
+
+
+def test_procrustes_recovers_rotation():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20, 2))
+    th = 0.7
+    r = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    np.testing.assert_allclose(procrustes(a, 2 * a @ r + 3), a, atol=1e-9)
+    with pytest.raises(ValueError, match="allowed: pca, umap"):
+        fit_layout([a], method="tsne")
+
+
+def test_alignment_graph_one_trace_per_edge_class(pack, pos):
+    fig = alignment_graph_figure(
+        pos,
+        pack.level_arrays(4),
+        4,
+        pack.concepts,
+        pack.poisoned_at(4),
+        pack.targets,
+        text_concept=pack.embeddings()["text_concept"],
+    )
+    names = [t.name for t in fig.data]
+    pois = [t for t in fig.data if t.name and t.name.startswith("poisoned training pair")]
+    clean = [t for t in fig.data if t.name and t.name.startswith("clean training pair")]
+    assert len(pois) == 1 and len(clean) == 1
+    assert pois[0].line.color == POISONED and pois[0].line.dash == "dash"
+    assert None in pois[0].x  # None separators, one trace for all edges of the class
+    assert "caption → generated (learned mapping)" in names
+    assert any(t.marker.symbol == "x" for t in fig.data if t.name and "poisoned concept" in t.name)
+    assert fig.layout.xaxis2.matches == "x"
+    # no poison at C_P = 0: the poisoned edge trace is empty
+    fig0 = alignment_graph_figure(pos, pack.level_arrays(0), 0, pack.concepts, [], pack.targets)
+    assert not [
+        x for t in fig0.data if t.name and t.name.startswith("poisoned training") for x in t.x
+    ]
+
+
+def test_alignment_graph_pairs_use_webgl_when_large(pack, pos, monkeypatch):
+    import core.figures.graph as graph
+
+    monkeypatch.setattr(graph, "WEBGL_THRESHOLD", 10)
+    fig = alignment_graph_figure(
+        pos, pack.level_arrays(4), 4, pack.concepts, pack.poisoned_at(4), show_pairs=True
+    )
+    assert any(isinstance(t, go.Scattergl) for t in fig.data)
+    assert any(
+        "caption “" in (t.text[0] if t.text is not None else "")
+        for t in fig.data
+        if isinstance(t, go.Scattergl)
+    )
+
+
+def test_trajectory_figures(pack):
+    fig = ad_components_figure(pack.summary)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name for t in lines] == ["AD", "D_fea (feature term)", "D_stru (structure term)"]
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert len(bands) == 3
+    imp = implosion_figure(pack.summary)
+    assert imp.layout.xaxis.matches == "x2" or imp.layout.xaxis2.matches == "x"
+    assert any(
+        t.name == "accuracy, unpoisoned concepts" and t.line.color == CLEAN for t in imp.data
+    )
+
+
+def test_contributions_and_theory():
+    shares = [{"label": i, "feature": 0.1 * i, "structure": 0.05, "alpha": 0.8} for i in range(4)]
+    fig = concept_contributions_figure(shares, ["a", "b", "c", "d"], poisoned=[3])
+    assert list(fig.data[0].y)[-1] == "× d"
+    fig = theory_figure(
+        {"c_p": [0, 1], "ad": [0.1, 0.2], "d_fea": [0.1, 0.2], "d_stru": [0, 0]}, marker_c=1
+    )
+    assert len(fig.data) == 3
+
+
+def test_grids_and_export():
+    imgs = np.zeros((2, 3, 4, 4, 3), np.uint8)
+    g = compose_grid(imgs, pad=1, factor=2)
+    assert g.shape == (2 * 9 + 1, 3 * 9 + 1, 3)
+    fig = generation_grid_figure(imgs, ["r0", "r1"], ["0", "4", "16"])
+    assert list(fig.layout.yaxis.ticktext) == ["r0", "r1"]
+    assert "html" in export_formats()
+    assert figure_bytes(fig, "html").startswith(b"<html>")
+    with pytest.raises(ValueError, match="allowed"):
+        figure_bytes(fig, "gif")
