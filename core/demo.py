@@ -48,7 +48,7 @@ METRICS: tuple[str, ...] = (
     "acc_unrelated",
 )
 # Sub-folders of a run directory where a sweep job may have written its pack.
-PACK_SUBDIRS: tuple[str, ...] = ("", "pack", "out", "results")
+PACK_SUBDIRS: tuple[str, ...] = ("", "sweep", "pack", "out", "results")
 
 
 def demo_dir() -> Path:
@@ -142,8 +142,8 @@ class Pack:
             path = self.root / EMBEDDINGS
             if not path.is_file():
                 raise FileNotFoundError(
-                    f"{path} is missing; re-run the sweep (`implosion sweep --out {self.root}`) "
-                    "or open another pack"
+                    f"{path.name} is not in {self.root} yet: a sweep writes it when it completes. "
+                    "Wait for the sweep to finish (see Jobs), resume it, or open another pack."
                 )
             with np.load(path, allow_pickle=False) as z:
                 for key in z.files:

@@ -39,7 +39,7 @@ def bundle_run(folder: Path | str, max_samples: int = 64) -> bytes:
     from core.figures.images import compose_grid
 
     root = Path(folder)
-    if root.name in ("pack", "out", "results") and (root.parent / "config.json").is_file():
+    if root.name in ("sweep", "pack", "out", "results") and (root.parent / "config.json").is_file():
         root = root.parent  # a sweep's pack folder inside its run directory: bundle the run
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; pick an existing run or pack")
@@ -54,6 +54,9 @@ def bundle_run(folder: Path | str, max_samples: int = 64) -> bytes:
         samples = sorted((root / "samples").glob("*.png"))[-max_samples:]
         for p in samples:
             z.write(p, f"samples/{p.name}")
+        if pack is not None:
+            for p in sorted((pack / "grids").glob("*.png")):
+                z.write(p, f"grids/{p.name}")
         if pack is not None and (pack / GENERATIONS).is_file():
             with np.load(pack / GENERATIONS, allow_pickle=False) as g:
                 for c in g["levels"]:

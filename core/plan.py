@@ -6,7 +6,7 @@ itself lives in the jobs/poison code, this module only prepares and explains it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -25,14 +25,14 @@ SAMPLING_S_PER_128: dict[str, float] = {"cpu": 10.0, "cuda": 1.0}
 @dataclass(frozen=True)
 class PoisonPlan:
     """One poisoning fine-tune. ``budget``: poisoned samples per poisoned concept; ``epsilon``:
-    Nightshade-style perturbation budget (L∞, fraction of the pixel range)."""
+    Nightshade-style perturbation bound (L∞ in [-1, 1] pixel units, 0 < ε ≤ 0.5)."""
 
     n_concepts: int
     poisoned: tuple[int, ...]
     targets: dict[int, int] = field(default_factory=dict)
     method: str = "dirty-label"
     budget: int = 64
-    epsilon: float = 0.1
+    epsilon: float = 16 / 255
     steps: int = 400
     batch: int = 64
     seed: int = 0
@@ -51,19 +51,26 @@ class PoisonPlan:
             raise ValueError(f"targets: concepts {same} target themselves; choose a different one")
         if self.budget < 1:
             raise ValueError(f"budget must be ≥ 1 poisoned sample per concept, got {self.budget}")
-        if not 0 < self.epsilon <= 1:
-            raise ValueError(f"epsilon must be in (0, 1], got {self.epsilon}")
+        if not 0 < self.epsilon <= 0.5:
+            raise ValueError(f"epsilon must be in (0, 0.5], got {self.epsilon}")
         if self.steps < 1:
             raise ValueError(f"steps must be ≥ 1, got {self.steps}")
 
-    def job_config(self, base: str | None = None) -> dict[str, Any]:
-        """JSON config for the ``finetune`` job kind."""
-        d = asdict(self)
-        d["poisoned"] = list(self.poisoned)
-        d["targets"] = {str(k): v for k, v in self.targets.items()}
-        d["c_p"] = len(self.poisoned)
-        if base is not None:
-            d["base"] = base
+    def job_config(self, names: list[str], model: str | None = None) -> dict[str, Any]:
+        """JSON config for the ``finetune`` job kind (``core.poison_run``): concepts and targets by
+        name (explicit targets, so the run poisons exactly what the preview showed)."""
+        d: dict[str, Any] = {
+            "concepts": [names[i] for i in self.poisoned],
+            "targets": {names[i]: names[self.targets[i]] for i in self.poisoned},
+            "method": self.method,
+            "budget": self.budget,
+            "epsilon": self.epsilon,
+            "steps": self.steps,
+            "batch": self.batch,
+            "seed": self.seed,
+        }
+        if model is not None:
+            d["model"] = model
         return d
 
 
@@ -119,7 +126,7 @@ def preview_pairs(
     target: int,
     method: str = "dirty-label",
     n: int = 4,
-    epsilon: float = 0.1,
+    epsilon: float = 16 / 255,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Clean vs poisoned training pairs for one poisoned concept (for display).
@@ -140,7 +147,7 @@ def preview_pairs(
             f"“{world.names[target]}”. Easy to spot by eye."
         )
     else:
-        delta = np.clip(tgt.images - src.images, -2 * epsilon, 2 * epsilon)  # [-1,1] range
+        delta = np.clip(tgt.images - src.images, -epsilon, epsilon)  # L∞ ≤ ε in [-1, 1] units
         pois = np.clip(src.images + delta, -1, 1)
         note = (
             f"Nightshade-style: images of “{world.names[source]}” perturbed toward "

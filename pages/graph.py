@@ -53,6 +53,9 @@ try:
 except ImportError as e:
     st.error(f"UMAP is not available ({e}); install it with `pip install umap-learn` or use PCA.")
     st.stop()
+except (FileNotFoundError, ValueError) as e:
+    st.warning(str(e))
+    st.stop()
 
 fig = alignment_graph_figure(
     pos,

@@ -129,18 +129,20 @@ if st.button("Launch fine-tune job", type="primary", key="p_launch"):
 
     base = list_models().get("shipped base (clean)")
     try:
+        if base is None:
+            raise ValueError(
+                "the clean base model (assets/base) is missing; build it with "
+                "`implosion train-base --out assets/base` or restore it with `git checkout assets/`"
+            )
         run_id = start_job(
             "finetune",
-            plan.job_config(str(base) if base else None),
+            plan.job_config(w.names, str(base)),
             device=device,
             queue=True,
             seed=int(seed),
         )
     except ValueError as e:
-        st.error(
-            f"Could not start the job: {e}. If the fine-tune code is not installed yet, try the "
-            "CLI (`implosion finetune --help`) or launch a sweep preset from **Jobs**."
-        )
+        st.error(f"Could not start the job: {e}.")
     else:
         st.session_state["run"] = run_id
         st.switch_page("pages/jobs.py", query_params={"run": run_id})

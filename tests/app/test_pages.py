@@ -168,7 +168,7 @@ def test_poison_page(assets):
     assert not at.exception, at.exception
 
 
-def test_poison_launch_reports_missing_kind(assets, monkeypatch):
+def test_poison_launch_reports_errors(assets, monkeypatch):
     import core.jobs
 
     def refuse(*a, **k):
@@ -178,7 +178,16 @@ def test_poison_launch_reports_missing_kind(assets, monkeypatch):
     at = run("poison")
     at.button(key="p_launch").click().run()
     assert not at.exception
+    assert "assets/base" in at.error[0].value  # no base model in the synthetic assets
+
+    import core.demo
+
+    monkeypatch.setattr(core.demo, "list_models", lambda: {"shipped base (clean)": assets})
+    at = run("poison")
+    at.button(key="p_launch").click().run()
+    assert not at.exception
     assert "Could not start the job" in at.error[0].value
+    assert "cannot import core.finetune" in at.error[0].value
 
 
 def test_jobs_page_empty(assets):
@@ -208,3 +217,24 @@ def test_jobs_page_reattaches_from_query(finished_run):
     at.button(key="j_stop").click().run()  # refused: completed runs cannot stop
     assert "cannot stop" in at.error[0].value
     assert any(finished_run in m.value and "completed" in m.value for m in at.markdown)
+
+
+def test_poison_launch_starts_finetune_job(assets, monkeypatch):
+    import core.demo
+    import core.jobs
+
+    seen = {}
+
+    def fake_start(kind, config, **kw):
+        seen.update(kind=kind, config=config, **kw)
+        return "20260101-000000-finetune-abcdef"
+
+    monkeypatch.setattr(core.jobs, "start_job", fake_start)
+    monkeypatch.setattr(core.demo, "list_models", lambda: {"shipped base (clean)": assets})
+    at = run("poison")
+    at.button(key="p_launch").click().run()
+    assert not at.exception, at.exception
+    assert seen["kind"] == "finetune" and seen["queue"] is True
+    cfg = seen["config"]
+    assert len(cfg["concepts"]) == 4 and set(cfg["targets"]) == set(cfg["concepts"])
+    assert cfg["model"] == str(assets) and cfg["method"] == "dirty-label"

@@ -99,9 +99,18 @@ def test_job_live_progress_and_reattach(server, browser_context, monkeypatch):
     page.close()
 
 
-def test_sweep_ci_smoke_job(server, browser_context):
+def test_sweep_ci_smoke_job(server, browser_context, e2e_dirs):
+    """Launch a ci-smoke sweep from the Jobs page, reload mid-job, watch it finish, open it."""
     if importlib.util.find_spec("core.sweep") is None:
         pytest.skip("the `sweep` job kind (core.sweep:run_job) is not in this checkout yet")
+    from core.models.config import ModelConfig
+    from core.models.ldm import MiniLDM
+    from core.world import WorldConfig
+
+    # The sweep fine-tunes <assets>/base: give it a tiny random one (2 fine-tune steps in ci-smoke).
+    base = e2e_dirs / "assets" / "base"
+    if not (base / "model.json").is_file():
+        MiniLDM.build(WorldConfig(n_concepts=8), ModelConfig.tiny()).save_pretrained(base)
     page = browser_context.new_page()
     page.goto(f"{server['url']}/jobs")
     _title(page, "Jobs").wait_for(timeout=30_000)
@@ -109,8 +118,17 @@ def test_sweep_ci_smoke_job(server, browser_context):
     page.get_by_text("ci-smoke", exact=False).first.click()
     page.get_by_role("button", name="Start sweep").click()
     page.wait_for_url("**run=*", timeout=30_000)
-    page.wait_for_timeout(3000)
-    page.reload()
-    page.get_by_text("completed", exact=True).first.wait_for(timeout=150_000)
+    run_id = page.url.split("run=")[1].split("&")[0]
+    page.wait_for_timeout(2000)
+    page.reload()  # re-attach mid-job
+    page.locator('[data-testid="stSelectbox"]').filter(has_text=run_id).first.wait_for(
+        timeout=30_000
+    )
+    page.get_by_text("completed", exact=True).first.wait_for(timeout=240_000)
     page.screenshot(path=str(artifacts_dir() / "sweep_completed.png"), full_page=True)
+    page.goto(f"{server['url']}/trajectory?pack={run_id}")
+    _title(page, "AD trajectory").wait_for(timeout=30_000)
+    wait_idle(page, 60_000)
+    assert not page.locator('[data-testid="stException"]').count()
+    page.screenshot(path=str(artifacts_dir() / "sweep_trajectory.png"), full_page=True)
     page.close()
