@@ -80,3 +80,13 @@ def test_missing_and_corrupt_assets_named(ldm, tmp_path):
 def test_unknown_prompt_words(ldm):
     with pytest.raises(ValueError, match="unknown word"):
         ldm.sample(["a photo of a dog"], steps=1)
+
+
+def test_sampling_never_clips_latents(ldm):
+    # clip_sample=True (the pixel-space default) clamps x̂_0 to [-1, 1] and wrecks latents
+    assert ldm.scheduler.config.clip_sample is False
+    import inspect
+
+    from core.models import ldm as ldm_mod
+
+    assert "clip_sample=False" in inspect.getsource(ldm_mod.MiniLDM.sample)

@@ -62,7 +62,10 @@ class MiniLDM:
         unet = build_unet(config.unet, latent, config.vae.latent_channels, config.dual.hidden)
         judge = Judge(len(world.sizes), len(world.colours), len(world.shapes), config.judge.width)
         scheduler = DDPMScheduler(
-            num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon"
+            num_train_timesteps=1000,
+            beta_schedule="squaredcos_cap_v2",
+            prediction_type="epsilon",
+            clip_sample=False,  # latents are unit-variance, not in [-1, 1]: never clip x̂_0
         )
         return MiniLDM(world, config, tok, clip, vae, unet, judge, scheduler)
 
@@ -224,7 +227,8 @@ class MiniLDM:
         uncond = self.encode_prompts([""], check=False)
         gen = torch.Generator("cpu").manual_seed(seed)
         noise = torch.randn((len(prompts), *self.latent_shape), generator=gen).to(self.device)
-        ddim = DDIMScheduler.from_config(self.scheduler.config)
+        # clip_sample=False: clipping x̂_0 to [-1, 1] (the pixel-space default) wrecks latents.
+        ddim = DDIMScheduler.from_config(self.scheduler.config, clip_sample=False)
         ddim.set_timesteps(steps)
         outs = []
         for i in range(0, len(prompts), batch):

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+import torch
+
+from core.finetune import FinetuneConfig, encode_images, finetune_unet, make_pairs
+from core.models.ldm import MiniLDM
+
+
+@pytest.fixture()
+def setup(tiny_model_dir):
+    ldm = MiniLDM.from_pretrained(tiny_model_dir)
+    d = ldm.world.sample(1, seed=0)
+    mean, std = encode_images(ldm, d.images)
+    data = make_pairs(ldm, mean, std, np.arange(len(d)), d.captions)
+    return ldm, data
+
+
+@pytest.mark.parametrize("params", ["all", "cross-attention"])
+def test_modes_change_the_right_parameters(setup, params):
+    ldm, data = setup
+    before = {k: v.clone() for k, v in ldm.unet.state_dict().items()}
+    r = finetune_unet(ldm, data, FinetuneConfig(steps=2, batch=4, lr=1e-2, params=params))
+    assert r["steps"] == 2 and np.isfinite(r["loss"])
+    changed = {k for k, v in ldm.unet.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed
+    if params == "cross-attention":
+        assert all(".attn2." in k for k in changed)
+    else:
+        assert any(".attn2." not in k for k in changed)
+
+
+def test_stop_and_resume_step_count(setup):
+    ldm, data = setup
+    r = finetune_unet(ldm, data, FinetuneConfig(steps=5, batch=2), should_stop=lambda: True)
+    assert r["steps"] == 1
+    r2 = finetune_unet(ldm, data, FinetuneConfig(steps=3, batch=2), start_step=1, optimizer_state=r["optimizer"])
+    assert r2["steps"] == 3
+
+
+@pytest.mark.parametrize("kw", [{"steps": 0}, {"batch": 0}, {"lr": 0}, {"params": "lora"}, {"ema_decay": 1.0}])
+def test_config_errors(kw):
+    with pytest.raises(ValueError):
+        FinetuneConfig(**kw)
