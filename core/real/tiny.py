@@ -1,0 +1,178 @@
+"""Tiny random Stable Diffusion folders, built offline from config (tests and benchmarks).
+
+Mirrors diffusers' fast tests: a 2-block UNet (32, 64), a 2-block VAE, a 2-layer CLIP text
+encoder and a byte-level CLIP BPE tokenizer with no merges (vocab.json + merges.txt, exactly the
+files a real SD ``tokenizer/`` holds), saved in the standard layout so loading goes through
+:func:`core.real.sd.load_sd` like a downloaded model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+def _bytes_to_unicode() -> list[str]:
+    """The 256 printable stand-ins GPT-2/CLIP byte-level BPE uses for bytes."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    bs += list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def write_tiny_tokenizer(path: Path, max_length: int = 77) -> int:
+    """Write a character-level CLIP tokenizer (vocab.json, merges.txt, configs); returns its
+    vocabulary size (514: 256 symbols, 256 end-of-word symbols, BOS, EOS)."""
+    path.mkdir(parents=True, exist_ok=True)
+    chars = _bytes_to_unicode()
+    tokens = chars + [c + "</w>" for c in chars] + [BOS, EOS]
+    (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (path / "merges.txt").write_text("#version: 0.2\n")
+    cfg = {
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": max_length,
+        "bos_token": BOS,
+        "eos_token": EOS,
+        "pad_token": EOS,
+        "unk_token": EOS,
+        "do_lower_case": True,
+    }
+    (path / "tokenizer_config.json").write_text(json.dumps(cfg))
+    special = {"bos_token": BOS, "eos_token": EOS, "pad_token": EOS, "unk_token": EOS}
+    (path / "special_tokens_map.json").write_text(json.dumps(special))
+    return len(tokens)
+
+
+def build_tiny_sd(
+    path: Path,
+    resolution: int = 32,
+    hidden: int = 32,
+    seed: int = 0,
+    scheduler: str = "pndm",
+    prediction_type: str = "epsilon",
+) -> Path:
+    """Write a tiny random SD folder at ``path`` (about 2 M parameters; seconds on a CPU).
+
+    resolution: image size in pixels (latents are resolution/2: the VAE has two blocks).
+    hidden: text width = UNet cross_attention_dim. scheduler: "pndm" (as SD ships) or "ddim".
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    vocab = write_tiny_tokenizer(path / "tokenizer")
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            projection_dim=hidden,
+            bos_token_id=vocab - 2,
+            eos_token_id=vocab - 1,
+            pad_token_id=vocab - 1,
+        )
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        latent_channels=4,
+        sample_size=resolution,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=resolution // 2,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=hidden,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    betas = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+    sched = (
+        PNDMScheduler(**betas, skip_prk_steps=True, prediction_type=prediction_type)
+        if scheduler == "pndm"
+        else DDIMScheduler(**betas, clip_sample=False, prediction_type=prediction_type)
+    )
+    text_encoder.save_pretrained(str(path / "text_encoder"))
+    vae.save_pretrained(str(path / "vae"))
+    unet.save_pretrained(str(path / "unet"))
+    sched.save_pretrained(str(path / "scheduler"))
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "scheduler": ["diffusers", type(sched).__name__],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+    }
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    return path
+
+
+def build_tiny_clip(path: Path, image_size: int = 32, seed: int = 0) -> Path:
+    """A tiny random transformers CLIPModel + CLIPProcessor folder (for the CLIP metrics)."""
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    vocab = write_tiny_tokenizer(path / "_tok")
+    tok = CLIPTokenizer.from_pretrained(str(path / "_tok"))
+    text = {
+        "vocab_size": vocab,
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "bos_token_id": vocab - 2,
+        "eos_token_id": vocab - 1,
+        "pad_token_id": vocab - 1,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "image_size": image_size,
+        "patch_size": 8,
+    }
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    proc = CLIPProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": image_size},
+            crop_size={"height": image_size, "width": image_size},
+        ),
+        tokenizer=tok,
+    )
+    model.save_pretrained(str(path))
+    proc.save_pretrained(str(path))
+    return path
