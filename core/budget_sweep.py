@@ -81,13 +81,13 @@ def run_budget_sweep(config: BudgetSweepConfig, out: Path) -> dict[str, Any]:
             ldm.unet.load_state_dict(base)
             pc = PoisonConfig(
                 concepts=(a,),
-                method=method,
+                method=method,  # type: ignore[arg-type]
                 targets=((a, b),),
                 budget=int(n_p),
                 epsilon=config.epsilon,
                 steps=config.pgd_steps,
                 seed=config.seed,
-            )  # type: ignore[arg-type]
+            )
             poison = build_poison(
                 world, pc, config.n_clean_per_concept, vae=ldm.vae, device=ldm.device
             )

@@ -15,7 +15,7 @@ latent has been pushed towards the target's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -144,7 +144,7 @@ def build_poison(
     world: World,
     config: PoisonConfig,
     n_clean_per_concept: int,
-    vae: torch.nn.Module | None = None,
+    vae: Any = None,
     device: str | torch.device = "cpu",
 ) -> PoisonedSet:
     """Build the poison pairs for ``config`` (fresh images drawn from the world with its seed)."""
@@ -194,7 +194,7 @@ def build_poison(
 
 
 def nightshade_perturb(
-    vae: torch.nn.Module,
+    vae: Any,
     images: np.ndarray,
     anchors: np.ndarray,
     epsilon: float,

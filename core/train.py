@@ -194,8 +194,8 @@ def train_base(
 
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """θ_ema ← decay · θ_ema + (1 − decay) · θ (in place, fused over all tensors)."""
-    e = [p for p in ema.parameters()]
-    m = [p.detach() for p in model.parameters()]
+    e: list[torch.Tensor] = list(ema.parameters())
+    m: list[torch.Tensor] = [p.detach() for p in model.parameters()]
     torch._foreach_lerp_(e, m, 1 - decay)
 
 

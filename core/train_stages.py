@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -215,9 +217,12 @@ def train_unet(ldm, config, images, captions, g, st, stop, **_: Any) -> dict[str
 
 
 def _checkpoint_unet(ckpt, unet, ema, opt, sched, step: int) -> None:
+    def tensors(path: Path, state: dict[str, torch.Tensor]) -> None:
+        save_file(state, str(path))
+
     for name, m in (("unet", unet), ("unet_ema", ema)):
         state = {k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()}
-        atomic_write_with(ckpt / f"{name}.safetensors", lambda p, s=state: save_file(s, str(p)))
+        atomic_write_with(ckpt / f"{name}.safetensors", partial(tensors, state=state))
     for name, obj in (("unet_opt.pt", opt), ("unet_sched.pt", sched)):
-        atomic_write_with(ckpt / name, lambda p, o=obj: torch.save(o.state_dict(), p))
+        atomic_write_with(ckpt / name, partial(torch.save, obj.state_dict()))
     atomic_write_json(ckpt / "unet_state.json", {"step": step})

@@ -46,7 +46,7 @@ class Judge(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits ``[(N, n_sizes), (N, n_colours), (N, n_shapes)]``."""
-        return list(torch.split(self.head(self.features(x)), self.head_sizes, dim=1))
+        return list(torch.split(self.head(self.features(x)), list(self.head_sizes), dim=1))
 
     def loss(self, x: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
         """Sum of cross-entropies; ``attrs`` (N, 3) int64 (size, colour, shape)."""
