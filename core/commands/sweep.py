@@ -30,6 +30,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser(
+        "sweep-budget", help="attack success vs poison count, Nightshade-style vs dirty-label"
+    )
+    p.add_argument("--concept", default="large red circle")
+    p.add_argument("--target", default="small blue square")
+    p.add_argument("--counts", type=int, nargs="+", default=[2, 5, 10, 20, 40])
+    p.add_argument("--methods", nargs="+", default=["nightshade", "dirty-label"])
+    p.add_argument("--steps", type=int, default=60, help="fine-tune steps per run")
+    p.add_argument("--model", default=None)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_sweep_budget)
+
+    p = sub.add_parser(
         "finetune", help="poison chosen concepts and fine-tune the base (background job)"
     )
     p.add_argument(
