@@ -137,7 +137,9 @@ class SweepRunner:
         y = t_u[[pos[c] for c in p["captions"]]]
         ad = alignment_difficulty(x, y, scale=self.calibration)
         # fine-tune from the clean base
-        data = make_pairs(ldm, clean["mean"], clean["std"], np.asarray(p["image"]), list(p["captions"]))
+        data = make_pairs(
+            ldm, clean["mean"], clean["std"], np.asarray(p["image"]), list(p["captions"])
+        )
         ft_cfg = cfg.finetune.__class__(**{**cfg.finetune.to_dict(), "seed": seed * 1000 + c_p})
         losses: list[float] = []
         ft = finetune_unet(

@@ -33,11 +33,15 @@ def test_stop_and_resume_step_count(setup):
     ldm, data = setup
     r = finetune_unet(ldm, data, FinetuneConfig(steps=5, batch=2), should_stop=lambda: True)
     assert r["steps"] == 1
-    r2 = finetune_unet(ldm, data, FinetuneConfig(steps=3, batch=2), start_step=1, optimizer_state=r["optimizer"])
+    r2 = finetune_unet(
+        ldm, data, FinetuneConfig(steps=3, batch=2), start_step=1, optimizer_state=r["optimizer"]
+    )
     assert r2["steps"] == 3
 
 
-@pytest.mark.parametrize("kw", [{"steps": 0}, {"batch": 0}, {"lr": 0}, {"params": "lora"}, {"ema_decay": 1.0}])
+@pytest.mark.parametrize(
+    "kw", [{"steps": 0}, {"batch": 0}, {"lr": 0}, {"params": "lora"}, {"ema_decay": 1.0}]
+)
 def test_config_errors(kw):
     with pytest.raises(ValueError):
         FinetuneConfig(**kw)
