@@ -220,7 +220,8 @@ def load_image(path: Path, resolution: int, report: DataReport | None = None) ->
     report = report if report is not None else DataReport()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # 89–178 MP: decoded (JPEG at reduced scale); above PIL's hard limit: skipped
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 if im.format == "JPEG":  # decode at 1/2..1/8 scale: huge JPEGs stay cheap
                     im.draft("RGB", (resolution, resolution))
@@ -229,7 +230,7 @@ def load_image(path: Path, resolution: int, report: DataReport | None = None) ->
     except FileNotFoundError:
         report.skip("missing_file", path)
         return None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         report.skip("too_many_pixels", path)
         return None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
@@ -244,7 +245,7 @@ def load_image(path: Path, resolution: int, report: DataReport | None = None) ->
             report.resized += 1
         s = resolution / min(w, h)
         rgb = rgb.resize(
-            (max(resolution, round(w * s)), max(resolution, round(h * s))), Image.BICUBIC
+            (max(resolution, round(w * s)), max(resolution, round(h * s))), Image.Resampling.BICUBIC
         )
     w, h = rgb.size
     left, top = (w - resolution) // 2, (h - resolution) // 2

@@ -110,15 +110,17 @@ def test_cli_end_to_end_and_errors(tiny_sd_dir, messy_data, tmp_path, capsys):
 
 
 def _accelerate_cmd(tiny_sd_dir, data, out, n):
+    # `accelerate launch --cpu` starts several processes only through mpirun; torchrun's path
+    # (--multi_gpu) works without GPUs when the script itself asks for the CPU (Accelerator(cpu=)).
     return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n),
-            "--cpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
             "-m", "core.real.accelerate_train", "--model", str(tiny_sd_dir), "--data", str(data),
             "--out", str(out), "--steps", "2", "--batch", "1", "--mode", "lora", "--cpu"]  # fmt: skip
 
 
 @pytest.mark.slow
 def test_accelerate_launch_two_processes(tiny_sd_dir, messy_data, tmp_path):
-    """``accelerate launch --num_processes 2 --cpu``: about a minute on 2 idle cores."""
+    """``accelerate launch --multi_gpu --num_processes 2 … --cpu``: 2 gloo CPU processes."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     cmd = _accelerate_cmd(tiny_sd_dir, messy_data, tmp_path / "acc", 2)
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
