@@ -110,7 +110,7 @@ def build_tiny_sd(
     )
     betas = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
     sched = (
-        PNDMScheduler(**betas, skip_prk_steps=True, prediction_type=prediction_type)
+        PNDMScheduler(**betas, skip_prk_steps=True, steps_offset=1, prediction_type=prediction_type)
         if scheduler == "pndm"
         else DDIMScheduler(**betas, clip_sample=False, prediction_type=prediction_type)
     )
