@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "core.commands.ad",  # ad
     "core.commands.sweep",  # sweep, finetune
     "core.commands.jobs",  # jobs
+    "core.commands.real",  # real: SD 1.x/2.x models and real datasets
     "core.commands.app",  # app
 )
 

@@ -150,7 +150,13 @@ def finetune_unet(
         ci = torch.where(drop, empty, data.caption[idx])
         with autocast:
             pred = unet(zt, t, encoder_hidden_states=data.contexts[ci]).sample.float()
-        loss = F.mse_loss(pred, eps)
+        # ε-prediction (our mini model, SD 1.x) or v-prediction (SD 2.x 768)
+        target = (
+            eps
+            if ldm.scheduler.config.prediction_type == "epsilon"
+            else ldm.scheduler.get_velocity(z0, eps, t)
+        )
+        loss = F.mse_loss(pred, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

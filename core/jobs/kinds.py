@@ -19,6 +19,7 @@ from typing import Any
 _KINDS: dict[str, str] = {
     "finetune": "core.poison_run:run_job",
     "sweep": "core.sweep:run_job",
+    "real-finetune": "core.real.train:run_job",
     "dummy": "core.jobs._testing:count",  # a harmless counter: smoke tests and demos
 }
 
