@@ -17,6 +17,23 @@ from core.demo import RESULTS, Pack, list_packs, load_pack
 PACK_KEY = "pack"
 
 
+def route_through_app() -> None:
+    """Make a deep link on a fresh server go through app.py's ``st.navigation``.
+
+    Streamlit treats an app with a ``pages/`` folder as a legacy multipage app until the entry
+    script has called ``st.navigation`` once: a first request for ``/jobs?run=…`` (a reload after a
+    server restart) would run this file directly, with an auto-generated sidebar. Flip the flag
+    that st.navigation itself clears and rerun, so app.py routes (same URL, same query params).
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # internal module moved: the legacy sidebar is cosmetic, carry on
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def _stamp(path: Path) -> float:
     try:
         return (path / RESULTS).stat().st_mtime

@@ -4,6 +4,9 @@ import streamlit as st
 
 from core.demo import list_models
 from core.figures.images import overlay_heatmap, upscale
+from pages._ui import route_through_app
+
+route_through_app()
 
 st.title("Cross-attention maps")
 st.caption(

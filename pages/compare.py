@@ -4,7 +4,9 @@ import streamlit as st
 
 from core.figures.palette import METRIC_LABELS
 from core.figures.trajectory import compare_figure
-from pages._ui import _load, _stamp, export_buttons, markdown_table, pack_choices
+from pages._ui import _load, _stamp, export_buttons, markdown_table, pack_choices, route_through_app
+
+route_through_app()
 
 st.title("Compare runs & export")
 packs = pack_choices()
@@ -16,6 +18,7 @@ chosen = st.multiselect("Packs / runs", list(packs), default=list(packs)[:2], ke
 metric = st.selectbox(
     "Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, key="cmp_metric"
 )
+
 loaded = {}
 for name in chosen:
     try:

@@ -6,13 +6,16 @@ import streamlit as st
 
 from core.demo import list_models
 from core.figures.images import generation_grid_figure, upscale
-from pages._ui import current_pack, pack_key
+from pages._ui import current_pack, pack_key, route_through_app
+
+route_through_app()
 
 st.title("Generations")
 st.caption(
     "Every column uses the same seeds, so differences come from the model, not the noise. "
     "Related = shares at least two attribute words with a poisoned concept."
 )
+
 pack = current_pack()
 
 

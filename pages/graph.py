@@ -5,7 +5,9 @@ import streamlit as st
 
 from core.figures.graph import alignment_graph_figure, graph_positions
 from core.figures.images import upscale
-from pages._ui import current_pack, export_buttons, pack_key
+from pages._ui import current_pack, export_buttons, pack_key, route_through_app
+
+route_through_app()
 
 st.title("Alignment graph")
 st.caption(
@@ -68,6 +70,7 @@ fig = alignment_graph_figure(
     knn=knn,
     text_concept=pack.embeddings()["text_concept"],
 )
+
 st.plotly_chart(fig, key="graph_chart")
 st.caption("Click legend entries to hide or show an edge class; double-click to isolate it.")
 export_buttons(fig, f"alignment-graph-cp{c_p}")

@@ -4,6 +4,9 @@ import streamlit as st
 
 from core.demo import demo_dir
 from core.io import runs_dir
+from pages._ui import route_through_app
+
+route_through_app()
 
 st.title("Implosion Lab")
 st.markdown(

@@ -6,8 +6,11 @@ from pathlib import Path
 import streamlit as st
 
 from core import jobs
+from core.demo import find_pack_dir
 from core.figures.trajectory import loss_curve_figure
-from pages._ui import markdown_table
+from pages._ui import markdown_table, route_through_app
+
+route_through_app()
 
 st.title("Jobs")
 st.caption("Jobs run in their own processes: closing the tab or reloading does not stop them.")
@@ -28,7 +31,8 @@ with st.expander("Start a sweep (AD and implosion over C_P)"):
     )
     if st.button("Start sweep", key="j_start_sweep"):
         try:
-            rid = jobs.start_job("sweep", {"preset": preset}, device="auto", queue=True)
+            with st.spinner("Starting the sweep worker (first start loads the model code)…"):
+                rid = jobs.start_job("sweep", {"preset": preset}, device="auto", queue=True)
         except ValueError as e:
             st.error(f"Could not start the sweep: {e}. Check `implosion sweep --help` works.")
         else:
@@ -48,15 +52,18 @@ if not runs:
     st.stop()
 
 ids = [r["run_id"] for r in runs]
-wanted = st.query_params.get("run") or st.session_state.get("run")
+# ?run= wins when it changed from outside (deep link, reload, a job just started, another page);
+# otherwise the selectbox keeps the user's choice. The choice is mirrored back into the URL.
+url_run = st.query_params.get("run")
+if url_run in ids and url_run != st.session_state.get("j_synced"):
+    st.session_state["j_run"] = url_run
+elif st.session_state.get("j_run") not in ids:
+    fallback = st.session_state.get("run")
+    st.session_state["j_run"] = fallback if fallback in ids else ids[0]
 run_id = st.selectbox(
-    "Run",
-    ids,
-    index=ids.index(wanted) if wanted in ids else 0,
-    key="j_run",
-    format_func=lambda r: f"{r}  ·  {next(x['state'] for x in runs if x['run_id'] == r)}",
+    "Run", ids, key="j_run", help="Run ids read <UTC time>-<kind>-<random>; the state is below."
 )
-st.session_state["run"] = run_id
+st.session_state["run"] = st.session_state["j_synced"] = run_id
 if st.query_params.get("run") != run_id:
     st.query_params["run"] = run_id
 
@@ -116,6 +123,10 @@ def show(run_id: str, live: bool = False) -> None:
     if samples:
         st.markdown("**Latest probe samples**")
         st.image([str(p) for p in samples[-4:]], caption=[p.name for p in samples[-4:]], width=160)
+    if state == "completed" and find_pack_dir(Path(run["run_dir"])) is not None:
+        if st.button("Open this run's results", key=f"j_open_{run_id}", type="primary"):
+            st.session_state["pack"] = run_id
+            st.switch_page("pages/trajectory.py", query_params={"pack": run_id})
     if run["result"]:
         st.success(
             "Finished. Results: "

@@ -13,6 +13,9 @@ from core.plan import (
     world_for,
 )
 from core.world import valid_n_concepts
+from pages._ui import route_through_app
+
+route_through_app()
 
 st.title("Poison setup")
 st.caption("Design an attack on the clean base model, then launch it as a background job.")
@@ -76,6 +79,7 @@ mode = t1.radio(
     key="p_targets",
     help="nearest/farthest = most/fewest attribute words shared with the source",
 )
+
 chosen = {}
 if mode == "chosen":
     with t2:

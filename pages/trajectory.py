@@ -9,7 +9,9 @@ from core.figures.trajectory import (
     implosion_figure,
     theory_figure,
 )
-from pages._ui import current_pack, export_buttons, pack_key
+from pages._ui import current_pack, export_buttons, pack_key, route_through_app
+
+route_through_app()
 
 st.title("AD trajectory")
 pack = current_pack()
@@ -19,6 +21,7 @@ tabs = st.tabs(
     key="traj_tab",
     on_change="rerun",
 )
+
 
 with tabs[0]:
     if tabs[0].open and pack is not None:
@@ -44,11 +47,14 @@ def shares(key: tuple[str, float], c_p: int) -> tuple[list[dict], str]:
         from core.metrics import per_concept
     except ImportError:
         return [], "core.metrics is not installed in this checkout"
-    result, rows = per_concept(a["image"], a["text"], a["caption_concept"], scale=None, threads=1)
+    scale = pack.config.get("ad_scale")  # the calibration the sweep recorded (None: raw cosines)
+    scale = tuple(scale) if scale else None
+    result, rows = per_concept(a["image"], a["text"], a["caption_concept"], scale=scale, threads=1)
+    how = f"rescaled to {scale}" if scale else "no cosine rescaling"
     return [
         {"label": r.label, "feature": r.feature, "structure": r.structure, "alpha": result.alpha}
         for r in rows
-    ], f"core.metrics.per_concept, n = {result.n} pairs, α = {result.alpha}, no cosine rescaling"
+    ], f"core.metrics.per_concept, n = {result.n} pairs, α = {result.alpha}, {how}"
 
 
 with tabs[1]:

@@ -128,6 +128,6 @@ def test_grids_and_export():
     fig = generation_grid_figure(imgs, ["r0", "r1"], ["0", "4", "16"])
     assert list(fig.layout.yaxis.ticktext) == ["r0", "r1"]
     assert "html" in export_formats()
-    assert figure_bytes(fig, "html").startswith(b"<html>")
+    assert b"<html>" in figure_bytes(fig, "html")[:100]
     with pytest.raises(ValueError, match="allowed"):
         figure_bytes(fig, "gif")

@@ -22,10 +22,11 @@ WEBGL_THRESHOLD = 1000  # points per trace above which Scattergl is used
 
 
 def _concept_means(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per-concept mean direction, renormalised to unit length (averaging unit vectors shrinks
+    them, which would pull image nodes toward the centre of the layout)."""
     out = np.zeros((k, x.shape[1]))
     np.add.at(out, labels, x)
-    counts = np.bincount(labels, minlength=k)[:, None]
-    return out / np.maximum(counts, 1)
+    return out / np.linalg.norm(out, axis=1, keepdims=True).clip(1e-12)
 
 
 def graph_positions(

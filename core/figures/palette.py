@@ -72,7 +72,7 @@ def style(fig: go.Figure, title: str | None = None, height: int | None = None) -
         font={"size": FONT_SIZE, "family": "Arial, Helvetica, sans-serif"},
         title={"text": title, "font": {"size": FONT_SIZE + 4}} if title else None,
         # Legend below the plot: above it, it collides with the title on narrow columns.
-        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0, "font": {"size": 14}},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.24, "x": 0, "font": {"size": 14}},
         hoverlabel={"font_size": 15},
         margin={"l": 60, "r": 20, "t": 70 if title else 30, "b": 150},
     )

@@ -45,6 +45,7 @@ def _band(
         go.Scatter(
             x=x + x[::-1],
             y=hi + lo[::-1],
+            mode="lines",
             fill="toself",
             fillcolor=rgba(colour, 0.18),
             line={"width": 0},

@@ -29,3 +29,22 @@ def assets(synthetic_assets, monkeypatch) -> Path:
 
 def page(name: str) -> str:
     return str(ROOT / "pages" / f"{name}.py")
+
+
+import pages._ui  # noqa: E402  (after the sys.path fix above)
+
+_ORIGINAL_ROUTE = pages._ui.route_through_app
+
+
+@pytest.fixture(autouse=True)
+def _no_legacy_reroute(monkeypatch):
+    """AppTest re-detects the legacy ``pages/`` mode on *every* run, so the one-time reroute that
+    fixes deep links on a fresh server would rerun (and drop clicks) each time: disable it here."""
+    import pages._ui
+
+    monkeypatch.setattr(pages._ui, "route_through_app", lambda: None)
+
+
+def _real_route() -> None:
+    """The unpatched reroute (for its own unit test)."""
+    _ORIGINAL_ROUTE()

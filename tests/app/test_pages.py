@@ -231,10 +231,59 @@ def test_poison_launch_starts_finetune_job(assets, monkeypatch):
 
     monkeypatch.setattr(core.jobs, "start_job", fake_start)
     monkeypatch.setattr(core.demo, "list_models", lambda: {"shipped base (clean)": assets})
-    at = run("poison")
+    # through app.py, so st.switch_page to the Jobs page can resolve it
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/poison.py").run()
     at.button(key="p_launch").click().run()
     assert not at.exception, at.exception
     assert seen["kind"] == "finetune" and seen["queue"] is True
+    assert at.title[0].value == "Jobs"  # switched to Jobs with ?run=<id>
     cfg = seen["config"]
     assert len(cfg["concepts"]) == 4 and set(cfg["targets"]) == set(cfg["concepts"])
     assert cfg["model"] == str(assets) and cfg["method"] == "dirty-label"
+
+
+def test_play_demo_switches_to_the_graph(assets):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.button(key="play_demo").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Alignment graph"
+    assert at.session_state["pack"] == "demo"
+
+
+def test_jobs_page_selects_a_newly_started_sweep(finished_run, monkeypatch):
+    import core.jobs
+
+    real_start = core.jobs.start_job
+    started = {}
+
+    def fake_sweep(kind, config, **kw):
+        assert kind == "sweep" and config == {"preset": "ci-smoke"}
+        started["id"] = real_start("dummy", {"steps": 2, "step_seconds": 0.01}, device="cpu")
+        return started["id"]
+
+    at = run("jobs", query={"run": finished_run})
+    assert at.selectbox(key="j_run").value == finished_run
+    monkeypatch.setattr(core.jobs, "start_job", fake_sweep)
+    at.button(key="j_start_sweep").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="j_run").value == started["id"]
+    assert at.query_params["run"] in (started["id"], [started["id"]])
+    core.jobs.wait_job(started["id"], timeout=60)
+
+
+def test_route_through_app_flips_the_legacy_flag_once(monkeypatch):
+    """On a fresh server, a deep link runs the page file directly (legacy pages/ mode); the page
+    clears the flag and reruns so app.py's st.navigation routes it."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    import pages._ui as ui
+    from tests.app.conftest import _real_route
+
+    reruns = []
+    monkeypatch.setattr(ui.st, "rerun", lambda: reruns.append(1))
+    monkeypatch.setattr(PagesManager, "uses_pages_directory", True)
+    _real_route()
+    assert PagesManager.uses_pages_directory is False and reruns == [1]
+    _real_route()  # already routed through app.py: nothing to do
+    assert reruns == [1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import time
 
 import pytest
@@ -90,10 +91,10 @@ def test_job_live_progress_and_reattach(server, browser_context, monkeypatch):
     page.reload()  # re-attach: the run id comes back from ?run=
     _title(page, "Jobs").wait_for(timeout=30_000)
     assert f"run={run_id}" in page.url
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=run_id).first.wait_for(
-        timeout=30_000
+    page.get_by_text(run_id).first.wait_for(timeout=30_000)
+    page.locator("tr").filter(has_text=run_id).filter(has_text="completed").first.wait_for(
+        timeout=90_000
     )
-    page.get_by_text("completed", exact=True).first.wait_for(timeout=60_000)
     page.get_by_text("60 / 60").first.wait_for(timeout=30_000)
     page.screenshot(path=str(artifacts_dir() / "jobs_completed.png"), full_page=True)
     page.close()
@@ -117,18 +118,25 @@ def test_sweep_ci_smoke_job(server, browser_context, e2e_dirs):
     page.get_by_text("Start a sweep").click()
     page.get_by_text("ci-smoke", exact=False).first.click()
     page.get_by_role("button", name="Start sweep").click()
-    page.wait_for_url("**run=*", timeout=30_000)
+    page.wait_for_url(re.compile(r".*run=[^&]*-sweep-.*"), timeout=120_000)
     run_id = page.url.split("run=")[1].split("&")[0]
     page.wait_for_timeout(2000)
     page.reload()  # re-attach mid-job
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=run_id).first.wait_for(
-        timeout=30_000
-    )
-    page.get_by_text("completed", exact=True).first.wait_for(timeout=240_000)
+    page.get_by_text(run_id).first.wait_for(timeout=30_000)
+    # the runs table row of this run says "completed" (the page redraws when the run ends)
+    try:
+        page.locator("tr").filter(has_text=run_id).filter(has_text="completed").first.wait_for(
+            timeout=240_000
+        )
+    finally:
+        page.screenshot(path=str(artifacts_dir() / "sweep_completed.png"), full_page=True)
+    page.get_by_test_id("stMetricValue").filter(has_text="completed").first.wait_for()
     page.screenshot(path=str(artifacts_dir() / "sweep_completed.png"), full_page=True)
     page.goto(f"{server['url']}/trajectory?pack={run_id}")
     _title(page, "AD trajectory").wait_for(timeout=30_000)
     wait_idle(page, 60_000)
     assert not page.locator('[data-testid="stException"]').count()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts_dir() / "sweep_trajectory.png"), full_page=True)
     page.close()
