@@ -23,22 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.demo import METRICS as PACK_METRICS
 from core.finetune import FinetuneConfig
 from core.io import atomic_write_json, ensure_writable_dir, run_metadata
 
-METRICS = (
-    "ad",
-    "ad_feature",
-    "ad_structure",
-    "acc_unpoisoned",
-    "acc_poisoned",
-    "attack_success",
-    "alignment_unpoisoned",
-    "incoherence",
-    "acc_related",
-    "acc_unrelated",
-    "finetune_seconds",
-)
+# The demo-pack metric names (core/demo.py reads these) plus the sweep's own timing.
+METRICS = (*PACK_METRICS, "finetune_seconds")
 
 
 @dataclass(frozen=True)
