@@ -178,7 +178,7 @@ def finetune_real(sd: RealSD, cfg: RealFinetuneConfig, ctx: Any) -> dict[str, An
     gen = torch.Generator("cpu").manual_seed(cfg.seed)
     ckpt = ctx.latest_checkpoint()
     if ckpt is not None:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
         load_trainable_state_dict(sd.unet, state["trainable"])
         opt.load_state_dict(state["optimizer"])
         start, epoch, consumed = state["step"], state["epoch"], state["consumed"]
