@@ -16,6 +16,15 @@ from core.models.judge import judge_scores
 from core.train import _autocast, batches, clone_for_ema, ema_update, lr_ok, warmup_cosine
 
 
+def _optimize(opt: torch.optim.Optimizer, sched: Any, loss: torch.Tensor) -> float:
+    """One optimizer + LR-schedule step; returns the loss (FloatingPointError if not finite)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return lr_ok(loss.item())
+
+
 def train_dual(ldm, config, images, labels, captions, g, st, stop, **_: Any) -> dict[str, float]:
     """Contrastive CLIP training. Targets are label-aware: an image's positives are all captions
     of its concept in the batch (plain InfoNCE would push apart same-concept captions)."""
@@ -37,11 +46,7 @@ def train_dual(ldm, config, images, labels, captions, g, st, stop, **_: Any) -> 
             -(target * logits.log_softmax(1)).sum(1).mean()
             - (target * logits.t().log_softmax(1)).sum(1).mean()
         )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        loss_v = lr_ok(loss.item())
+        loss_v = _optimize(opt, sched, loss)
         bar.set_postfix(loss=f"{loss_v:.3f}")
         st.report("dual", step + 1, config.dual_steps, loss_v)
         if stop():
@@ -74,11 +79,7 @@ def train_vae(ldm, config, images, g, st, stop, **_: Any) -> dict[str, float]:
             rec = vae.decode(dist.sample()).sample.float()
         kl = dist.kl().mean()
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-6 * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        loss_v = lr_ok(loss.item())
+        loss_v = _optimize(opt, sched, loss)
         bar.set_postfix(loss=f"{loss_v:.4f}")
         st.report("vae", step + 1, config.vae_steps, loss_v)
         if stop():
@@ -114,11 +115,7 @@ def train_judge(ldm, config, images, attrs, g, st, stop, **_: Any) -> dict[str, 
     for step in bar:
         idx = nxt()
         loss = judge.loss(pool[idx], pool_attrs[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        loss_v = lr_ok(loss.item())
+        loss_v = _optimize(opt, sched, loss)
         bar.set_postfix(loss=f"{loss_v:.3f}")
         st.report("judge", step + 1, config.judge_steps, loss_v)
         if stop():

@@ -91,41 +91,18 @@ def test_cli_errors(model_dir, tmp_path, capsys, argv, message):
 
 
 def test_unwritable_output(model_dir, tmp_path, capsys):
+    import os
+
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
+    # root ignores permission bits: then use a path that cannot be created at all
+    out = "/proc/nope/g.png" if os.geteuid() == 0 else str(ro / "sub" / "g.png")
+    argv = ["generate", "--model", str(model_dir), "--prompt", "a red star", "--steps", "1"]
     try:
-        rc = main(
-            [
-                "generate",
-                "--model",
-                str(model_dir),
-                "--prompt",
-                "a red star",
-                "--steps",
-                "1",
-                "--out",
-                str(ro / "sub" / "g.png"),
-            ]
-        )
+        rc = main([*argv, "--out", out])
     finally:
         ro.chmod(0o700)
-    import os
-
-    if os.geteuid() == 0:  # root ignores permission bits; use an impossible path instead
-        rc = main(
-            [
-                "generate",
-                "--model",
-                str(model_dir),
-                "--prompt",
-                "a red star",
-                "--steps",
-                "1",
-                "--out",
-                "/proc/nope/g.png",
-            ]
-        )
     assert rc == 2 and "--out" in capsys.readouterr().err
 
 

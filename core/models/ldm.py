@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPModel, PreTrainedTokenizerFast
 
 from core.io import atomic_write_json, run_metadata
 from core.models.config import ModelConfig, build_clip, build_unet, build_vae
 from core.models.judge import Judge
+from core.models.sampling import LatentDiffusion
 from core.models.tokenizer import build_tokenizer, check_prompts, load_tokenizer
 from core.world import World, WorldConfig
 
@@ -34,7 +35,7 @@ COMPONENTS = ("model.json", "tokenizer", "clip", "vae", "unet", "scheduler", "ju
 
 
 @dataclass
-class MiniLDM:
+class MiniLDM(LatentDiffusion):
     """All components of the mini model. Tensors live on ``device``; weights in float32."""
 
     world: World
@@ -153,17 +154,6 @@ class MiniLDM:
         return ldm.to(device).eval()
 
     # ------------------------------------------------------------------ encoders
-    def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        """(N, 16) int64 token ids, padded to the max length (the SD convention)."""
-        enc = self.tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        return enc.input_ids.to(self.device)
-
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str], check: bool = True) -> torch.Tensor:
         """Cross-attention context: CLIP text hidden states (N, 16, hidden) float32."""
@@ -187,61 +177,6 @@ class MiniLDM:
             z = self.clip.visual_projection(self.clip.vision_model(pixel_values=x).pooler_output)
             outs.append(torch.nn.functional.normalize(z, dim=-1))
         return torch.cat(outs)
-
-    @torch.no_grad()
-    def encode_images(self, images: torch.Tensor, sample: bool = False) -> torch.Tensor:
-        """VAE latents (N, C, s, s), multiplied by the scaling factor as in SD."""
-        dist = self.vae.encode(images.to(self.device)).latent_dist
-        z = dist.sample() if sample else dist.mean
-        return z * self.vae.config.scaling_factor
-
-    @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor, batch: int = 512) -> torch.Tensor:
-        """Images (N, 3, S, S) in [-1, 1] from scaled latents."""
-        outs = []
-        for i in range(0, latents.shape[0], batch):
-            z = latents[i : i + batch] / self.vae.config.scaling_factor
-            outs.append(self.vae.decode(z).sample.clamp(-1, 1))
-        return torch.cat(outs)
-
-    # ------------------------------------------------------------------ sampling
-    @torch.no_grad()
-    def sample(
-        self,
-        prompts: list[str],
-        seed: int = 0,
-        steps: int = 20,
-        guidance: float = 3.0,
-        batch: int = 256,
-        return_latents: bool = False,
-    ) -> torch.Tensor:
-        """Generate one image per prompt with DDIM + classifier-free guidance.
-
-        ε̂ = ε(z_t, ∅) + g · (ε(z_t, c) − ε(z_t, ∅)). Image i's initial noise depends only on
-        (seed, i), so the same seed gives the same noise for the same position across models:
-        side-by-side grids are comparable. Returns (N, 3, S, S) in [-1, 1] (or latents).
-        """
-        if steps < 1:
-            raise ValueError(f"steps must be ≥ 1, got {steps}")
-        context = self.encode_prompts(prompts)
-        uncond = self.encode_prompts([""], check=False)
-        gen = torch.Generator("cpu").manual_seed(seed)
-        noise = torch.randn((len(prompts), *self.latent_shape), generator=gen).to(self.device)
-        # clip_sample=False: clipping x̂_0 to [-1, 1] (the pixel-space default) wrecks latents.
-        ddim = DDIMScheduler.from_config(self.scheduler.config, clip_sample=False)
-        ddim.set_timesteps(steps)
-        outs = []
-        for i in range(0, len(prompts), batch):
-            z = noise[i : i + batch] * ddim.init_noise_sigma
-            c = context[i : i + batch]
-            cond = torch.cat([uncond.expand(c.shape[0], -1, -1), c])
-            for t in ddim.timesteps:
-                eps = self.unet(torch.cat([z, z]), t, encoder_hidden_states=cond).sample
-                e_u, e_c = eps.chunk(2)
-                z = ddim.step(e_u + guidance * (e_c - e_u), t, z).prev_sample
-            outs.append(z)
-        latents = torch.cat(outs)
-        return latents if return_latents else self.decode_latents(latents)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel
+
+from core.models.sampling import LatentDiffusion
 
 SUBFOLDERS = ("tokenizer", "text_encoder", "vae", "unet", "scheduler")
 SDXL_MARKERS = ("text_encoder_2", "tokenizer_2")
@@ -38,9 +40,13 @@ HOW_TO_GET = (
 
 
 @dataclass
-class RealSD:
+class RealSD(LatentDiffusion):
     """A loaded SD model. ``scheduler`` is a DDPMScheduler with the model's training betas;
     ``resolution`` is the native image size (unet.sample_size × VAE downsampling)."""
+
+    default_guidance = 7.5  # SD's usual CFG scale
+    sample_batch = 8
+    decode_batch = 16
 
     tokenizer: Any
     text_encoder: CLIPTextModel
@@ -121,79 +127,11 @@ class RealSD:
         return load_sd(path, device, dtype)
 
     # ------------------------------------------------------------------ encoders
-    def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        """(N, L) int64 token ids padded to ``model_max_length`` (77 for SD)."""
-        enc = self.tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        return enc.input_ids.to(self.device)
-
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str], check: bool = True) -> torch.Tensor:
         """Cross-attention context (N, L, D): CLIP text last hidden states. ``check`` is accepted
         for MiniLDM compatibility (a real BPE tokenizer has no unknown words)."""
         return self.text_encoder(input_ids=self.tokenize(list(prompts)))[0]
-
-    @torch.no_grad()
-    def encode_images(self, images: torch.Tensor, sample: bool = False) -> torch.Tensor:
-        """Scaled VAE latents (N, C, S/8, S/8) float32 of images (N, 3, S, S) in [-1, 1]."""
-        x = images.to(self.device, self.vae.dtype)
-        dist = self.vae.encode(x).latent_dist
-        z = dist.sample() if sample else dist.mean
-        return z.float() * self.vae.config.scaling_factor
-
-    @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor, batch: int = 16) -> torch.Tensor:
-        """Images (N, 3, S, S) float32 in [-1, 1] from scaled latents."""
-        outs = []
-        for i in range(0, latents.shape[0], batch):
-            z = (
-                latents[i : i + batch].to(self.device, self.vae.dtype)
-                / self.vae.config.scaling_factor
-            )
-            outs.append(self.vae.decode(z).sample.float().clamp(-1, 1))
-        return torch.cat(outs)
-
-    # ------------------------------------------------------------------ sampling
-    @torch.no_grad()
-    def sample(
-        self,
-        prompts: list[str],
-        seed: int = 0,
-        steps: int = 20,
-        guidance: float = 7.5,
-        batch: int = 8,
-        return_latents: bool = False,
-    ) -> torch.Tensor:
-        """One image per prompt: DDIM + classifier-free guidance,
-        ε̂ = ε(z_t, ∅) + g · (ε(z_t, c) − ε(z_t, ∅)) (v-prediction handled by the scheduler).
-        Initial noise depends only on (seed, position), as in MiniLDM. Returns (N, 3, S, S)."""
-        if steps < 1:
-            raise ValueError(f"steps must be ≥ 1, got {steps}")
-        dtype = self.unet.dtype
-        context = self.encode_prompts(prompts).to(dtype)
-        uncond = self.encode_prompts([""]).to(dtype)
-        gen = torch.Generator("cpu").manual_seed(seed)
-        noise = torch.randn((len(prompts), *self.latent_shape), generator=gen)
-        ddim = DDIMScheduler.from_config(self.scheduler.config)
-        ddim.set_timesteps(steps)
-        outs = []
-        for i in range(0, len(prompts), batch):
-            z = noise[i : i + batch].to(self.device) * ddim.init_noise_sigma
-            c = context[i : i + batch]
-            cond = torch.cat([uncond.expand(c.shape[0], -1, -1), c])
-            for t in ddim.timesteps:
-                zz = torch.cat([z, z]).to(dtype)
-                eps = self.unet(zz, t, encoder_hidden_states=cond).sample.float()
-                e_u, e_c = eps.chunk(2)
-                z = ddim.step(e_u + guidance * (e_c - e_u), t, z).prev_sample
-            outs.append(z)
-        latents = torch.cat(outs)
-        return latents if return_latents else self.decode_latents(latents)
 
 
 # ---------------------------------------------------------------------- loading
