@@ -8,6 +8,7 @@ share of A's generations the judge reads as B. Writes ``budget.json`` atomically
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ class BudgetSweepConfig:
     n_clean_per_concept: int = 32
     epsilon: float = 16 / 255
     pgd_steps: int = 60
+    anchors: str = "natural"  # natural images of B, or "generated" by the base for B's prompt
     finetune: FinetuneConfig = field(
         default_factory=lambda: FinetuneConfig(steps=60, batch=64, lr=5e-4)
     )
@@ -45,11 +47,21 @@ class BudgetSweepConfig:
         bad = [m for m in self.methods if m not in ("nightshade", "dirty-label")]
         if bad:
             raise ValueError(f"methods: unknown {bad}; use nightshade and/or dirty-label")
+        if self.anchors not in ("natural", "generated"):
+            raise ValueError(f"anchors must be 'natural' or 'generated', got {self.anchors!r}")
+        if not 0 < self.epsilon <= 0.5:
+            raise ValueError(
+                f"epsilon must be in (0, 0.5] ([-1, 1] pixel units), got {self.epsilon}"
+            )
         if self.concept == self.target:
             raise ValueError("target: equals the poisoned concept; pick a different target")
 
 
-def run_budget_sweep(config: BudgetSweepConfig, out: Path) -> dict[str, Any]:
+def run_budget_sweep(
+    config: BudgetSweepConfig,
+    out: Path,
+    on_progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
     from core.commands.base import default_base
 
     out = ensure_writable_dir(Path(out), "out")
@@ -74,8 +86,12 @@ def run_budget_sweep(config: BudgetSweepConfig, out: Path) -> dict[str, Any]:
             )
         res = prev
     done = {(r["method"], r["count"]) for r in res["records"]}
+    anchor_fn = _generated_anchors(ldm, config.seed) if config.anchors == "generated" else None
+    total = len(config.methods) * len(config.counts)
     for method in config.methods:
         for n_p in config.counts:
+            if on_progress is not None:
+                on_progress(len(res["records"]), total, f"{method} N_p={n_p}")
             if (method, n_p) in done:
                 continue
             ldm.unet.load_state_dict(base)
@@ -89,7 +105,12 @@ def run_budget_sweep(config: BudgetSweepConfig, out: Path) -> dict[str, Any]:
                 seed=config.seed,
             )
             poison = build_poison(
-                world, pc, config.n_clean_per_concept, vae=ldm.vae, device=ldm.device
+                world,
+                pc,
+                config.n_clean_per_concept,
+                vae=ldm.vae,
+                device=ldm.device,
+                anchor_images=anchor_fn,
             )
             images = np.concatenate([clean.images, poison.images])
             caps = clean.captions + poison.captions
@@ -116,6 +137,24 @@ def run_budget_sweep(config: BudgetSweepConfig, out: Path) -> dict[str, Any]:
     res["summary"] = summarize_budget(res["records"], config.success_level)
     atomic_write_json(path, res)
     return res
+
+
+def _generated_anchors(ldm: MiniLDM, seed: int) -> Callable[[int, int], np.ndarray]:
+    """Anchors as Nightshade picks them: the base model's own generations for B's prompt
+    (20 DDIM steps, CFG 3), computed before any fine-tuning and cached per (B, n)."""
+    base = {k: v.clone() for k, v in ldm.unet.state_dict().items()}
+    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def anchors(b: int, n: int) -> np.ndarray:
+        if (b, n) not in cache:
+            live = {k: v.clone() for k, v in ldm.unet.state_dict().items()}
+            ldm.unet.load_state_dict(base)
+            prompt = ldm.world.concepts[b].caption(0)
+            cache[b, n] = ldm.sample([prompt] * n, seed=seed + 77).cpu().numpy()
+            ldm.unet.load_state_dict(live)
+        return cache[b, n]
+
+    return anchors
 
 
 def summarize_budget(records: list[dict[str, Any]], level: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ latent has been pushed towards the target's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -146,8 +147,13 @@ def build_poison(
     n_clean_per_concept: int,
     vae: Any = None,
     device: str | torch.device = "cpu",
+    anchor_images: Callable[[int, int], np.ndarray] | None = None,
 ) -> PoisonedSet:
-    """Build the poison pairs for ``config`` (fresh images drawn from the world with its seed)."""
+    """Build the poison pairs for ``config`` (fresh images drawn from the world with its seed).
+
+    Nightshade anchors (the images whose VAE latents the perturbation chases) are natural images
+    of the target B by default; ``anchor_images(b, n) -> (n, 3, S, S)`` overrides them, e.g. the
+    model's own generations for B's prompt, as the Nightshade paper does."""
     config.validate(world)
     targets = (
         choose_targets(world, config.concepts, config.targets, config.seed)
@@ -172,7 +178,11 @@ def build_poison(
             raise ValueError("nightshade poisoning needs the model's VAE (pass vae=ldm.vae)")
         anchors = np.concatenate(
             [
-                world.sample(n_p, seed=int(rng.integers(1 << 30)), concepts=[targets[a]]).images
+                anchor_images(targets[a], n_p)
+                if anchor_images is not None
+                else world.sample(
+                    n_p, seed=int(rng.integers(1 << 30)), concepts=[targets[a]]
+                ).images
                 for a in config.concepts
             ]
         )

@@ -86,3 +86,21 @@ def test_ssim_identity():
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     np.testing.assert_allclose(ssim(x, x).numpy(), 1.0, atol=1e-5)
     assert (ssim(x, -x) < 0.5).all()
+
+
+def test_nightshade_custom_anchors_are_used():
+    """anchor_images(b, n) replaces the natural target images (e.g. the model's generations)."""
+    ldm = MiniLDM.build(WorldConfig(n_concepts=8), ModelConfig.tiny())
+    calls = []
+
+    def anchors(b, n):
+        calls.append((b, n))
+        return ldm.world.sample(n, seed=5, concepts=[1]).images  # the source itself
+
+    cfg = PoisonConfig(
+        concepts=(1,), method="nightshade", targets=((1, 2),), budget=3, epsilon=8 / 255, steps=2
+    )
+    near = build_poison(ldm.world, cfg, 4, vae=ldm.vae, anchor_images=anchors)
+    far = build_poison(ldm.world, cfg, 4, vae=ldm.vae)
+    assert calls == [(2, 3)]
+    assert near.report["latent_distance_before"] < far.report["latent_distance_before"]

@@ -37,6 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--counts", type=int, nargs="+", default=[2, 5, 10, 20, 40])
     p.add_argument("--methods", nargs="+", default=["nightshade", "dirty-label"])
     p.add_argument("--steps", type=int, default=60, help="fine-tune steps per run")
+    p.add_argument("--lr", type=float, default=5e-4, help="fine-tune learning rate")
+    p.add_argument(
+        "--epsilon", type=float, default=16 / 255, help="Nightshade L∞ bound, [-1, 1] pixel units"
+    )
+    p.add_argument("--pgd-steps", type=int, default=60, help="Nightshade PGD steps")
+    p.add_argument(
+        "--anchors",
+        choices=["natural", "generated"],
+        default="natural",
+        help="Nightshade anchors: natural images of the target, or the base's generations of it",
+    )
+    p.add_argument("--clean", type=int, default=32, help="clean pairs per concept")
+    p.add_argument("--eval-samples", type=int, default=16, help="judged generations per run")
     p.add_argument("--model", default=None)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_sweep_budget)
@@ -131,10 +144,25 @@ def _sweep_budget(args: argparse.Namespace) -> int:
         target=args.target,
         counts=tuple(args.counts),
         methods=tuple(args.methods),
-        finetune=FinetuneConfig(steps=args.steps, batch=64, lr=5e-4),
+        finetune=FinetuneConfig(steps=args.steps, batch=64, lr=args.lr),
+        epsilon=args.epsilon,
+        pgd_steps=args.pgd_steps,
+        anchors=args.anchors,
+        n_clean_per_concept=args.clean,
+        eval_samples=args.eval_samples,
         model=args.model,
     )
-    res = run_budget_sweep(cfg, args.out)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(cfg.methods) * len(cfg.counts), desc="sweep-budget", unit="run")
+
+    def progress(i: int, total: int, msg: str) -> None:
+        bar.n = i
+        bar.set_postfix_str(msg)
+        bar.refresh()
+
+    res = run_budget_sweep(cfg, args.out, progress)
+    bar.close()
     for r in res["records"]:
         print(f"{r['method']:>12} N_p={r['count']:>4}  attack success {r['attack_success']:.2f}")
     print(json.dumps(res["summary"]))
