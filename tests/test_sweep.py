@@ -203,3 +203,15 @@ def test_budget_sweep_tiny(tiny_model_dir, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_budget_sweep_generated_anchors_and_epsilon(tiny_model_dir, tmp_path):
+    out = tmp_path / "g"
+    args = ["sweep-budget", "--model", str(tiny_model_dir), "--concept", "small red circle"]
+    args += ["--target", "large green square", "--counts", "1", "--steps", "1"]
+    args += ["--methods", "nightshade", "--anchors", "generated", "--epsilon", "0.1"]
+    args += ["--pgd-steps", "2", "--eval-samples", "2", "--out", str(out)]
+    assert main(args) == 0
+    res = json.loads((out / "budget.json").read_text())
+    assert res["config"]["anchors"] == "generated" and res["config"]["epsilon"] == 0.1
+    assert res["records"][0]["poison_report"]["linf"] <= 0.1 + 1e-6
