@@ -93,15 +93,16 @@ def pack_key(pack: Pack) -> tuple[str, float]:
 
 
 def export_buttons(fig: Any, name: str) -> None:
-    """Download buttons for a figure: HTML always; PNG/SVG only when kaleido is installed."""
-    from core.figures.export import MIME, export_formats, figure_bytes
+    """Download buttons for a figure: HTML always; PNG/SVG when kaleido and a Chrome/Chromium are
+    available (otherwise a caption says what to install)."""
+    from core.figures.export import MIME, export_formats, figure_bytes, static_export_problem
 
     with st.expander(f"Export “{name}”"):
         formats = export_formats()
         cols = st.columns(len(formats))
         for col, fmt in zip(cols, formats):
-            # Deferred: the file is only serialised when the button is clicked (HTML with plotly.js
-            # inlined is ~5 MB; building it on every rerun would slow every page).
+            # Deferred: the file is only made when the button is clicked, in a server thread, not
+            # in this script (HTML with plotly.js inlined is ~5 MB; PNG/SVG go through a browser).
             col.download_button(
                 f"Download {fmt.upper()}",
                 partial(figure_bytes, fig, fmt),
@@ -110,10 +111,13 @@ def export_buttons(fig: Any, name: str) -> None:
                 key=f"dl-{name}-{fmt}",
                 on_click="ignore",
             )
-        if formats == ["html"]:
+        problem = static_export_problem() if formats == ["html"] else None
+        if problem:
+            st.caption(problem + " The HTML file is interactive and opens offline in any browser.")
+        else:
             st.caption(
-                "PNG/SVG export needs the kaleido package (`pip install kaleido`), which is not "
-                "installed here. The HTML file is interactive and opens offline in any browser."
+                "PNG (2× resolution) and SVG are rendered by a headless Chromium: the first one "
+                "starts it (a few seconds), later ones take well under a second."
             )
 
 
