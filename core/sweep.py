@@ -107,6 +107,19 @@ PRESETS: dict[str, SweepConfig] = {
         eval_steps=10,
         grid_samples=4,
     ),
+    # gpu-full's C_P levels on 2 CPU cores (~30 min): the cpu-quick fine-tune, 5 seeds, 8
+    # judged samples per concept; bench/levers.py shows why 60 steps at lr 5e-4 (the disruption
+    # is largest early in fine-tuning; with 200 steps the model partly fits the conflicts)
+    "cpu-full": SweepConfig(
+        preset="cpu-full",
+        levels=(0, 1, 2, 4, 8, 16, 24, 32),
+        seeds=(0, 1, 2, 3, 4),
+        n_clean_per_concept=32,
+        finetune=FinetuneConfig(steps=60, batch=64, lr=5e-4),
+        eval_samples=8,
+        eval_steps=10,
+        grid_samples=4,
+    ),
     # the faithful experiment (shared/SCIENCE.md): one H200, 400 steps × 256 per level
     "gpu-full": SweepConfig(
         preset="gpu-full",

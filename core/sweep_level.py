@@ -199,6 +199,8 @@ class SweepRunner:
             "acc_related": mean(rel, acc),
             "acc_unrelated": mean(unrel, acc),
             "undefined_rate": sc["undefined_rate"],
+            # per concept (world order), so any related/unrelated split can be recomputed
+            "per_concept_acc": [round(float(v), 4) for v in acc],
             "finetune_seconds": seconds,
             "n_pairs": int(ad.n),
         }

@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep", help="AD and implosion metrics over C_P (number of poisoned concepts)"
     )
-    p.add_argument("--preset", default="cpu-quick", help="ci-smoke | cpu-quick | gpu-full")
+    p.add_argument(
+        "--preset", default="cpu-quick", help="ci-smoke | cpu-quick | cpu-full | gpu-full"
+    )
     p.add_argument(
         "--out", type=Path, required=True, help="output folder (resumes if it holds the same sweep)"
     )
