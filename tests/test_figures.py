@@ -131,3 +131,73 @@ def test_grids_and_export():
     assert b"<html>" in figure_bytes(fig, "html")[:100]
     with pytest.raises(ValueError, match="allowed"):
         figure_bytes(fig, "gif")
+
+
+def test_graph_nodes_carry_concept_ids_for_click_selection(pack, pos):
+    from core.figures.nodes import selected_concept
+
+    fig = alignment_graph_figure(
+        pos, pack.level_arrays(4), 4, pack.concepts, pack.poisoned_at(4), pack.targets
+    )
+    nodes = [t for t in fig.data if t.customdata is not None]
+    assert {t.name for t in nodes if t.name} >= {
+        "caption (clean concept)",
+        "caption (poisoned concept) ×",
+        "image concept (mean image)",
+        "where the caption lands ◆",
+    }
+    ids = sorted({int(c) for t in nodes for c in t.customdata})
+    assert ids == list(range(len(pack.concepts)))
+    lands = next(t for t in fig.data if t.name == "where the caption lands ◆")
+    assert "caption: “a photo of a" in lands.text[3]  # hover keeps the caption
+    # a Streamlit selection event: edges carry no customdata, nodes do (scalar or list)
+    assert selected_concept([{"curve_number": 0, "x": 1.0}, {"customdata": 7}]) == 7
+    assert selected_concept([{"customdata": [5]}]) == 5
+    assert selected_concept([{"x": 0.0}]) is None and selected_concept(None) is None
+
+
+def test_graph_thumbnails_at_nodes(pack, pos):
+    from core.figures.nodes import reference_images
+
+    k = len(pack.concepts)
+    clean = reference_images(pack.concepts)
+    assert clean is not None and clean.shape == (k, 32, 32, 3) and clean.dtype == np.uint8
+    assert clean.std() > 10  # real pictures, not blanks
+    assert reference_images(["not", "world", "concepts"]) is None
+    gen = np.zeros((k, 32, 32, 3), np.uint8)
+    args = (pos, pack.level_arrays(4), 4, pack.concepts, pack.poisoned_at(4), pack.targets)
+    fig = alignment_graph_figure(*args, thumbnails={"clean": clean, "generated": gen})
+    imgs = fig.layout.images
+    assert len(imgs) == 2 * k
+    assert [i.xref for i in imgs] == ["x"] * k + ["x2"] * k
+    assert all(i.source.startswith("data:image/png;base64,") for i in imgs)
+    # corner at the node, just above-right: the clean image beside each caption ...
+    t = pos["text_concept"]
+    assert imgs[0].x > t[0, 0] and imgs[0].y > t[0, 1]
+    assert abs(imgs[0].x - t[0, 0]) < imgs[0].sizex  # ... and close to it
+    # ... the generated one beside where the caption lands
+    g = pos["generated"][4]
+    assert abs(imgs[k].x - g[0, 0]) < imgs[k].sizex and abs(imgs[k].y - g[0, 1]) < imgs[k].sizey
+    # without generations the clean images go to the image-concept nodes
+    fig = alignment_graph_figure(*args, thumbnails={"clean": clean, "generated": None})
+    assert len(fig.layout.images) == 2 * k
+    assert not alignment_graph_figure(*args).layout.images
+
+
+def test_concept_card(pack):
+    from core.figures.nodes import concept_card
+
+    p = pack.poisoned_at(4)[0]
+    arrays = pack.level_arrays(4)
+    card = concept_card(arrays, p, pack.concepts, pack.poisoned_at(4), pack.targets)
+    assert card["poisoned"] and card["target"] == pack.concepts[pack.targets[p]]
+    assert card["caption"] == f"a photo of a {pack.concepts[p]}"
+    cap = arrays["caption_concept"] == p
+    assert card["poisoned_pairs"] == int((cap & arrays["poisoned"]).sum()) > 0
+    assert card["clean_pairs"] == int((cap & ~arrays["poisoned"]).sum())
+    assert -1 <= card["alignment"] <= 1 and card["lands_on"] in pack.concepts
+    assert card["lands_on_cos"] >= card["alignment"] - 1e-9  # nearest is at least as close
+    clean = concept_card(pack.level_arrays(0), p, pack.concepts, [], pack.targets)
+    assert not clean["poisoned"] and clean["target"] is None and clean["poisoned_pairs"] == 0
+    with pytest.raises(ValueError, match="out of range"):
+        concept_card(arrays, len(pack.concepts), pack.concepts, [], {})

@@ -118,8 +118,13 @@ def alignment_graph_figure(
     knn: int = 2,
     text_concept: np.ndarray | None = None,
     height: int = 620,
+    thumbnails: Mapping[str, np.ndarray | None] | None = None,
 ) -> go.Figure:
     """Text graph | image graph at level ``c_p`` (see module doc). One trace per edge class.
+
+    Node traces carry the concept id as ``customdata`` (for click selection). ``thumbnails``:
+    optional ``{"clean": (K, S, S, 3), "generated": (K, S, S, 3)}`` uint8 drawn beside the
+    nodes (:func:`core.figures.nodes.add_thumbnails`).
 
     ``pos`` from :func:`graph_positions`; ``arrays`` the level's arrays (``caption_concept``,
     ``image_concept``, ``poisoned``, ``image``); ``poisoned`` the concept ids poisoned at c_p.
@@ -275,6 +280,7 @@ def alignment_graph_figure(
                         "line": {"color": BLACK, "width": 1},
                     },
                     text=[node_text(i) for i in ids],
+                    customdata=ids,
                     hoverinfo="text",
                     legendgroup=label,
                 ),
@@ -289,6 +295,7 @@ def alignment_graph_figure(
                     showlegend=False,
                     marker={"color": rgba(colour, 0.3), "size": 9, "symbol": symbol},
                     text=[node_text(i) for i in ids],
+                    customdata=ids,
                     hoverinfo="text",
                     legendgroup=label,
                 ),
@@ -308,6 +315,7 @@ def alignment_graph_figure(
                 "line": {"color": BLACK, "width": 1},
             },
             text=[f"<b>images of {n}</b>" for n in names],
+            customdata=list(range(k)),
             hoverinfo="text",
         ),
         1,
@@ -325,7 +333,11 @@ def alignment_graph_figure(
                 "symbol": "diamond",
                 "line": {"color": BLACK, "width": 1},
             },
-            text=[f"generated from “{names[i]}” (C_P = {c_p})" for i in range(k)],
+            text=[
+                f"generated from “{names[i]}”<br>caption: “a photo of a {names[i]}” (C_P = {c_p})"
+                for i in range(k)
+            ],
+            customdata=list(range(k)),
             hoverinfo="text",
         ),
         1,
@@ -337,4 +349,8 @@ def alignment_graph_figure(
     style(fig, f"Alignment graph at C_P = {c_p} ({len(pset)} of {k} concepts poisoned)", height)
     fig.update_layout(legend={"y": -0.08, "yanchor": "top"}, margin={"b": 140}, hovermode="closest")
     fig.update_annotations(font_size=16)
+    if thumbnails:
+        from core.figures.nodes import add_thumbnails
+
+        add_thumbnails(fig, pos, c_p, thumbnails.get("clean"), thumbnails.get("generated"))
     return fig

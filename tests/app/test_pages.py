@@ -54,10 +54,41 @@ def test_graph_page(assets):
     assert not at.exception, at.exception
     assert at.select_slider(key="graph_cp").value == 4
     assert at.radio(key="graph_layout").value == "PCA"
+    assert at.toggle(key="graph_thumbs").value is False
     at.select_slider(key="graph_cp").set_value(16).run()
     at.toggle(key="graph_pairs").set_value(True).run()
     assert not at.exception
     assert at.query_params["pack"] == ["demo"] or at.query_params["pack"] == "demo"
+
+
+def _chart_spec(at) -> dict:
+    import json
+
+    return json.loads(at.get("plotly_chart")[0].proto.spec)
+
+
+def test_graph_thumbnails_and_concept_panel(assets):
+    at = run("graph")
+    assert not _chart_spec(at)["layout"].get("images")
+    at.toggle(key="graph_thumbs").set_value(True).run()
+    assert not at.exception, at.exception
+    images = _chart_spec(at)["layout"]["images"]
+    assert len(images) == 2 * 16  # clean beside each caption, generated beside each ◆
+    assert {i["xref"] for i in images} == {"x", "x2"}
+    # the chart reports clicked points; the side panel follows the concept selectbox
+    assert at.get("plotly_chart")[0].proto.selection_mode  # on_select is on
+    assert at.subheader[0].value == "Selected concept"
+    from core.demo import load_pack
+
+    pack = load_pack(assets / "demo")
+    p = pack.poisoned_at(4)[0]
+    at.selectbox(key="graph_concept").set_value(p).run()
+    assert not at.exception, at.exception
+    panel = " ".join(m.value for m in at.markdown)
+    assert pack.concepts[p] in panel and "poisoned" in panel
+    assert f"images of **{pack.concepts[pack.targets[p]]}**" in panel
+    assert "training pairs with this caption" in panel and "lands nearest to" in panel
+    assert len(at.image) >= 3  # clean image, generated at C_P = 0 and at C_P = 4
 
 
 def test_trajectory_page_and_tabs(assets):
@@ -153,6 +184,35 @@ def test_compare_page(assets):
     at.button(key="cmp_prepare").click().run()
     assert not at.exception, at.exception
     assert at.session_state["bundle"][0] == "demo"
+
+
+def test_compare_page_exports_png_svg_html(assets, monkeypatch):
+    """The export expander offers HTML, PNG and SVG when kaleido + Chromium are here (else HTML
+    and a caption naming what to install); each button's deferred data is the real file."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    from core.figures.export import static_export_problem
+
+    made: dict[str, object] = {}
+    original = MediaFileManager.add_deferred
+
+    def record(self, fn, mimetype, *args, **kwargs):
+        made[kwargs.get("file_name") or args[1]] = fn
+        return original(self, fn, mimetype, *args, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record)
+    at = run("compare")
+    assert not at.exception, at.exception
+    labels = [b.proto.label for b in at.get("download_button")]
+    problem = static_export_problem()
+    if problem:
+        assert labels[:1] == ["Download HTML"] and "Download PNG" not in labels
+        assert any(problem in c.value for c in at.caption)
+        pytest.skip(f"PNG/SVG buttons not offered here: {problem}")
+    assert labels[:3] == ["Download HTML", "Download PNG", "Download SVG"]
+    png = made["compare-ad.png"]()  # what the browser downloads on click
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert made["compare-ad.svg"]().lstrip()[:4] == b"<svg"
 
 
 def test_poison_page(assets):

@@ -1,0 +1,169 @@
+"""Alignment-graph nodes as things to look at: thumbnails at node positions, the concept a click
+selected, and a per-concept card (caption, images, where its caption lands).
+
+Plotly hover labels cannot show images, so the graph offers the equivalent two ways: small
+``layout.images`` next to the nodes (a clean training image at each caption, the generated image
+at each "where the caption lands" diamond), and a side panel for a clicked node built from
+:func:`concept_card`. Pure functions: numpy in, dicts / figure updates out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from core.figures.images import png_data_uri
+
+THUMB_FRACTION = 0.075  # thumbnail side as a fraction of the layout's larger extent
+
+
+def reference_images(
+    names: Sequence[str], image_size: int = 32, seed: int = 0
+) -> np.ndarray | None:
+    """One clean training image per concept from the procedural world: (K, S, S, 3) uint8.
+
+    None when ``names`` are not the world's concepts in world order (e.g. a real-model pack),
+    so callers fall back to generated images.
+    """
+    from core.world import World, WorldConfig, valid_n_concepts
+
+    k = len(names)
+    if k not in valid_n_concepts():
+        return None
+    try:
+        world = World(WorldConfig(n_concepts=k, image_size=image_size))
+    except ValueError:
+        return None
+    if world.names != [str(n) for n in names]:
+        return None
+    x = world.sample(1, seed=seed).images  # (K, 3, S, S) float32 in [-1, 1], concept order
+    return ((x.transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+
+
+def thumbnail_size(pos: Mapping[str, Any], c_p: int) -> float:
+    """Thumbnail side in layout units: a fixed fraction of the extent of everything drawn."""
+    pts = np.concatenate([pos["text_concept"], pos["image_concept"], pos["generated"][c_p]])
+    extent = float((pts.max(0) - pts.min(0)).max())
+    return THUMB_FRACTION * (extent if extent > 0 else 1.0)
+
+
+def thumbnail_images(
+    points: np.ndarray, images: np.ndarray, panel: int, size: float
+) -> list[dict[str, Any]]:
+    """``layout.images`` entries placing ``images[i]`` (S, S, 3 uint8) beside ``points[i]``.
+
+    Each picture sits just above-right of its node (corner at the node), so the node's colour and
+    ×-marker stay visible under it. ``panel`` is the subplot column (1 text, 2 image graph).
+    """
+    if len(points) != len(images):
+        raise ValueError(f"{len(points)} points but {len(images)} images; need one per point")
+    ax = "" if panel == 1 else str(panel)
+    gap = 0.12 * size
+    return [
+        {
+            "source": png_data_uri(img),
+            "xref": f"x{ax}",
+            "yref": f"y{ax}",
+            "x": float(p[0]) + gap,
+            "y": float(p[1]) + gap,
+            "sizex": size,
+            "sizey": size,
+            "xanchor": "left",
+            "yanchor": "bottom",
+            "sizing": "contain",
+            "layer": "above",
+            "opacity": 1.0,
+        }
+        for p, img in zip(points, images)
+    ]
+
+
+def add_thumbnails(
+    fig: go.Figure,
+    pos: Mapping[str, Any],
+    c_p: int,
+    clean: np.ndarray | None = None,
+    generated: np.ndarray | None = None,
+) -> go.Figure:
+    """Put thumbnails at the nodes of an :func:`~core.figures.graph.alignment_graph_figure`.
+
+    ``clean`` (K, S, S, 3): a clean image per concept, drawn at each caption (text graph) —
+    what the caption means. ``generated`` (K, S, S, 3): what the model generates for each caption
+    at this C_P, drawn at the "where the caption lands" diamonds (image graph) — what it learned.
+    Without ``generated``, the clean images go at the image-concept nodes instead.
+    """
+    size = thumbnail_size(pos, c_p)
+    images: list[dict[str, Any]] = []
+    if clean is not None:
+        images += thumbnail_images(pos["text_concept"], clean, 1, size)
+    if generated is not None:
+        images += thumbnail_images(pos["generated"][c_p], generated, 2, size)
+    elif clean is not None:
+        images += thumbnail_images(pos["image_concept"], clean, 2, size)
+    fig.update_layout(images=list(fig.layout.images) + images)
+    return fig
+
+
+def selected_concept(points: Sequence[Mapping[str, Any]] | None) -> int | None:
+    """Concept id of the first selected node (its ``customdata``), from a Plotly selection event's
+    ``points`` (``st.plotly_chart(on_select=...)``). None when no node was selected (edges and
+    pair markers carry no concept id)."""
+    for p in points or ():
+        cd = p.get("customdata")
+        if isinstance(cd, list | tuple):
+            cd = cd[0] if cd else None
+        if isinstance(cd, int | float) and not isinstance(cd, bool):
+            return int(cd)
+    return None
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
+
+
+def concept_card(
+    arrays: Mapping[str, np.ndarray],
+    i: int,
+    names: Sequence[str],
+    poisoned: Sequence[int],
+    targets: Mapping[int, int] | None = None,
+) -> dict[str, Any]:
+    """What the side panel says about concept ``i`` at one level.
+
+    ``arrays``: the level's arrays (``image`` (n, d), ``image_concept``, ``caption_concept``,
+    ``poisoned`` (n,), ``generated`` (K, d)). Returns name, caption, poisoned flag and target,
+    counts of clean / poisoned training pairs captioned with ``i``, ``alignment`` = cos(generated
+    embedding of caption i, mean embedding of real images of i), and ``lands_on`` = the concept
+    whose mean image embedding is most cosine-similar to the generated one, with that cosine.
+    """
+    k = len(names)
+    if not 0 <= i < k:
+        raise ValueError(f"concept id {i} out of range; {k} concepts (0 … {k - 1})")
+    labels = arrays["image_concept"].astype(np.int64)
+    means = np.zeros((k, arrays["image"].shape[1]))
+    np.add.at(means, labels, arrays["image"])
+    has_images = np.bincount(labels, minlength=k) > 0
+    means = _unit(means)
+    gen = _unit(np.asarray(arrays["generated"][i], dtype=np.float64))
+    sims = means @ gen
+    sims[~has_images] = -np.inf
+    nearest = int(np.argmax(sims))
+    cap = arrays["caption_concept"].astype(np.int64) == i
+    flag = arrays["poisoned"].astype(bool)
+    tgt = (targets or {}).get(i)
+    pois = i in {int(p) for p in poisoned}
+    return {
+        "id": i,
+        "name": str(names[i]),
+        "caption": f"a photo of a {names[i]}",
+        "poisoned": pois,
+        "target": str(names[tgt]) if pois and tgt is not None else None,
+        "clean_pairs": int((cap & ~flag).sum()),
+        "poisoned_pairs": int((cap & flag).sum()),
+        "alignment": float(sims[i]) if has_images[i] else None,
+        "lands_on": str(names[nearest]),
+        "lands_on_cos": float(sims[nearest]),
+    }
