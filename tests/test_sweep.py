@@ -37,6 +37,22 @@ def test_results_contract(tiny_model_dir, tmp_path):
     assert (tmp_path / "s" / "grids" / "cp2_seed0.png").is_file()
 
 
+def test_sweep_pack_copies_a_loadable_pack(tiny_model_dir, tmp_path, capsys):
+    from core.demo import load_pack
+
+    run_sweep(smoke(tiny_model_dir), tmp_path / "s")
+    assert main(["sweep-pack", str(tmp_path / "s"), "--out", str(tmp_path / "pack")]) == 0
+    pack = load_pack(tmp_path / "pack")
+    assert pack.levels == [0, 2] and (tmp_path / "pack" / "grids" / "cp2_seed0.png").is_file()
+    assert not (tmp_path / "pack" / "levels").exists()
+    # an unfinished sweep is refused, and the existing pack is left as it was
+    run_sweep(smoke(tiny_model_dir), tmp_path / "u", should_stop=lambda: True)
+    before = (tmp_path / "pack" / "results.json").read_bytes()
+    assert main(["sweep-pack", str(tmp_path / "u"), "--out", str(tmp_path / "pack")]) == 2
+    assert "sweep_dir" in capsys.readouterr().err
+    assert (tmp_path / "pack" / "results.json").read_bytes() == before
+
+
 def test_resume_skips_finished_levels(tiny_model_dir, tmp_path):
     out = tmp_path / "s"
     run_sweep(smoke(tiny_model_dir), out, should_stop=lambda: (out / "results.json").exists())

@@ -56,6 +56,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_sweep_budget)
 
+    p = sub.add_parser("sweep-pack", help="copy a finished sweep into a demo pack the app opens")
+    p.add_argument("sweep_dir", type=Path, help="folder written by `implosion sweep --out`")
+    p.add_argument("--out", type=Path, required=True, help="pack folder, e.g. assets/demo")
+    p.add_argument("--note", type=Path, default=None, help="a README.md to put in the pack")
+    p.set_defaults(func=_sweep_pack)
+
     p = sub.add_parser(
         "finetune", help="poison chosen concepts and fine-tune the base (background job)"
     )
@@ -168,6 +174,15 @@ def _sweep_budget(args: argparse.Namespace) -> int:
     for r in res["records"]:
         print(f"{r['method']:>12} N_p={r['count']:>4}  attack success {r['attack_success']:.2f}")
     print(json.dumps(res["summary"]))
+    return 0
+
+
+def _sweep_pack(args: argparse.Namespace) -> int:
+    from core.pack import write_pack
+
+    note = args.note.read_text() if args.note else None
+    sizes = write_pack(args.sweep_dir, args.out, note)
+    print(f"{len(sizes)} files, {sum(sizes.values()) / 1e6:.1f} MB → {args.out}")
     return 0
 
 
