@@ -127,7 +127,9 @@ def finetune_unet(
     dev = ldm.device
     unet = ldm.unet.train()
     params = trainable_parameters(unet, config.params)
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    # fused AdamW (one kernel for all parameters) where the device supports it
+    fused = True if dev.type == "cuda" else None
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0, fused=fused)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
     ema = None
