@@ -138,7 +138,7 @@ def alignment_graph_figure(
         cols=2,
         subplot_titles=(
             "Text graph (captions)",
-            "Image graph (images, pairs, where captions land)",
+            "Image graph (images, where captions land)",
         ),
         horizontal_spacing=0.06,
     )

@@ -1,10 +1,14 @@
-"""Browser fixtures: a real Streamlit server on a free port and headless Debian Chromium.
+"""Browser fixtures: real Streamlit servers on free ports and headless Debian Chromium.
+
+``demo_server`` serves the repository's own assets (the committed demo pack a newcomer plays);
+``server`` serves synthetic assets for the job and sweep tests.
 
 Artifacts (screenshots, timings.json) go to ``$IMPLOSION_ARTIFACTS`` or ``<repo>/artifacts/e2e``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -45,6 +49,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def e2e_dirs(tmp_path_factory):
+    """Assets for the job tests: a synthetic pack (the sweep test adds a tiny base model)."""
     from core.demo import write_synthetic_demo_pack
 
     base = tmp_path_factory.mktemp("e2e")
@@ -68,6 +73,7 @@ def browser_context(tmp_path_factory):
             headless=True,
             args=FLAGS,
             viewport={"width": 1400, "height": 1000},
+            accept_downloads=True,
         )
         try:
             yield ctx
@@ -75,15 +81,18 @@ def browser_context(tmp_path_factory):
             ctx.close()
 
 
-@pytest.fixture(scope="session")
-def server(e2e_dirs, browser_context):
-    """``python -m streamlit run app.py`` on 127.0.0.1; yields (url, seconds to healthy, t_ready)."""
+@contextlib.contextmanager
+def _streamlit(assets: Path, runs: Path, log_path: Path):
+    """``python -m streamlit run app.py`` on 127.0.0.1 with the given assets and runs folders.
+
+    Yields {"url", "started" (monotonic, before Popen), "healthy_s", "ready", "runs"}.
+    """
     port = _free_port()
     env = dict(os.environ)
-    env["IMPLOSION_ASSETS"] = str(e2e_dirs / "assets")
-    env["IMPLOSION_RUNS"] = str(e2e_dirs / "runs")
+    env["IMPLOSION_ASSETS"] = str(assets)
+    env["IMPLOSION_RUNS"] = str(runs)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).strip(os.pathsep)
-    log = open(e2e_dirs / "server.log", "wb")
+    log = open(log_path, "wb")
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [
@@ -105,13 +114,14 @@ def server(e2e_dirs, browser_context):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {e2e_dirs / 'server.log'}")
+                raise RuntimeError(f"streamlit did not start; see {log_path}")
             time.sleep(0.05)
         yield {
             "url": url,
+            "started": t0,
             "healthy_s": time.monotonic() - t0,
             "ready": time.monotonic(),
-            "runs": e2e_dirs / "runs",
+            "runs": runs,
         }
     finally:
         proc.terminate()
@@ -120,6 +130,25 @@ def server(e2e_dirs, browser_context):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def demo_server(browser_context, tmp_path_factory):
+    """The app as a newcomer gets it: the repository's own assets (the committed demo pack in
+    assets/demo and the shipped base), runs in a temp folder."""
+    if not (ROOT / "assets" / "demo" / "results.json").is_file():
+        pytest.skip("assets/demo is missing: restore it with `git checkout assets/`")
+    tmp = tmp_path_factory.mktemp("e2e-demo")
+    (tmp / "runs").mkdir()
+    with _streamlit(ROOT / "assets", tmp / "runs", tmp / "server.log") as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def server(e2e_dirs, browser_context):
+    """A server on synthetic assets for the job tests (sweeps fine-tune a tiny base there)."""
+    with _streamlit(e2e_dirs / "assets", e2e_dirs / "runs", e2e_dirs / "server.log") as s:
+        yield s
 
 
 def wait_idle(page, timeout_ms: int = 30_000) -> None:

@@ -1,10 +1,13 @@
-"""End to end in headless Chromium: Home → Play the demo → every page; a job watched live and
-re-attached after a reload; timings written to the artifacts dir."""
+"""End to end in headless Chromium: Home → Play the demo (the committed pack) → graph with
+thumbnails and a clicked node → every page → PNG/SVG export; a job watched live and re-attached
+after a reload; a ci-smoke sweep. Screenshots, exported files and timings.json go to the
+artifacts dir."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import time
 
@@ -37,7 +40,40 @@ def _write_timings() -> None:
     print(f"\ntimings ({path}):\n{json.dumps(TIMINGS, indent=2)}")
 
 
-def test_home_demo_and_every_page(server, browser_context):
+# Pixel position and concept id of the first node of a named trace (plotly's own axis maps).
+_NODE_JS = """(name) => {
+  const gd = document.querySelector('.js-plotly-plot');
+  const i = gd._fullData.findIndex(d => d.name && d.name.startsWith(name));
+  const t = gd._fullData[i], pt = gd.calcdata[i][0];
+  const fl = gd._fullLayout;
+  const xa = fl['xaxis' + t.xaxis.slice(1)], ya = fl['yaxis' + t.yaxis.slice(1)];
+  const r = gd.getBoundingClientRect();
+  return {x: r.left + xa._offset + xa.c2p(pt.x), y: r.top + ya._offset + ya.c2p(pt.y),
+          id: Number(t.customdata[0]), text: t.text[0], images: (fl.images || []).length};
+}"""
+
+
+def _download(page, label: str, path) -> float:
+    """Click a download button, save the file to ``path``; seconds from click to file."""
+    t0 = time.monotonic()
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name=label).first.click()
+    info.value.save_as(str(path))
+    return round(time.monotonic() - t0, 2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _timings_file():
+    """Write timings.json after the module, also when a test failed half-way."""
+    yield
+    if TIMINGS:
+        _write_timings()
+
+
+def test_home_demo_and_every_page(demo_server, browser_context):
+    """The newcomer's path on the committed demo pack: Home → Play the demo → the graph (with
+    thumbnails, a clicked node) → every page; then a PNG/SVG export from Compare & export."""
+    server = demo_server
     shots = artifacts_dir()
     page = browser_context.new_page()
     t0 = time.monotonic()
@@ -45,9 +81,13 @@ def test_home_demo_and_every_page(server, browser_context):
     play = page.get_by_role("button", name="Play the demo")
     play.wait_for(state="visible", timeout=30_000)
     wait_idle(page)
+    now = time.monotonic()
+    TIMINGS["pack"] = "assets/demo (committed cpu-quick sweep)"
+    TIMINGS["machine"] = {"cpus": os.cpu_count(), "loadavg_1m_at_start": os.getloadavg()[0]}
     TIMINGS["server_healthy_s"] = round(server["healthy_s"], 2)
-    TIMINGS["first_interactive_s"] = round(time.monotonic() - t0, 2)
-    TIMINGS["first_interactive_since_healthy_s"] = round(time.monotonic() - server["ready"], 2)
+    TIMINGS["first_interactive_s"] = round(now - t0, 2)
+    TIMINGS["first_interactive_since_healthy_s"] = round(now - server["ready"], 2)
+    TIMINGS["first_interactive_since_server_start_s"] = round(now - server["started"], 2)
     page.screenshot(path=str(shots / "home.png"), full_page=True)
 
     t0 = time.monotonic()
@@ -57,8 +97,37 @@ def test_home_demo_and_every_page(server, browser_context):
     wait_idle(page)
     TIMINGS["play_demo_to_graph_s"] = round(time.monotonic() - t0, 2)
     assert "pack=demo" in page.url
+    assert not page.locator('[data-testid="stException"]').count()
     page.wait_for_timeout(500)  # let plotly finish drawing
     page.screenshot(path=str(shots / "alignment_graph.png"), full_page=True)
+
+    # thumbnails at the nodes
+    t0 = time.monotonic()
+    page.get_by_text("Thumbnails at nodes").click()
+    page.wait_for_function(
+        "() => (document.querySelector('.js-plotly-plot')._fullLayout.images || []).length > 0",
+        timeout=30_000,
+    )
+    wait_idle(page)
+    TIMINGS["graph_thumbnails_on_s"] = round(time.monotonic() - t0, 2)
+    page.wait_for_timeout(500)
+    assert page.evaluate(_NODE_JS, "where the caption lands")["images"] == 64  # 32 + 32
+    page.screenshot(path=str(shots / "alignment_graph_thumbnails.png"), full_page=True)
+
+    # click a poisoned caption node: the side panel shows that concept
+    node = page.evaluate(_NODE_JS, "caption (poisoned concept)")
+    name = node["text"].split("<b>")[1].split("</b>")[0]
+    t0 = time.monotonic()
+    page.mouse.click(node["x"], node["y"])
+    page.get_by_test_id("stMarkdown").filter(has_text=f"caption “a photo of a {name}”").filter(
+        has_text="poisoned at C_P"
+    ).first.wait_for(timeout=30_000)
+    wait_idle(page)
+    TIMINGS["graph_node_click_to_panel_s"] = round(time.monotonic() - t0, 2)
+    assert not page.get_by_text("not poisoned at C_P").count()  # a poisoned node was clicked
+    page.get_by_text("lands nearest to").first.wait_for(timeout=10_000)
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(shots / "alignment_graph_selected_node.png"), full_page=True)
 
     switches: dict[str, float] = {}
     for label, title in PAGES:
@@ -73,7 +142,21 @@ def test_home_demo_and_every_page(server, browser_context):
         page.screenshot(path=str(shots / f"page_{slug}.png"), full_page=True)
     TIMINGS["page_switch_s"] = switches
     TIMINGS["page_switch_max_s"] = max(switches.values())
-    _write_timings()
+
+    # export: PNG (the first starts the shared headless browser), again, then SVG
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Compare & export").click()
+    _title(page, "Compare runs & export").wait_for(timeout=30_000)
+    wait_idle(page)
+    page.get_by_text("Export “compare-ad”").click()
+    page.get_by_role("button", name="Download PNG").first.wait_for(timeout=10_000)
+    page.screenshot(path=str(shots / "compare_export_buttons.png"), full_page=True)
+    png = shots / "export_compare_ad.png"
+    TIMINGS["export_png_first_s"] = _download(page, "Download PNG", png)
+    TIMINGS["export_png_again_s"] = _download(page, "Download PNG", png)
+    TIMINGS["export_svg_s"] = _download(page, "Download SVG", shots / "export_compare_ad.svg")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (shots / "export_compare_ad.svg").read_bytes().lstrip()[:4] == b"<svg"
+    TIMINGS["machine"]["loadavg_1m_at_end"] = os.getloadavg()[0]
     page.close()
 
 
