@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import artifacts_dir, wait_idle
+from tests.e2e.conftest import ROOT, artifacts_dir, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +82,8 @@ def test_home_demo_and_every_page(demo_server, browser_context):
     play.wait_for(state="visible", timeout=30_000)
     wait_idle(page)
     now = time.monotonic()
-    TIMINGS["pack"] = "assets/demo (committed cpu-quick sweep)"
+    preset = json.loads((ROOT / "assets" / "demo" / "results.json").read_text())["config"]
+    TIMINGS["pack"] = f"assets/demo (committed {preset.get('preset')} sweep)"
     TIMINGS["machine"] = {"cpus": os.cpu_count(), "loadavg_1m_at_start": os.getloadavg()[0]}
     TIMINGS["server_healthy_s"] = round(server["healthy_s"], 2)
     TIMINGS["first_interactive_s"] = round(now - t0, 2)
