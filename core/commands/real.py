@@ -7,6 +7,8 @@
                             --steps 500 --out OUT_DIR [--job]
     implosion real evaluate --model OUT_DIR --clip CLIP_DIR --concepts dog,cat,car \\
                             --source dog --target cat
+    implosion real sweep    --model SD_DIR --clip CLIP_DIR --data DATA --concepts dog cat,kitten \\
+                            car --levels 0 1 2 --seeds 0 1 --out OUT_DIR [--mode xattn] [--job]
     implosion real tiny     --out DIR   # a tiny random SD folder (smoke tests)
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 from core.jobs import register_kind
 
 register_kind("real-finetune", "core.real.train:run_job")
+register_kind("real-sweep", "core.real.sweep:run_job")
 
 
 def _words(s: str) -> tuple[str, ...]:
@@ -28,7 +31,7 @@ def _words(s: str) -> tuple[str, ...]:
 
 
 def register(sub: Any) -> None:
-    """Add ``implosion real {check,poison,finetune,evaluate,tiny}``."""
+    """Add ``implosion real {check,poison,finetune,evaluate,sweep,tiny}``."""
     p = sub.add_parser(
         "real",
         help="real Stable Diffusion models and datasets (load, poison, fine-tune, evaluate)",
@@ -93,11 +96,130 @@ def register(sub: Any) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_evaluate)
 
+    _add_sweep(s)
+
     q = s.add_parser("tiny", help="write a tiny random SD folder (tests, smoke runs)")
     q.add_argument("--out", type=Path, required=True)
     q.add_argument("--resolution", type=int, default=32)
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=_tiny)
+
+
+def _add_sweep(s: Any) -> None:
+    from core.real.sweep_config import RealSweepConfig as C
+
+    q = s.add_parser(
+        "sweep",
+        help="AD and implosion metrics over C_P on a real SD model (results pack for the app)",
+        description="For each C_P and seed: poison the first C_P concepts, fine-tune from the "
+        "base, measure AD of the training pairs and score generations with CLIP. Resumes in "
+        "the same --out folder.",
+    )
+    q.add_argument("--model", required=True, help="diffusers SD 1.x/2.x folder")
+    q.add_argument("--clip", required=True, help="transformers CLIP folder (AD and scoring)")
+    q.add_argument("--data", nargs="+", action="extend", required=True, help="dataset(s)")
+    q.add_argument(
+        "--concepts", nargs="+", type=_words, default=[], metavar="KEYWORDS",
+        help="one argument per concept, comma-separated keywords: dog cat,kitten car "
+        "(omit: the --auto-concepts most frequent caption words)",
+    )  # fmt: skip
+    q.add_argument("--auto-concepts", type=int, default=C.auto_concepts)
+    q.add_argument("--levels", type=int, nargs="+", default=list(C.levels), help="C_P values")
+    q.add_argument("--seeds", type=int, nargs="+", default=list(C.seeds))
+    q.add_argument(
+        "--out", type=Path, default=None,
+        help="results folder (resumes); with --job defaults to the run's folder",
+    )  # fmt: skip
+    q.add_argument("--method", choices=["dirty-label", "nightshade"], default=C.method)
+    q.add_argument("--poison-ratio", type=float, default=C.poison_ratio)
+    q.add_argument("--mode", choices=["full", "xattn", "lora"], default=C.mode)
+    q.add_argument("--steps", type=int, default=C.steps, help="fine-tune steps per level")
+    q.add_argument("--batch", type=int, default=C.batch)
+    q.add_argument("--lr", type=float, default=C.lr)
+    q.add_argument("--rank", type=int, default=C.rank, help="LoRA rank")
+    q.add_argument("--resolution", type=int, default=None)
+    q.add_argument("--max-images", type=int, default=None, help="random subset of clean pairs")
+    q.add_argument("--eval-samples", type=int, default=C.eval_samples)
+    q.add_argument("--eval-steps", type=int, default=C.eval_steps)
+    q.add_argument("--guidance", type=float, default=C.guidance)
+    q.add_argument("--grid-samples", type=int, default=C.grid_samples)
+    q.add_argument(
+        "--ad-rescale", choices=["clip", "calibrate", "none", "custom"],
+        default=C.ad_rescale,
+        help="AD feature-term rescaling: CLIP ViT-B/32's [0.20, 0.45], quantiles of the clean "
+        "pairs, raw cosines, or --ad-interval",
+    )  # fmt: skip
+    q.add_argument("--ad-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"))
+    q.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--job", action="store_true", help="run as a background job; print its id")
+    q.add_argument("--queue", action="store_true", help="with --job: wait if the device is busy")
+    q.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    q.set_defaults(func=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from core.real.sweep_config import RealSweepConfig, check_inputs
+
+    custom = args.ad_interval is not None
+    cfg = RealSweepConfig(
+        model=args.model, clip=args.clip, data=tuple(args.data), concepts=tuple(args.concepts),
+        auto_concepts=args.auto_concepts, levels=tuple(args.levels), seeds=tuple(args.seeds),
+        method=args.method, poison_ratio=args.poison_ratio, mode=args.mode, steps=args.steps,
+        batch=args.batch, lr=args.lr, rank=args.rank, resolution=args.resolution,
+        max_images=args.max_images, eval_samples=args.eval_samples, eval_steps=args.eval_steps,
+        guidance=args.guidance, grid_samples=min(args.grid_samples, args.eval_samples),
+        ad_rescale="custom" if custom else args.ad_rescale,
+        ad_interval=tuple(args.ad_interval) if custom else RealSweepConfig.ad_interval,
+        mixed_precision=args.mixed_precision, device=args.device,
+    )  # fmt: skip
+    if args.job:
+        from core.real.sweep_config import start_real_sweep_job
+
+        form = {k: v for k, v in cfg.to_dict().items() if k != "device"}
+        out = None if args.out is None else str(args.out)
+        print(start_real_sweep_job(form, args.device, args.queue, out=out))
+        return 0
+    if args.out is None:
+        raise ValueError("out: required without --job; pass --out runs/NAME (resumable)")
+    check_inputs(cfg)  # before the progress bar: bad input is one clear line
+    from tqdm.auto import tqdm
+
+    from core.real.sweep import run_real_sweep
+
+    _threads()
+    bar = tqdm(total=len(cfg.levels) * len(cfg.seeds) * cfg.steps, unit="step", disable=args.json)
+
+    def progress(step: int, total: int, msg: str, loss: float | None) -> None:
+        bar.n = step
+        bar.set_postfix_str(msg if loss is None else f"{msg} loss {loss:.4f}")
+        bar.refresh()
+
+    res = run_real_sweep(cfg, args.out, progress)
+    bar.close()
+    if args.json:
+        print(json.dumps({"out": str(args.out), "summary": res["summary"]}))
+        return 0
+    shown = ("ad", "acc_unpoisoned", "acc_poisoned", "attack_success", "incoherence")
+    print("C_P  " + "  ".join(f"{m:>15}" for m in shown))
+    for c in cfg.levels:
+        cells = []
+        for m in shown:
+            row = res["summary"][m]
+            cells.append(
+                f"{row['mean'][row['c_p'].index(c)]:>15.3f}" if c in row["c_p"] else " " * 14 + "—"
+            )
+        print(f"{c:>3}  " + "  ".join(cells))
+    print(f"results: {args.out / 'results.json'}; {_app_hint(args.out)}")
+    return 0
+
+
+def _app_hint(out: Path) -> str:
+    from core.io import runs_dir
+
+    if out.resolve().is_relative_to(runs_dir().resolve()):
+        return "open it in the app (`implosion app`, pack menu)"
+    return f"the app lists packs under {runs_dir()} (or set IMPLOSION_RUNS)"
 
 
 def _threads() -> None:

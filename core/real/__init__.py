@@ -7,5 +7,8 @@
 * :mod:`core.real.poison` — dirty-label and Nightshade-style poisoning of a real dataset.
 * :mod:`core.real.lora` / :mod:`core.real.train` — full, cross-attention and LoRA fine-tuning.
 * :mod:`core.real.accelerate_train` — the same loop under ``accelerate launch``.
-* :mod:`core.real.metrics` — CLIP alignment and zero-shot attack success.
+* :mod:`core.real.metrics` — CLIP alignment, zero-shot attack success and incoherence.
+* :mod:`core.real.sweep` — the implosion sweep over C_P on a real model (``real-sweep`` job);
+  config in :mod:`.sweep_config`, concepts in :mod:`.concepts`, pairs in :mod:`.sweep_data`,
+  metrics and demo-pack files in :mod:`.sweep_pack`.
 """

@@ -42,9 +42,37 @@ def clip_alignment(embedder: Embedder, images: list[Any], prompts: list[str]) ->
 
 def zero_shot(embedder: Embedder, images: list[Any], class_prompts: list[str]) -> np.ndarray:
     """Index (N,) of the best-matching class prompt for each image (argmax cosine)."""
+    return np.argmax(zero_shot_scores(embedder, images, class_prompts)["cosine"], axis=1)
+
+
+def zero_shot_scores(
+    embedder: Embedder, images: list[Any], class_prompts: list[str]
+) -> dict[str, np.ndarray]:
+    """CLIP zero-shot classification of N images among K class prompts.
+
+    Returns ``image_emb`` (N, d), ``cosine`` (N, K) = cos(E_img(x_i), E_txt(p_k)), ``probs`` (N, K)
+    = softmax_k(τ · cosine) with CLIP's learned temperature τ = exp(logit_scale) (100 for
+    ViT-B/32; 100 if the embedder has no CLIP model), ``pred`` (N,) = argmax_k and ``incoherence``
+    (N,) = H(probs_i) / log K ∈ [0, 1], the normalised entropy (1: CLIP cannot tell which concept
+    the image shows, 0: it is sure).
+    """
+    if len(class_prompts) < 2:
+        raise ValueError(f"need ≥ 2 class prompts for zero-shot scores, got {len(class_prompts)}")
     x = embedder.encode_images(images)
-    y = embedder.encode_texts(class_prompts)
-    return np.argmax(x @ y.T, axis=1)
+    cos = x @ embedder.encode_texts(class_prompts).T
+    scale = getattr(getattr(embedder, "model", None), "logit_scale", None)
+    tau = float(scale.detach().exp()) if scale is not None else 100.0
+    z = tau * cos.astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    entropy = -(p * np.log(np.clip(p, 1e-300, None))).sum(axis=1)
+    return {
+        "image_emb": x,
+        "cosine": cos,
+        "probs": p,
+        "pred": np.argmax(cos, axis=1),
+        "incoherence": entropy / np.log(len(class_prompts)),
+    }
 
 
 def attack_success(
