@@ -8,6 +8,7 @@ import streamlit as st
 from core import jobs
 from core.demo import find_pack_dir
 from core.figures.trajectory import loss_curve_figure
+from core.real import sweep_config as real_sweep
 from pages._ui import markdown_table, route_through_app
 
 route_through_app()
@@ -21,23 +22,62 @@ PRESETS = {
     "gpu-full": "the full sweep, one GPU",
 }
 
+
+def started(rid: str) -> None:
+    st.session_state["run"] = rid
+    st.query_params["run"] = rid
+
+
 with st.expander("Start a sweep (AD and implosion over C_P)"):
-    preset = st.radio(
-        "Preset",
-        list(PRESETS),
-        format_func=lambda p: f"{p} — {PRESETS[p]}",
+    model_kind = st.radio(
+        "Model",
+        ["Embedded mini model", "Real Stable Diffusion"],
         horizontal=True,
-        key="j_preset",
+        key="j_sweep_model",
+        help="Real: a diffusers SD 1.x/2.x folder, a CLIP folder and a captioned image folder "
+        "(same as `implosion real sweep`).",
     )
-    if st.button("Start sweep", key="j_start_sweep"):
-        try:
-            with st.spinner("Starting the sweep worker (first start loads the model code)…"):
-                rid = jobs.start_job("sweep", {"preset": preset}, device="auto", queue=True)
-        except ValueError as e:
-            st.error(f"Could not start the sweep: {e}. Check `implosion sweep --help` works.")
-        else:
-            st.session_state["run"] = rid
-            st.query_params["run"] = rid
+    if model_kind == "Embedded mini model":
+        preset = st.radio(
+            "Preset",
+            list(PRESETS),
+            format_func=lambda p: f"{p} — {PRESETS[p]}",
+            horizontal=True,
+            key="j_preset",
+        )
+        if st.button("Start sweep", key="j_start_sweep"):
+            try:
+                with st.spinner("Starting the sweep worker (first start loads the model code)…"):
+                    rid = jobs.start_job("sweep", {"preset": preset}, device="auto", queue=True)
+            except ValueError as e:
+                st.error(f"Could not start the sweep: {e}. Check `implosion sweep --help` works.")
+            else:
+                started(rid)
+    else:
+        a, b = st.columns(2)
+        form = {
+            "model": a.text_input("SD model folder", key="j_real_model",
+                                  placeholder="/models/stable-diffusion-v1-5"),
+            "clip": b.text_input("CLIP folder", key="j_real_clip",
+                                 placeholder="/models/clip-vit-base-patch32"),
+            "data": a.text_input("Dataset folder (images + same-name .txt captions)",
+                                 key="j_real_data"),
+            "concepts": b.text_area("Concepts: one per line, comma-separated keywords (empty: "
+                                    "most frequent caption words)", key="j_real_concepts",
+                                    placeholder="dog, puppy\ncat, kitten\ncar", height=100),
+            "levels": a.text_input("Levels C_P", "0 1 2", key="j_real_levels"),
+            "seeds": b.text_input("Seeds", "0", key="j_real_seeds"),
+            "mode": a.selectbox("Fine-tune", ["xattn", "lora", "full"], key="j_real_mode"),
+            "steps": b.number_input("Steps per level", 1, 100_000, 100, key="j_real_steps"),
+        }  # fmt: skip
+        if st.button("Start real sweep", key="j_start_real"):
+            try:
+                with st.spinner("Checking the folders and captions, then starting the worker…"):
+                    rid = real_sweep.start_real_sweep_job(form, device="auto", queue=True)
+            except (ValueError, FileNotFoundError) as e:
+                st.error(f"Could not start the real sweep: {e}")
+            else:
+                started(rid)
 
 try:
     runs = jobs.list_runs(limit=50)

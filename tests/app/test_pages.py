@@ -347,3 +347,43 @@ def test_route_through_app_flips_the_legacy_flag_once(monkeypatch):
     assert PagesManager.uses_pages_directory is False and reruns == [1]
     _real_route()  # already routed through app.py: nothing to do
     assert reruns == [1]
+
+
+def test_jobs_page_real_sweep_form(assets, monkeypatch, tmp_path):
+    """The real-SD form: validation errors are shown; valid input starts one ``real-sweep``."""
+    import core.real.sweep_config as real_sweep
+
+    at = run("jobs")
+    at.radio(key="j_sweep_model").set_value("Real Stable Diffusion").run()
+    at.text_input(key="j_real_model").set_value(str(tmp_path / "no-model"))
+    at.text_input(key="j_real_clip").set_value(str(tmp_path / "clip"))
+    at.text_input(key="j_real_data").set_value(str(tmp_path))
+    at.button(key="j_start_real").click().run()
+    assert not at.exception, at.exception
+    assert "model" in at.error[0].value and "no such folder" in at.error[0].value
+    at.text_area(key="j_real_concepts").set_value("dog, puppy\ncat")
+    at.text_input(key="j_real_levels").set_value("0 3")
+    at.button(key="j_start_real").click().run()
+    assert "levels: C_P=3 > 2 concepts" in at.error[0].value
+
+    seen, rid = {}, "20260101-000000-real-sweep-abcdef"
+
+    def fake_start(form, **kw):
+        seen.update(form=form, **kw)
+        return rid
+
+    monkeypatch.setattr(real_sweep, "start_real_sweep_job", fake_start)
+    at.text_input(key="j_real_levels").set_value("0 1 2")
+    at.selectbox(key="j_real_mode").set_value("lora")
+    at.number_input(key="j_real_steps").set_value(7)
+    at.button(key="j_start_real").click().run()
+    assert not at.exception and not at.error, at.error
+    assert seen["device"] == "auto" and seen["queue"] is True
+    f = seen["form"]
+    assert [f["concepts"], f["levels"], f["mode"], f["steps"]] == [
+        "dog, puppy\ncat",
+        "0 1 2",
+        "lora",
+        7,
+    ]
+    assert at.query_params["run"] in (rid, [rid])
