@@ -118,6 +118,27 @@ def _accelerate_cmd(tiny_sd_dir, data, out, n):
             "--out", str(out), "--steps", "2", "--batch", "1", "--mode", "lora", "--cpu"]  # fmt: skip
 
 
+def test_accelerate_script_resumes_and_shares_checkpoints(
+    tiny_sd_dir, messy_data, tmp_path, capsys
+):
+    """One process in-process: stop after step 1, resume to 2; core.real.train resumes to 3."""
+    from core.real.accelerate_train import main
+
+    out = tmp_path / "acc"
+    args = ["--model", str(tiny_sd_dir), "--data", str(messy_data), "--out", str(out)]
+    args += ["--batch", "1", "--mode", "lora", "--cpu", "--checkpoint_every", "1"]
+    assert main([*args, "--steps", "1"]) == 0
+    assert main([*args, "--steps", "2"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["resumed_from"] == 1 and result["steps"] == 2
+    ckpts = sorted(p.name for p in (out / "checkpoints").glob("step-*.pt"))
+    assert ckpts == ["step-0000001.pt", "step-0000002.pt"]
+    state = torch.load(out / "checkpoints" / ckpts[-1], map_location="cpu", weights_only=True)
+    assert state["step"] == 2 and state["positions"] == [[state["epoch"], state["consumed"]]]
+    r = run_finetune(_cfg(tiny_sd_dir, messy_data, out, steps=3, batch=1, mode="lora"), True)
+    assert r["steps"] == 3 and r["completed"]
+
+
 @pytest.mark.slow
 def test_accelerate_launch_two_processes(tiny_sd_dir, messy_data, tmp_path):
     """``accelerate launch --multi_gpu --num_processes 2 … --cpu``: 2 gloo CPU processes."""
