@@ -136,6 +136,8 @@ def run_budget_sweep(
             atomic_write_json(path, res)
     res["summary"] = summarize_budget(res["records"], config.success_level)
     atomic_write_json(path, res)
+    if on_progress is not None:
+        on_progress(total, total, "done")
     return res
 
 
