@@ -146,11 +146,6 @@ class RealSweepConfig:
                 f"{len(self.concepts)} or add concepts"
             )
 
-    @property
-    def names(self) -> list[str]:
-        """Concept names (first keyword of each); empty until concepts are resolved."""
-        return [c[0] for c in self.concepts]
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy (tuples as lists)."""
         d = asdict(self)
