@@ -28,7 +28,8 @@ if play.button(
 if st.session_state.get("demo_missing"):
     synth.error(
         f"The demo pack is missing ({demo_dir()}). Restore it with `git checkout assets/`, or "
-        "build it with `implosion sweep --preset cpu-quick --out assets/demo`. Meanwhile you can "
+        "rebuild it (about 25 min on 2 cores) with `implosion sweep --preset cpu-full --out "
+        "build/sweep` then `implosion sweep-pack build/sweep --out assets/demo`. Meanwhile you can "
         "explore a synthetic pack (made-up numbers, same format):"
     )
     if synth.button("Use a synthetic demo pack", key="synthetic_demo"):
