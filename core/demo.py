@@ -126,11 +126,15 @@ class Pack:
         return World(WorldConfig(n_concepts=len(self.concepts)))
 
     def groups(self, c_p: int) -> dict[str, list[int]]:
-        """Concepts at level c_p split into poisoned / related (shares ≥ 2 attribute words with a
-        poisoned concept) / unrelated, using :attr:`core.world.World.relation`."""
+        """Concepts at level c_p split into poisoned / related / unrelated. A pack that records
+        its own K×K ``relation`` (the real-model sweep: shared keyword or co-occurring caption)
+        uses it; mini-world packs use :attr:`core.world.World.relation` (≥ 2 shared words)."""
         k = len(self.concepts)
         pois = self.poisoned_at(c_p)
-        rel = self.world.relation if k in _valid_k() else np.eye(k, dtype=np.int64) * 3
+        if "relation" in self.config:
+            rel = np.asarray(self.config["relation"], dtype=np.int64) * 2
+        else:
+            rel = self.world.relation if k in _valid_k() else np.eye(k, dtype=np.int64) * 3
         related = [j for j in range(k) if j not in pois and any(rel[j, i] >= 2 for i in pois)]
         unrelated = [j for j in range(k) if j not in pois and j not in related]
         return {"poisoned": pois, "related": related, "unrelated": unrelated}

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from core.demo import load_pack
-from core.io import atomic_write_bytes, ensure_writable_dir
+import numpy as np
+
+from core.demo import EMBEDDINGS, GENERATIONS, TRAINING, load_pack
+from core.io import atomic_save_npz, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 
 PACK_FILES = ("results.json", "embeddings.npz", "generations.npz", "training.json")
 
@@ -42,3 +45,28 @@ def write_pack(sweep_dir: Path, out: Path, note: str | None = None) -> dict[str,
         atomic_write_bytes(out / "README.md", note.encode())
     load_pack(out)  # fails loudly if the copy is not a readable pack
     return sizes
+
+
+def write_pack_files(
+    out: Path, levels: tuple[int, ...], seed: int, concepts: list[str], text_concept: np.ndarray
+) -> None:
+    """``embeddings.npz`` / ``generations.npz`` / ``training.json`` from the per-level files
+    ``levels/cp{c}_seed{seed}.npz`` (keys image, text, caption_concept, image_concept, poisoned,
+    generated, images, loss). ``text_concept``: (K, d) embeddings of the concept prompts."""
+    emb: dict[str, np.ndarray] = {
+        "concepts": np.array(concepts),
+        "levels": np.array(levels),
+        "text_concept": np.asarray(text_concept, dtype=np.float16),
+    }
+    gens: dict[str, np.ndarray] = {"levels": np.array(levels)}
+    training: dict[str, Any] = {}
+    for c in levels:
+        with np.load(out / "levels" / f"cp{c}_seed{seed}.npz", allow_pickle=False) as z:
+            level = {name: z[name] for name in z.files}
+        loss = level.pop("loss").tolist()
+        gens[f"images_{c}"] = level.pop("images")
+        emb.update({f"{name}_{c}": a for name, a in level.items()})
+        training[str(c)] = {"step": list(range(1, len(loss) + 1)), "loss": loss}
+    atomic_save_npz(out / EMBEDDINGS, emb, compressed=True)
+    atomic_save_npz(out / GENERATIONS, gens, compressed=True)
+    atomic_write_json(out / TRAINING, training)

@@ -12,9 +12,10 @@ import torch
 from core.evaluate import Generations, score_generations
 from core.finetune import encode_images, finetune_unet, make_pairs
 from core.grid import save_grid
-from core.io import atomic_save_npz, atomic_write_json
+from core.io import atomic_save_npz
 from core.metrics import alignment_difficulty, calibrate_scale
 from core.models.ldm import MiniLDM, to_uint8
+from core.pack import write_pack_files
 from core.sweep import SweepConfig, new_results, poisoning_plan
 
 
@@ -243,26 +244,11 @@ class SweepRunner:
     # ------------------------------------------------------------------ demo-pack files
     def assemble(self) -> None:
         """embeddings.npz, generations.npz and training.json for the first seed (demo format)."""
-        seed = self.config.seeds[0]
-        emb: dict[str, np.ndarray] = {
-            "concepts": np.array(self.world.names),
-            "levels": np.array(self.config.levels),
-        }
-        gens: dict[str, np.ndarray] = {"levels": np.array(self.config.levels)}
-        training: dict[str, Any] = {}
-        for c in self.config.levels:
-            with np.load(self.out / "levels" / f"cp{c}_seed{seed}.npz", allow_pickle=False) as z:
-                emb[f"image_{c}"] = z["image"]
-                emb[f"text_{c}"] = z["text"]
-                emb[f"caption_concept_{c}"] = z["caption_concept"]
-                emb[f"image_concept_{c}"] = z["image_concept"]
-                emb[f"poisoned_{c}"] = z["poisoned"]
-                emb[f"generated_{c}"] = z["generated"]
-                gens[f"images_{c}"] = z["images"]
-                loss = z["loss"].tolist()
-            training[str(c)] = {"step": list(range(1, len(loss) + 1)), "loss": loss}
         prompts = [c.caption(0) for c in self.world.concepts]
-        emb["text_concept"] = self.ldm.text_embeds(prompts).cpu().numpy().astype(np.float16)
-        atomic_save_npz(self.out / "embeddings.npz", emb, compressed=True)
-        atomic_save_npz(self.out / "generations.npz", gens, compressed=True)
-        atomic_write_json(self.out / "training.json", training)
+        write_pack_files(
+            self.out,
+            self.config.levels,
+            self.config.seeds[0],
+            self.world.names,
+            self.ldm.text_embeds(prompts).cpu().numpy(),
+        )

@@ -18,7 +18,8 @@ st.caption("Jobs run in their own processes: closing the tab or reloading does n
 
 PRESETS = {
     "ci-smoke": "seconds, tiny model (tests)",
-    "cpu-quick": "about an hour on CPU",
+    "cpu-quick": "about 6 min on 2 CPU cores: C_P 0–32, 3 seeds",
+    "cpu-full": "about 25 min on 2 CPU cores: gpu-full's levels, 5 seeds (the demo pack)",
     "gpu-full": "the full sweep, one GPU",
 }
 

@@ -76,6 +76,20 @@ def test_load_pack_and_groups(pack_dir):
         pack.level_arrays(3)
 
 
+def test_groups_use_the_packs_own_relation(pack_dir):
+    """Real-model packs record their K×K relation (shared keyword); groups must follow it."""
+    pack = load_pack(pack_dir)
+    k = len(pack.concepts)
+    a = pack.poisoned_at(1)[0]
+    rel = np.zeros((k, k), dtype=int)
+    b = (a + 1) % k
+    rel[a, b] = rel[b, a] = 1
+    pack.results["config"]["relation"] = rel.tolist()
+    g = pack.groups(1)
+    assert g["poisoned"] == [a] and g["related"] == [b]
+    assert len(g["unrelated"]) == k - 2
+
+
 def test_missing_pack_message(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.json"):
         load_pack(tmp_path)

@@ -20,6 +20,7 @@ _KINDS: dict[str, str] = {
     "finetune": "core.poison_run:run_job",
     "sweep": "core.sweep:run_job",
     "real-finetune": "core.real.train:run_job",
+    "real-sweep": "core.real.sweep:run_job",
     "dummy": "core.jobs._testing:count",  # a harmless counter: smoke tests and demos
 }
 

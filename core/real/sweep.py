@@ -39,11 +39,12 @@ from core.grid import save_grid
 from core.io import atomic_save_npz, atomic_write_json, ensure_writable_dir
 from core.metrics import CLIP_CALIBRATION, CLIP_SCALE, alignment_difficulty, calibrate_scale
 from core.models.ldm import to_uint8
+from core.pack import write_pack_files
 from core.real.concepts import RELATION_RULE, ConceptIndex
 from core.real.metrics import to_pil, zero_shot_scores
 from core.real.sweep_config import RealSweepConfig, check_inputs
 from core.real.sweep_data import PROMPT, LevelPairs, SweepData
-from core.real.sweep_pack import level_record, write_pack_files
+from core.real.sweep_pack import level_record
 from core.real.train import FolderCheckpoints, RealFinetuneConfig, finetune_real
 from core.sweep import new_results, poisoning_plan, summarize
 

@@ -1,15 +1,11 @@
-"""Results of the real sweep: one level's metrics from CLIP zero-shot scores, and the demo-pack
-files (core/demo.py format) assembled from the per-level arrays."""
+"""Results of the real sweep: one level's metrics from CLIP zero-shot scores (the demo-pack files
+are written by core.pack.write_pack_files, shared with the mini-model sweep)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from core.demo import EMBEDDINGS, GENERATIONS, TRAINING
-from core.io import atomic_save_npz, atomic_write_json
 
 
 def level_record(
@@ -51,28 +47,3 @@ def level_record(
         "acc_unrelated": mean(acc, unrelated),
         "per_concept_acc": [round(float(v), 4) for v in acc],
     }
-
-
-def write_pack_files(
-    out: Path, levels: tuple[int, ...], seed: int, concepts: list[str], text_concept: np.ndarray
-) -> None:
-    """``embeddings.npz`` / ``generations.npz`` / ``training.json`` from the per-level files
-    ``levels/cp{c}_seed{seed}.npz`` (keys image, text, caption_concept, image_concept, poisoned,
-    generated, images, loss). ``text_concept``: (K, d) embeddings of the concept prompts."""
-    emb: dict[str, np.ndarray] = {
-        "concepts": np.array(concepts),
-        "levels": np.array(levels),
-        "text_concept": np.asarray(text_concept, dtype=np.float16),
-    }
-    gens: dict[str, np.ndarray] = {"levels": np.array(levels)}
-    training: dict[str, Any] = {}
-    for c in levels:
-        with np.load(out / "levels" / f"cp{c}_seed{seed}.npz", allow_pickle=False) as z:
-            level = {name: z[name] for name in z.files}
-        loss = level.pop("loss").tolist()
-        gens[f"images_{c}"] = level.pop("images")
-        emb.update({f"{name}_{c}": a for name, a in level.items()})
-        training[str(c)] = {"step": list(range(1, len(loss) + 1)), "loss": loss}
-    atomic_save_npz(out / EMBEDDINGS, emb, compressed=True)
-    atomic_save_npz(out / GENERATIONS, gens, compressed=True)
-    atomic_write_json(out / TRAINING, training)
