@@ -33,7 +33,7 @@ if st.session_state.get("demo_missing"):
         "explore a synthetic pack (made-up numbers, same format):"
     )
     if synth.button("Use a synthetic demo pack", key="synthetic_demo"):
-        from core.demo import write_synthetic_demo_pack
+        from core.demo_synthetic import write_synthetic_demo_pack
 
         with st.spinner("Writing a synthetic demo pack (a second or two)…"):
             write_synthetic_demo_pack(runs_dir() / "synthetic-demo")

@@ -9,7 +9,8 @@ from io import BytesIO
 import numpy as np
 import pytest
 
-from core.demo import find_pack_dir, list_packs, load_pack, write_synthetic_demo_pack
+from core.demo import find_pack_dir, list_packs, load_pack
+from core.demo_synthetic import write_synthetic_demo_pack
 from core.world import World, WorldConfig
 
 RECORD_KEYS = {

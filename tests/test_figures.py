@@ -6,7 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from core.demo import load_pack, write_synthetic_demo_pack
+from core.demo import load_pack
+from core.demo_synthetic import write_synthetic_demo_pack
 from core.figures import (
     CLEAN,
     POISONED,
