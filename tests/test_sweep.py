@@ -231,3 +231,35 @@ def test_budget_sweep_generated_anchors_and_epsilon(tiny_model_dir, tmp_path):
     res = json.loads((out / "budget.json").read_text())
     assert res["config"]["anchors"] == "generated" and res["config"]["epsilon"] == 0.1
     assert res["records"][0]["poison_report"]["linf"] <= 0.1 + 1e-6
+
+
+def test_parallel_workers_match_the_serial_sweep(tiny_model_dir, tmp_path):
+    cfg = smoke(tiny_model_dir, seeds=(0, 1))
+    serial = run_sweep(cfg, tmp_path / "serial")
+    par = run_sweep(cfg, tmp_path / "par", workers=2)
+    assert par["complete"] and len(par["records"]) == 4
+    key = lambda r: (r["seed"], r["c_p"])  # noqa: E731
+    for a, b in zip(sorted(serial["records"], key=key), sorted(par["records"], key=key)):
+        assert key(a) == key(b)
+        assert a["ad"] == pytest.approx(b["ad"], abs=1e-9)  # same pairs, same calibration
+    assert (tmp_path / "par" / "embeddings.npz").is_file()
+    assert len(list((tmp_path / "par" / "records").glob("*.json"))) == 4
+    saved = json.loads((tmp_path / "par" / "results.json").read_text())
+    assert saved["summary"]["ad"]["c_p"] == [0, 2] and saved["complete"]
+
+
+def test_parallel_stop_then_resume(tiny_model_dir, tmp_path):
+    cfg = smoke(tiny_model_dir, seeds=(0, 1))
+    out = tmp_path / "p"
+    # stop at once: workers (which take seconds to start) see .stop before their first level
+    res = run_sweep(cfg, out, workers=2, should_stop=lambda: True)
+    assert not res["complete"] and len(res["records"]) < 4
+    assert not (out / ".stop").exists()
+    res = run_sweep(cfg, out, workers=2)
+    assert res["complete"] and len(res["records"]) == 4
+    assert len({(r["c_p"], r["seed"]) for r in res["records"]}) == 4
+
+
+def test_workers_must_be_positive(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="workers"):
+        run_sweep(smoke(tiny_model_dir), tmp_path / "w", workers=0)

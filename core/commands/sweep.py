@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="base model folder (default: shipped base)")
     p.add_argument("--device", default=None, help="cpu or cuda")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes running levels side by side on the device (default: 8 for gpu-full, else 1)",
+    )
+    p.add_argument(
         "--background", action="store_true", help="run as a background job; print its id"
     )
     p.add_argument(
@@ -113,6 +119,8 @@ def _sweep(args: argparse.Namespace) -> int:
         }
         if args.steps is not None:
             job_cfg["finetune"] = {"steps": args.steps}
+        if args.workers is not None:
+            job_cfg["workers"] = args.workers
         run_id = start_job("sweep", job_cfg, device=cfg.device, queue=args.queue)
         print(run_id)
         return 0
@@ -125,7 +133,10 @@ def _sweep(args: argparse.Namespace) -> int:
         bar.set_postfix_str(msg)
         bar.refresh()
 
-    res = run_sweep(cfg, args.out, progress)
+    from core.sweep import DEFAULT_WORKERS
+
+    workers = args.workers if args.workers is not None else DEFAULT_WORKERS.get(args.preset, 1)
+    res = run_sweep(cfg, args.out, progress, workers=workers)
     bar.close()
     s = res["summary"]
     print(f"{'C_P':>4} {'AD':>7} {'acc_unp':>8} {'acc_poi':>8} {'align':>7} {'incoh':>7}")
