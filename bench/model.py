@@ -57,6 +57,13 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=Path("assets/base"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=20, help="timed training steps")
+    ap.add_argument(
+        "--batches", type=int, nargs="+", default=[256], help="training batch sizes to time"
+    )
+    ap.add_argument(
+        "--compile", action="store_true", help="also time torch.compile(unet) (GPU: Triton)"
+    )
+    ap.add_argument("--out", type=Path, default=Path("bench/results"), help="results folder")
     args = ap.parse_args()
     ldm = MiniLDM.from_pretrained(args.model, args.device)
     prompts = [ldm.world.concepts[i % ldm.world.n_concepts].caption(0) for i in range(64)]
@@ -64,7 +71,12 @@ def main() -> None:
     t0 = time.perf_counter()
     ldm.sample(prompts, seed=0, steps=20, guidance=3.0)
     sample_s = time.perf_counter() - t0
-    ips = train_throughput(ldm, 256, args.steps)
+    per_batch = {b: round(train_throughput(ldm, b, args.steps), 1) for b in args.batches}
+    ips = per_batch.get(256, next(iter(per_batch.values())))
+    compiled: dict[int, float] = {}
+    if args.compile:
+        ldm.unet = torch.compile(ldm.unet)  # type: ignore[assignment]
+        compiled = {b: round(train_throughput(ldm, b, args.steps), 1) for b in args.batches}
     sizes = file_sizes(args.model)
     res = {
         "device": args.device,
@@ -72,13 +84,15 @@ def main() -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "torch": torch.__version__,
         "train_images_per_second": round(ips, 1),
+        "train_images_per_second_by_batch": per_batch,
+        "train_images_per_second_compiled_by_batch": compiled,
         "sample_64_images_seconds_20_ddim_steps_cfg": round(sample_s, 2),
         "parameters": ldm.n_parameters(),
         "file_bytes": sizes,
         "total_bytes": sum(sizes.values()),
         "largest_file_bytes": max(sizes.values()),
     }
-    out = Path("bench/results")
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.device == "cpu" else "_" + args.device.replace(":", "")
     (out / f"model{suffix}.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -88,6 +102,8 @@ def main() -> None:
         "| figure | value |",
         "|---|---|",
         f"| UNet training throughput (batch 256, bf16 autocast) | {res['train_images_per_second']} img/s |",
+        *[f"| UNet training, batch {b} | {v} img/s |" for b, v in per_batch.items()],
+        *[f"| UNet training, batch {b}, torch.compile | {v} img/s |" for b, v in compiled.items()],
         f"| sample 64 images (20 DDIM steps, CFG 3) | {res['sample_64_images_seconds_20_ddim_steps_cfg']} s |",
         *[f"| parameters: {k} | {v:,} |" for k, v in res["parameters"].items()],
         f"| total size of the model folder | {res['total_bytes'] / 1e6:.1f} MB |",
