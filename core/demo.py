@@ -12,7 +12,9 @@ writes a synthetic one with the same format for tests.
   ``image_{c}``, ``text_{c}`` (n, d), ``caption_concept_{c}``, ``image_concept_{c}`` (n,) int,
   ``poisoned_{c}`` (n,) bool, ``generated_{c}`` (K, d).
 - ``generations.npz``: ``levels`` and per level ``images_{c}`` (K, m, S, S, 3) uint8.
-- ``training.json`` (optional): {"<c_p>": {"step", "loss", "ad"}}.
+- ``training.json`` (optional): {"<c_p>": {"step", "loss", "probe": {"step", "ad",
+  "acc_unpoisoned"}}}: the fine-tune loss per step and, at probe steps, the AD of the model's
+  own generations and the judged accuracy of unpoisoned concepts (core/sweep_level.py).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def write_pack_files(
 ) -> None:
     """``embeddings.npz`` / ``generations.npz`` / ``training.json`` from the per-level files
     ``levels/cp{c}_seed{seed}.npz`` (keys image, text, caption_concept, image_concept, poisoned,
-    generated, images, loss). ``text_concept``: (K, d) embeddings of the concept prompts."""
+    generated, images, loss, optional probe_step / probe_ad / probe_acc_unpoisoned). ``text_concept``: (K, d) embeddings of the concept prompts."""
     emb: dict[str, np.ndarray] = {
         "concepts": np.array(concepts),
         "levels": np.array(levels),
@@ -65,8 +65,13 @@ def write_pack_files(
             level = {name: z[name] for name in z.files}
         loss = level.pop("loss").tolist()
         gens[f"images_{c}"] = level.pop("images")
+        probes = {
+            k[len("probe_") :]: level.pop(k).tolist() for k in list(level) if k.startswith("probe_")
+        }
         emb.update({f"{name}_{c}": a for name, a in level.items()})
         training[str(c)] = {"step": list(range(1, len(loss) + 1)), "loss": loss}
+        if probes:  # {"step", "ad", "acc_unpoisoned"} at the probe steps (core/sweep_level.py)
+            training[str(c)]["probe"] = probes
     atomic_save_npz(out / EMBEDDINGS, emb, compressed=True)
     atomic_save_npz(out / GENERATIONS, gens, compressed=True)
     atomic_write_json(out / TRAINING, training)

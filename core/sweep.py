@@ -27,8 +27,9 @@ from core.demo import METRICS as PACK_METRICS
 from core.finetune import FinetuneConfig
 from core.io import atomic_write_json, ensure_writable_dir, run_metadata
 
-# The demo-pack metric names (core/demo.py reads these) plus the sweep's own timing.
-METRICS = (*PACK_METRICS, "finetune_seconds")
+# The demo-pack metric names (core/demo.py reads these), the AD of the model's own generations
+# (core/sweep_level.generated_ad) and the sweep's timing.
+METRICS = (*PACK_METRICS, "ad_generated", "finetune_seconds")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class SweepConfig:
     guidance: float = 3.0
     grid_samples: int = 4
     embeddings_per_level: int = 2048
+    probe_every: int = 0  # fine-tune steps between training probes (0: none); see sweep_level
     model: str | None = None
     device: str = "cpu"
 
@@ -63,6 +65,10 @@ class SweepConfig:
             raise ValueError(f"poison_ratio must be > 0, got {self.poison_ratio}")
         if self.method != "dirty-label":
             raise ValueError(f"method: the sweep supports 'dirty-label', got {self.method!r}")
+        if self.probe_every < 0:
+            raise ValueError(
+                f"probe_every must be ≥ 0 (0 turns probes off), got {self.probe_every}"
+            )
         if self.eval_samples < 1 or self.grid_samples < 1:
             raise ValueError("eval_samples and grid_samples must be ≥ 1")
         if self.grid_samples > self.eval_samples:
@@ -95,6 +101,7 @@ PRESETS: dict[str, SweepConfig] = {
         eval_steps=2,
         grid_samples=1,
         embeddings_per_level=64,
+        probe_every=1,
     ),
     # the trend on 2 CPU cores in about 10 minutes
     "cpu-quick": SweepConfig(
@@ -106,6 +113,7 @@ PRESETS: dict[str, SweepConfig] = {
         eval_samples=4,
         eval_steps=10,
         grid_samples=4,
+        probe_every=20,
     ),
     # gpu-full's C_P levels on 2 CPU cores (~30 min): the cpu-quick fine-tune, 5 seeds, 8
     # judged samples per concept; bench/levers.py shows why 60 steps at lr 5e-4 (the disruption
@@ -119,6 +127,7 @@ PRESETS: dict[str, SweepConfig] = {
         eval_samples=8,
         eval_steps=10,
         grid_samples=4,
+        probe_every=10,
     ),
     # the faithful experiment (shared/SCIENCE.md): one H200, 400 steps × 256 per level
     "gpu-full": SweepConfig(
@@ -130,6 +139,7 @@ PRESETS: dict[str, SweepConfig] = {
         eval_samples=16,
         eval_steps=20,
         grid_samples=4,
+        probe_every=50,
         device="cuda",
     ),
 }

@@ -27,6 +27,56 @@ def _load_model(config: SweepConfig) -> MiniLDM:
     )
 
 
+def generated_ad(ldm: MiniLDM, images: torch.Tensor, prompts: list[str], scale: Any) -> float:
+    """AD of the model's own text→image mapping: pairs (generated image, its prompt) in the dual
+    encoder's joint space, one pair per image. The training pairs' AD is fixed during a level's
+    fine-tune; this one moves with the weights (D_fea: generations drift from their prompts;
+    D_stru: image–image similarities stop mirroring prompt–prompt ones)."""
+    x = ldm.image_embeds(images).cpu().numpy()
+    uniq = sorted(set(prompts))
+    t = ldm.text_embeds(uniq).cpu().numpy()
+    y = t[[uniq.index(q) for q in prompts]]
+    return float(alignment_difficulty(x, y, scale=scale).ad)
+
+
+class TrainingProbe:
+    """Fixed-seed probes during a level's fine-tune: one generation per concept (same noise at
+    every probe), its AD (:func:`generated_ad`) and the judged accuracy of unpoisoned concepts.
+    ``arrays()`` → probe_step (P,), probe_ad (P,), probe_acc_unpoisoned (P,) for the level file."""
+
+    def __init__(self, runner: SweepRunner, c_p: int, seed: int) -> None:
+        self.runner, self.seed = runner, seed
+        world = runner.world
+        order, _ = runner.plans[seed]
+        self.unpoisoned = [i for i in range(world.n_concepts) if i not in set(order[:c_p])]
+        self.concept = torch.arange(world.n_concepts)
+        self.prompts = [c.caption(0) for c in world.concepts]
+        self.rows: list[tuple[int, float, float]] = []
+
+    def __call__(self, step: int) -> None:
+        r = self.runner
+        ldm, cfg = r.ldm, r.config
+        was_training = ldm.unet.training
+        ldm.unet.eval()
+        images = ldm.sample(
+            self.prompts, seed=self.seed + 7919, steps=cfg.eval_steps, guidance=cfg.guidance
+        )
+        ldm.unet.train(was_training)
+        sc = score_generations(ldm, Generations(images, self.concept, self.prompts))
+        names = r.world.names
+        acc = float(np.mean([sc["per_concept"][names[i]] for i in self.unpoisoned]))
+        ad = generated_ad(ldm, images, self.prompts, r.calibration)
+        self.rows.append((step, ad, acc if self.unpoisoned else float("nan")))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        a = np.asarray(self.rows, dtype=np.float64).reshape(-1, 3)
+        return {
+            "probe_step": a[:, 0].astype(np.int64),
+            "probe_ad": a[:, 1].astype(np.float32),
+            "probe_acc_unpoisoned": a[:, 2].astype(np.float32),
+        }
+
+
 class SweepRunner:
     """Holds the base model, clean data per seed and the AD calibration across levels."""
 
@@ -143,9 +193,16 @@ class SweepRunner:
         )
         ft_cfg = cfg.finetune.__class__(**{**cfg.finetune.to_dict(), "seed": seed * 1000 + c_p})
         losses: list[float] = []
-        ft = finetune_unet(
-            ldm, data, ft_cfg, on_step=lambda s, t, lo: losses.append(lo), should_stop=should_stop
-        )
+        probes = TrainingProbe(self, c_p, seed) if cfg.probe_every > 0 else None
+        if probes is not None:
+            probes(0)
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            losses.append(loss)
+            if probes is not None and (step % cfg.probe_every == 0 or step == total):
+                probes(step)
+
+        ft = finetune_unet(ldm, data, ft_cfg, on_step=on_step, should_stop=should_stop)
         if ft["steps"] < ft_cfg.steps:
             return None
         # judge generations of every concept
@@ -155,7 +212,8 @@ class SweepRunner:
         images = ldm.sample(prompts, seed=seed, steps=cfg.eval_steps, guidance=cfg.guidance)
         sc = score_generations(ldm, Generations(images, concept, prompts))
         rec = self._record(c_p, seed, ad, sc, concept, ft["seconds"])
-        self._save_level(c_p, seed, images, p, x, y, losses)
+        rec["ad_generated"] = generated_ad(ldm, images, prompts, self.calibration)
+        self._save_level(c_p, seed, images, p, x, y, losses, probes.arrays() if probes else {})
         return rec
 
     def _record(
@@ -215,6 +273,7 @@ class SweepRunner:
         x: np.ndarray,
         y: np.ndarray,
         losses: list[float],
+        probe_arrays: dict[str, np.ndarray],
     ) -> None:
         cfg, k = self.config, self.world.n_concepts
         u8 = to_uint8(images).reshape(k, cfg.eval_samples, *images.shape[2:], 3)[
@@ -238,6 +297,7 @@ class SweepRunner:
             "poisoned": p["poisoned"][keep],
             "generated": gen.astype(np.float16),
             "loss": np.asarray(losses, dtype=np.float32),
+            **probe_arrays,
         }
         atomic_save_npz(self.out / "levels" / f"cp{c_p}_seed{seed}.npz", arrays)
 

@@ -35,6 +35,12 @@ def test_results_contract(tiny_model_dir, tmp_path):
     with np.load(tmp_path / "s" / "generations.npz", allow_pickle=False) as z:
         assert z["images_0"].shape[:2] == (8, 1) and z["images_0"].dtype == np.uint8
     assert (tmp_path / "s" / "grids" / "cp2_seed0.png").is_file()
+    # training probes: AD of the model's own generations at steps 0, 1, 2 (ci-smoke probes each)
+    training = json.loads((tmp_path / "s" / "training.json").read_text())
+    probe = training["2"]["probe"]
+    assert probe["step"] == [0, 1, 2] and len(probe["ad"]) == 3 and len(probe["acc_unpoisoned"]) == 3
+    assert all(0 <= a <= 1 for a in probe["ad"])
+    assert all(r["ad_generated"] is not None for r in saved["records"])
 
 
 def test_sweep_pack_copies_a_loadable_pack(tiny_model_dir, tmp_path, capsys):
