@@ -119,7 +119,13 @@ def write_synthetic_demo_pack(
         str(c): {
             "step": list(range(0, 401, 50)),
             "loss": [float(0.2 + 0.1 * np.exp(-s / 100) + 0.05 * c / k) for s in range(0, 401, 50)],
-            "ad": [float(0.3 + 0.3 * (c / k) * s / 400) for s in range(0, 401, 50)],
+            "probe": {
+                "step": list(range(0, 401, 50)),
+                "ad": [float(0.3 + 0.3 * (c / k) * s / 400) for s in range(0, 401, 50)],
+                "acc_unpoisoned": [
+                    float(0.95 - 0.4 * (c / k) * s / 400) for s in range(0, 401, 50)
+                ],
+            },
         }
         for c in levels
     }

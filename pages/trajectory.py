@@ -8,6 +8,7 @@ from core.figures.trajectory import (
     concept_contributions_figure,
     implosion_figure,
     theory_figure,
+    training_steps_figure,
 )
 from pages._ui import current_pack, export_buttons, pack_key, route_through_app
 
@@ -17,7 +18,7 @@ st.title("AD trajectory")
 pack = current_pack()
 
 tabs = st.tabs(
-    ["AD and implosion", "Per-concept contributions", "Theory sandbox"],
+    ["AD and implosion", "Over training steps", "Per-concept contributions", "Theory sandbox"],
     key="traj_tab",
     on_change="rerun",
 )
@@ -59,6 +60,35 @@ def shares(key: tuple[str, float], c_p: int) -> tuple[list[dict], str]:
 
 with tabs[1]:
     if tabs[1].open and pack is not None:
+        if not pack.training:
+            st.info(
+                "This pack has no training curves (training.json); re-run its sweep to get them."
+            )
+        else:
+            seed = (pack.config.get("seeds") or ["?"])[0]
+            chosen = st.multiselect(
+                "C_P levels", pack.levels, default=pack.levels, key="traj_steps_levels"
+            )
+            fig = training_steps_figure(pack.training, chosen)
+            st.plotly_chart(fig, key="traj_steps")
+            if any("probe" in v for v in pack.training.values()):
+                st.caption(
+                    f"Seed {seed}. The training pairs' AD is fixed during a fine-tune, so this tab "
+                    "follows the AD of the model's own text→image mapping: pairs (generated image, "
+                    "its prompt), one per concept, same noise at every probe step. Accuracy is "
+                    "judged on the same images; loss is a 5-step moving average."
+                )
+            else:
+                st.caption(
+                    f"Seed {seed}. This pack predates training probes: loss only. Sweeps with "
+                    "`probe_every` > 0 (every preset now) also record the AD of the model's "
+                    "generations over steps."
+                )
+            export_buttons(fig, "over-training-steps")
+
+
+with tabs[2]:
+    if tabs[2].open and pack is not None:
         c_p = st.select_slider("C_P", options=pack.levels, value=pack.levels[-1], key="traj_cp")
         top = st.slider(
             "Show the top N concepts",
@@ -85,8 +115,8 @@ def sandbox(n_concepts: int, noise: float, seed: int) -> dict:
     return ad_curve(n_concepts=n_concepts, noise=noise, seed=seed)
 
 
-with tabs[2]:
-    if tabs[2].open:
+with tabs[3]:
+    if tabs[3].open:
         st.markdown(
             "Synthetic concepts with aligned text and image vectors. Poisoning concept *i* adds "
             "pairs (caption *i*, image of a target). Move the sliders: AD grows with C_P."

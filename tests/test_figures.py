@@ -202,3 +202,27 @@ def test_concept_card(pack):
     assert not clean["poisoned"] and clean["target"] is None and clean["poisoned_pairs"] == 0
     with pytest.raises(ValueError, match="out of range"):
         concept_card(arrays, len(pack.concepts), pack.concepts, [], {})
+
+
+def test_training_steps_figure_probe_and_loss_panels():
+    from core.figures.trajectory import training_steps_figure
+
+    training = {
+        "0": {
+            "step": [1, 2, 3],
+            "loss": [0.3, 0.2, 0.1],
+            "probe": {"step": [0, 3], "ad": [0.4, 0.41], "acc_unpoisoned": [1.0, 0.9]},
+        },
+        "8": {
+            "step": [1, 2, 3],
+            "loss": [0.3, 0.25, 0.2],
+            "probe": {"step": [0, 3], "ad": [0.4, 0.5], "acc_unpoisoned": [1.0, None]},
+        },
+    }
+    fig = training_steps_figure(training, [0, 8])
+    assert len(fig.data) == 6  # 2 levels × (AD, accuracy, loss)
+    assert sum(t.showlegend for t in fig.data) == 2  # one legend entry per C_P
+    assert list(fig.data[5].y) == pytest.approx([0.3, 0.275, 0.25])  # moving average
+    assert list(fig.data[4].y) == [1.0]  # None skipped
+    loss_only = training_steps_figure({"0": {"step": [1, 2], "loss": [0.2, 0.1]}}, [0])
+    assert len(loss_only.data) == 1

@@ -224,3 +224,65 @@ def loss_curve_figure(
     fig.update_xaxes(title="step")
     fig.update_yaxes(title="loss")
     return style(fig, title, 320)
+
+
+def training_steps_figure(
+    training: Mapping[str, Mapping[str, Any]], levels: Sequence[int], smooth: int = 5
+) -> go.Figure:
+    """Over fine-tuning steps, one line per C_P (sequential, colour-blind-safe Viridis; C_P also
+    in the legend and hover): the AD of the model's own generations and the judged accuracy of
+    unpoisoned concepts at the probe steps (``training[c]["probe"]``), and the training loss
+    (moving average over ``smooth`` steps). Packs without probes get the loss panel only."""
+    from plotly.colors import sample_colorscale
+
+    levels = [c for c in levels if str(c) in training]
+    has_probe = any("probe" in training[str(c)] for c in levels)
+    rows = (
+        ["AD of the model's generations", "accuracy, unpoisoned concepts", "training loss"]
+        if has_probe
+        else ["training loss"]
+    )
+    fig = make_subplots(
+        rows=len(rows), cols=1, shared_xaxes=True, subplot_titles=rows, vertical_spacing=0.08
+    )
+    top = max(levels) if levels else 1
+    colours = sample_colorscale("Viridis", [0.9 * c / max(top, 1) for c in levels])
+    for c, colour in zip(levels, colours):
+        t = training[str(c)]
+        name, shown = f"C_P = {c}", False
+        panels: list[tuple[Sequence[Any], Sequence[Any]]] = []
+        if has_probe:
+            probe = t.get("probe") or {}
+            panels += [
+                (probe.get("step", []), probe.get("ad", [])),
+                (probe.get("step", []), probe.get("acc_unpoisoned", [])),
+            ]
+        loss = list(t.get("loss", []))
+        k = max(1, smooth)
+        avg = [
+            sum(loss[max(0, i - k + 1) : i + 1]) / len(loss[max(0, i - k + 1) : i + 1])
+            for i in range(len(loss))
+        ]
+        panels.append((t.get("step", list(range(1, len(loss) + 1))), avg))
+        for row, (x, y) in enumerate(panels, start=1):
+            pts = [(a, b) for a, b in zip(x, y) if b is not None]
+            if not pts:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in pts],
+                    y=[p[1] for p in pts],
+                    mode="lines+markers" if row < len(panels) else "lines",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=not shown,
+                    line={"color": colour, "width": 2.5},
+                    marker={"size": 6},
+                    hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.3f}}<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+            shown = True
+    fig.update_xaxes(title="fine-tuning step", row=len(rows), col=1)
+    return style(fig, "Over fine-tuning steps", 260 * len(rows) + 120)

@@ -94,8 +94,16 @@ def test_graph_thumbnails_and_concept_panel(assets):
 def test_trajectory_page_and_tabs(assets):
     at = run("trajectory")
     assert not at.exception, at.exception
-    assert len(at.tabs) == 3
-    assert at.tabs[2].label == "Theory sandbox"
+    assert len(at.tabs) == 4
+    assert at.tabs[3].label == "Theory sandbox"
+
+
+def test_trajectory_over_training_steps(assets):
+    at = AppTest.from_file(page("trajectory"), default_timeout=TIMEOUT)
+    at.session_state["traj_tab"] = "Over training steps"
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key="traj_steps_levels").value == [0, 2, 4, 8, 16]
 
 
 def test_trajectory_sandbox_and_shares(assets):
