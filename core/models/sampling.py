@@ -2,15 +2,64 @@
 
 Mixed into :class:`core.models.ldm.MiniLDM` and :class:`core.real.sd.RealSD`; a subclass provides
 ``tokenizer, vae, unet, scheduler, device, latent_shape`` and ``encode_prompts``, and may change
-the class defaults below (a real SD wants guidance 7.5 and small batches).
+the class defaults below (a real SD wants guidance 7.5 and small batches). A model family whose
+UNet needs more than the text states (SDXL: pooled text embeddings and size ids) overrides
+:meth:`LatentDiffusion.conditioning`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from diffusers import DDIMScheduler
+
+
+@dataclass
+class Conditioning:
+    """What the UNet is conditioned on, one row per prompt.
+
+    ``context`` (N, L, D): cross-attention states (``encoder_hidden_states``). ``added``: extra
+    UNet inputs passed as ``added_cond_kwargs`` (SDXL: ``text_embeds`` (N, P) pooled text,
+    ``time_ids`` (N, 6) size conditioning); empty for SD 1.x/2.x and the mini model.
+    """
+
+    context: torch.Tensor
+    added: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.context.shape[0])
+
+    def _map(self, fn: Any) -> Conditioning:
+        return Conditioning(fn(self.context), {k: fn(v) for k, v in self.added.items()})
+
+    def __getitem__(self, rows: slice) -> Conditioning:
+        return self._map(lambda x: x[rows])
+
+    def to(self, dtype: torch.dtype) -> Conditioning:
+        """A copy in ``dtype`` (the UNet's, or float32 for training under autocast)."""
+        return self._map(lambda x: x.to(dtype))
+
+    def expand(self, n: int) -> Conditioning:
+        """A one-row conditioning repeated to ``n`` rows (the unconditional branch of CFG)."""
+        return self._map(lambda x: x.expand(n, *x.shape[1:]))
+
+    @staticmethod
+    def cat(parts: list[Conditioning]) -> Conditioning:
+        """Rows of ``parts`` stacked in order."""
+        keys = parts[0].added.keys()
+        return Conditioning(
+            torch.cat([p.context for p in parts]),
+            {k: torch.cat([p.added[k] for p in parts]) for k in keys},
+        )
+
+    def unet_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``UNet2DConditionModel.forward`` for this conditioning."""
+        kw: dict[str, Any] = {"encoder_hidden_states": self.context}
+        if self.added:
+            kw["added_cond_kwargs"] = self.added
+        return kw
 
 
 class LatentDiffusion:
@@ -33,12 +82,18 @@ class LatentDiffusion:
     def encode_prompts(self, prompts: list[str], check: bool = True) -> torch.Tensor:
         raise NotImplementedError
 
-    def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        """(N, L) int64 token ids padded to ``model_max_length`` (the SD convention)."""
-        enc = self.tokenizer(
+    def conditioning(self, prompts: list[str], check: bool = True) -> Conditioning:
+        """The UNet conditioning of ``prompts``: by default the text states alone."""
+        return Conditioning(self.encode_prompts(prompts, check=check))
+
+    def tokenize(self, prompts: list[str], tokenizer: Any = None) -> torch.Tensor:
+        """(N, L) int64 token ids padded to ``model_max_length`` (the SD convention), with
+        ``tokenizer`` (default: the model's first one)."""
+        tokenizer = tokenizer or self.tokenizer
+        enc = tokenizer(
             list(prompts),
             padding="max_length",
-            max_length=self.tokenizer.model_max_length,
+            max_length=tokenizer.model_max_length,
             truncation=True,
             return_tensors="pt",
         )
@@ -85,8 +140,8 @@ class LatentDiffusion:
         g = self.default_guidance if guidance is None else guidance
         batch = batch or self.sample_batch
         dtype = self.unet.dtype
-        context = self.encode_prompts(prompts).to(dtype)
-        uncond = self.encode_prompts([""], check=False).to(dtype)
+        context = self.conditioning(prompts).to(dtype)
+        uncond = self.conditioning([""], check=False).to(dtype)
         gen = torch.Generator("cpu").manual_seed(seed)
         noise = torch.randn((len(prompts), *self.latent_shape), generator=gen)
         # clip_sample=False: clipping x̂_0 to [-1, 1] (the pixel-space default) wrecks latents.
@@ -96,9 +151,9 @@ class LatentDiffusion:
         for i in range(0, len(prompts), batch):
             z = noise[i : i + batch].to(self.device) * ddim.init_noise_sigma
             c = context[i : i + batch]
-            cond = torch.cat([uncond.expand(c.shape[0], -1, -1), c])
+            kw = Conditioning.cat([uncond.expand(len(c)), c]).unet_kwargs()
             for t in ddim.timesteps:
-                eps = self.unet(torch.cat([z, z]).to(dtype), t, encoder_hidden_states=cond).sample
+                eps = self.unet(torch.cat([z, z]).to(dtype), t, **kw).sample
                 e_u, e_c = eps.float().chunk(2)
                 z = ddim.step(e_u + g * (e_c - e_u), t, z).prev_sample
             outs.append(z)

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core.real.data import DataReport
 from core.real.lora import (
@@ -39,7 +38,13 @@ from core.real.lora import (
     trainable_state_dict,
 )
 from core.real.sd import load_sd
-from core.real.train import FolderCheckpoints, RealFinetuneConfig, data_stream, save_finetuned
+from core.real.train import (
+    FolderCheckpoints,
+    RealFinetuneConfig,
+    data_stream,
+    denoising_loss,
+    save_finetuned,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -125,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     rank, world = acc.process_index, acc.num_processes
     start, epoch, consumed = resume_point(state, rank, world)
     shard = data_stream(cfg, res, report, epoch, consumed, rank=rank, world=world)
-    T = int(sd.scheduler.config.num_train_timesteps)
     gen = step_generator(cfg.seed, rank, start)
 
     def save(step: int) -> None:
@@ -151,16 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         gen = step_generator(cfg.seed, rank, step)
         drop = (torch.rand(len(items), generator=gen) < cfg.cfg_dropout).tolist()
         caps = ["" if d else c for d, (*_, c) in zip(drop, items)]
-        with torch.no_grad():
-            z0 = sd.encode_images(torch.from_numpy(np.stack([x for _, _, x, _ in items])), True)
-            context = sd.encode_prompts(caps).float()
-        eps = torch.randn(z0.shape, generator=gen).to(z0.device)
-        t = torch.randint(0, T, (z0.shape[0],), generator=gen).to(z0.device)
-        zt = sd.scheduler.add_noise(z0, eps, t)
-        target = eps if sd.prediction_type == "epsilon" else sd.scheduler.get_velocity(z0, eps, t)
-        with acc.autocast():
-            pred = unet(zt, t, encoder_hidden_states=context).sample
-        loss = F.mse_loss(pred.float(), target.float())
+        xs = [x for _, _, x, _ in items]
+        loss = denoising_loss(sd, unet, xs, caps, gen, res, acc.autocast())
         acc.backward(loss)
         if acc.sync_gradients:
             acc.clip_grad_norm_(params, 1.0)

@@ -1,4 +1,4 @@
-"""Stable Diffusion 1.x / 2.x in diffusers format, behind the MiniLDM interface.
+"""Stable Diffusion 1.x / 2.x and SDXL base in diffusers format, behind the MiniLDM interface.
 
 ``load_sd(path_or_id)`` reads the standard pipeline layout::
 
@@ -13,7 +13,9 @@ and returns a :class:`RealSD` that offers what the rest of the code uses from ``
 (``tokenize``, ``encode_prompts``, ``sample``, ``encode_images`` / ``decode_latents``, ``.unet``,
 ``.vae``, ``.scheduler``, ``.device``, ``latent_shape``, ``save_pretrained`` / ``from_pretrained``),
 so ``core.finetune.finetune_unet`` / ``make_pairs`` and ``core.poison.nightshade_perturb`` work
-unchanged. SDXL (two text encoders) is detected and refused with a clear error.
+unchanged (for SD 1.x/2.x). An SDXL base folder (+ ``tokenizer_2/``, ``text_encoder_2/``) loads
+into the same class; what the UNet is conditioned on comes from :meth:`RealSD.conditioning`
+(:mod:`core.real.sdxl` for SDXL), which training and sampling use. SDXL refiners are refused.
 """
 
 from __future__ import annotations
@@ -28,10 +30,18 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel
 
-from core.models.sampling import LatentDiffusion
+from core.models.sampling import Conditioning, LatentDiffusion
+from core.real.sdxl import (
+    HOW_TO_GET_SDXL,
+    SDXL_PARTS,
+    check_sdxl_components,
+    check_sdxl_folder,
+    is_sdxl_folder,
+    load_sdxl_text,
+    sdxl_conditioning,
+)
 
 SUBFOLDERS = ("tokenizer", "text_encoder", "vae", "unet", "scheduler")
-SDXL_MARKERS = ("text_encoder_2", "tokenizer_2")
 HOW_TO_GET = (
     "download a diffusers-format Stable Diffusion 1.x/2.x folder on a machine with network "
     "(e.g. `huggingface-cli download stable-diffusion-v1-5/stable-diffusion-v1-5 --local-dir "
@@ -42,7 +52,8 @@ HOW_TO_GET = (
 @dataclass
 class RealSD(LatentDiffusion):
     """A loaded SD model. ``scheduler`` is a DDPMScheduler with the model's training betas;
-    ``resolution`` is the native image size (unet.sample_size × VAE downsampling)."""
+    ``resolution`` is the native image size (unet.sample_size × VAE downsampling). SDXL also has
+    ``tokenizer_2`` / ``text_encoder_2`` (None for SD 1.x/2.x)."""
 
     default_guidance = 7.5  # SD's usual CFG scale
     sample_batch = 8
@@ -56,18 +67,38 @@ class RealSD(LatentDiffusion):
     device: torch.device = torch.device("cpu")
     resolution: int = 512
     source: str = ""
+    tokenizer_2: Any = None
+    text_encoder_2: Any = None
+    force_zeros_for_empty_prompt: bool = False
+
+    def __post_init__(self) -> None:
+        if self.is_sdxl:  # the SDXL pipeline's default guidance; 1024 px wants smaller batches
+            self.default_guidance, self.sample_batch, self.decode_batch = 5.0, 4, 4
 
     # ------------------------------------------------------------------ basics
+    @property
+    def is_sdxl(self) -> bool:
+        """True for an SDXL base (two text encoders, size-conditioned UNet)."""
+        return self.text_encoder_2 is not None
+
+    @property
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The networks by folder name (``text_encoder_2`` only for SDXL)."""
+        mods = {"text_encoder": self.text_encoder, "vae": self.vae, "unet": self.unet}
+        if self.is_sdxl:
+            mods["text_encoder_2"] = self.text_encoder_2
+        return mods
+
     def to(self, device: str | torch.device) -> RealSD:
         """Move every module to ``device`` (returns self)."""
         self.device = torch.device(device)
-        for m in (self.text_encoder, self.vae, self.unet):
+        for m in self.networks.values():
             m.to(self.device)
         return self
 
     def eval(self) -> RealSD:
         """Put every module in eval mode (returns self)."""
-        for m in (self.text_encoder, self.vae, self.unet):
+        for m in self.networks.values():
             m.eval()
         return self
 
@@ -89,31 +120,33 @@ class RealSD(LatentDiffusion):
 
     def n_parameters(self) -> dict[str, int]:
         """Parameter count per module."""
-        mods = {"text_encoder": self.text_encoder, "vae": self.vae, "unet": self.unet}
-        return {k: sum(p.numel() for p in m.parameters()) for k, m in mods.items()}
+        return {k: sum(p.numel() for p in m.parameters()) for k, m in self.networks.items()}
 
     # ------------------------------------------------------------------ save / load
     def save_pretrained(self, path: Path, extra: dict[str, Any] | None = None) -> None:
-        """Write the standard diffusers SD layout (loadable by ``StableDiffusionPipeline`` too)."""
+        """Write the standard diffusers layout (loadable by ``StableDiffusionPipeline`` or, for
+        SDXL, ``StableDiffusionXLPipeline`` too)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save_pretrained(str(path / "tokenizer"))
-        self.text_encoder.save_pretrained(str(path / "text_encoder"))
-        self.vae.save_pretrained(str(path / "vae"))
-        self.unet.save_pretrained(str(path / "unet"))
-        self.scheduler.save_pretrained(str(path / "scheduler"))
-        index = {
-            "_class_name": "StableDiffusionPipeline",
+        parts: dict[str, Any] = {"tokenizer": self.tokenizer, **self.networks}
+        if self.is_sdxl:
+            parts["tokenizer_2"] = self.tokenizer_2
+        parts["scheduler"] = self.scheduler
+        for name, part in parts.items():
+            part.save_pretrained(str(path / name))
+        lib = {"vae": "diffusers", "unet": "diffusers", "scheduler": "diffusers"}
+        index: dict[str, Any] = {
+            "_class_name": "StableDiffusionXLPipeline"
+            if self.is_sdxl
+            else "StableDiffusionPipeline",
             "_diffusers_version": _version("diffusers"),
-            "tokenizer": ["transformers", type(self.tokenizer).__name__],
-            "text_encoder": ["transformers", type(self.text_encoder).__name__],
-            "vae": ["diffusers", "AutoencoderKL"],
-            "unet": ["diffusers", "UNet2DConditionModel"],
-            "scheduler": ["diffusers", type(self.scheduler).__name__],
-            "safety_checker": [None, None],
-            "feature_extractor": [None, None],
-            "requires_safety_checker": False,
+            **{k: [lib.get(k, "transformers"), type(v).__name__] for k, v in parts.items()},
         }
+        if self.is_sdxl:
+            index["force_zeros_for_empty_prompt"] = self.force_zeros_for_empty_prompt
+        else:
+            index |= {"safety_checker": [None, None], "feature_extractor": [None, None]}
+            index["requires_safety_checker"] = False
         if extra:  # kept out of model_index.json so diffusers pipelines load the folder as is
             (path / "implosion.json").write_text(json.dumps(extra, indent=2, default=str))
         # written last: its presence marks a complete folder
@@ -128,10 +161,21 @@ class RealSD(LatentDiffusion):
 
     # ------------------------------------------------------------------ encoders
     @torch.no_grad()
+    def conditioning(
+        self, prompts: list[str], check: bool = True, size: int | None = None
+    ) -> Conditioning:
+        """The UNet conditioning of ``prompts`` for images of ``size`` px (default
+        ``resolution``): SD 1.x/2.x the CLIP last hidden states (N, L, D) alone; SDXL
+        (:func:`core.real.sdxl.sdxl_conditioning`) both encoders' penultimate states plus
+        ``text_embeds`` and ``time_ids``. ``check`` is accepted for MiniLDM compatibility."""
+        if self.is_sdxl:
+            return sdxl_conditioning(self, list(prompts), size or self.resolution)
+        return Conditioning(self.text_encoder(input_ids=self.tokenize(list(prompts)))[0])
+
     def encode_prompts(self, prompts: list[str], check: bool = True) -> torch.Tensor:
-        """Cross-attention context (N, L, D): CLIP text last hidden states. ``check`` is accepted
-        for MiniLDM compatibility (a real BPE tokenizer has no unknown words)."""
-        return self.text_encoder(input_ids=self.tokenize(list(prompts)))[0]
+        """Cross-attention context (N, L, D) (see :meth:`conditioning`; an SDXL UNet needs the
+        added conditions too, so use :meth:`conditioning` to call it)."""
+        return self.conditioning(prompts, check).context
 
 
 # ---------------------------------------------------------------------- loading
@@ -140,11 +184,14 @@ def load_sd(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> RealSD:
-    """Load an SD 1.x/2.x diffusers folder (or a hub id when the network is allowed).
+    """Load an SD 1.x/2.x or SDXL base diffusers folder (or a hub id when the network is allowed).
 
-    Raises FileNotFoundError for a missing folder/component and ValueError for SDXL, a hub id
-    while offline (``HF_HUB_OFFLINE=1``), corrupt files or mismatched components; every message
-    says what to obtain and where to put it.
+    The family comes from the UNet: ``addition_embed_type="text_time"`` means SDXL, which also
+    loads ``tokenizer_2/`` and ``text_encoder_2/``. In float16 an SDXL VAE that asks for it
+    (``force_upcast``) stays float32 (the SDXL VAE overflows in fp16). Raises FileNotFoundError
+    for a missing folder/component and ValueError for a refiner, a hub id while offline
+    (``HF_HUB_OFFLINE=1``), corrupt files or mismatched components; every message says what to
+    obtain and where to put it.
     """
     from diffusers.utils import logging as dlog
     from transformers import CLIPTokenizer
@@ -154,23 +201,31 @@ def load_sd(
     dlog.disable_progress_bar()
     src = str(path_or_id)
     local = Path(src).expanduser()
+    index: dict[str, Any] = {}
     if local.exists():
-        check_sd_folder(local)
+        index = check_sd_folder(local)
         root: str = str(local)
     else:
         root = _hub_source(src)
     try:
         tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
         text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", dtype=dtype)
-        vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=dtype)
         unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=dtype)
+        xl = unet.config.addition_embed_type == "text_time"
+        tokenizer_2, text_encoder_2 = load_sdxl_text(root, dtype) if xl else (None, None)
+        vae_cfg = AutoencoderKL.load_config(root, subfolder="vae")
+        upcast = xl and dtype == torch.float16 and vae_cfg.get("force_upcast", True)
+        vae_dtype = torch.float32 if upcast else dtype
+        vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=vae_dtype)
         sched_cfg = DDPMScheduler.load_config(root, subfolder="scheduler")
     except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError) as e:
         raise ValueError(
             f"model {src}: could not load ({type(e).__name__}: {str(e)[:300]}); {HOW_TO_GET}"
         ) from e
-    scheduler = DDPMScheduler.from_config(_ddpm_config(sched_cfg))
-    check_components(text_encoder, vae, unet, src)
+    scheduler = DDPMScheduler.from_config(_ddpm_config(sched_cfg, src))
+    check_components(text_encoder, vae, unet, src, text_encoder_2)
+    if xl:
+        check_sdxl_components(text_encoder, text_encoder_2, (tokenizer, tokenizer_2), unet, src)
     scale = int(2 ** (len(vae.config.block_out_channels) - 1))
     sd = RealSD(
         tokenizer,
@@ -180,8 +235,11 @@ def load_sd(
         scheduler,
         resolution=int(unet.config.sample_size) * scale,
         source=src,
+        tokenizer_2=tokenizer_2,
+        text_encoder_2=text_encoder_2,
+        force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", xl)),
     )
-    for m in (text_encoder, vae, unet):
+    for m in sd.networks.values():
         m.requires_grad_(False)
     return sd.to(device).eval()
 
@@ -196,21 +254,16 @@ def check_sd_folder(path: Path) -> dict[str, Any]:
             index = json.loads((path / "model_index.json").read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"model {path}: model_index.json is not valid JSON ({e})") from e
-    if (
-        any(k in index for k in SDXL_MARKERS)
-        or "XL" in str(index.get("_class_name", ""))
-        or any((path / k).is_dir() for k in SDXL_MARKERS)
-    ):
-        raise ValueError(
-            f"model {path}: SDXL (two text encoders) is not supported yet; use a Stable "
-            f"Diffusion 1.x/2.x folder (e.g. stable-diffusion-v1-5 or stable-diffusion-2-1-base)"
-        )
     if (path / "model.json").is_file() and (path / "clip").is_dir():
         raise ValueError(
             f"model {path}: this is a mini model folder (model.json, clip/); use it with the "
             f"mini-model commands, or pass a diffusers SD folder to `implosion real`"
         )
-    missing = [s for s in SUBFOLDERS if not (path / s).is_dir()]
+    xl = is_sdxl_folder(path, index)
+    if xl:
+        check_sdxl_folder(path, index)
+    parts = SUBFOLDERS + (SDXL_PARTS if xl else ())
+    missing = [s for s in parts if not (path / s).is_dir()]
     no_config = [
         s
         for s in ("text_encoder", "vae", "unet")
@@ -220,17 +273,20 @@ def check_sd_folder(path: Path) -> dict[str, Any]:
         what = [f"{s}/" for s in missing] + [f"{s}/config.json" for s in no_config]
         raise FileNotFoundError(
             f"model {path}: missing {', '.join(what)} (expected the diffusers layout "
-            f"{'/, '.join(SUBFOLDERS)}/ + model_index.json); {HOW_TO_GET}"
+            f"{'/, '.join(parts)}/ + model_index.json); {HOW_TO_GET_SDXL if xl else HOW_TO_GET}"
         )
     return index
 
 
-def check_components(text_encoder: Any, vae: Any, unet: Any, src: str = "model") -> None:
-    """ValueError if the parts cannot work together (context width, latent channels)."""
+def check_components(
+    text_encoder: Any, vae: Any, unet: Any, src: str = "model", text_encoder_2: Any = None
+) -> None:
+    """ValueError if the parts cannot work together (context width, latent channels); the SDXL
+    context width is checked by :func:`core.real.sdxl.check_sdxl_components`."""
     hidden = int(text_encoder.config.hidden_size)
     xdim = unet.config.cross_attention_dim
     xdims = xdim if isinstance(xdim, list | tuple) else [xdim]
-    if any(int(d) != hidden for d in xdims):
+    if text_encoder_2 is None and any(int(d) != hidden for d in xdims):
         raise ValueError(
             f"model {src}: unet cross_attention_dim {xdim} ≠ text_encoder hidden_size {hidden}; "
             f"text_encoder/ and unet/ come from different models — take both from the same "
@@ -262,8 +318,15 @@ def _hub_source(repo_id: str) -> str:
     return repo_id
 
 
-def _ddpm_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The training schedule of any SD scheduler config (PNDM/DDIM/Euler share the betas)."""
+def _ddpm_config(cfg: dict[str, Any], src: str = "model") -> dict[str, Any]:
+    """The training schedule of any SD scheduler config (PNDM/DDIM/Euler share the betas).
+    EDM schedulers (e.g. Playground v2.5) have no betas and are refused."""
+    name = str(cfg.get("_class_name", ""))
+    if name.startswith("EDM"):
+        raise ValueError(
+            f"model {src}: scheduler {name} (EDM, continuous sigmas) is not supported; the "
+            f"training loss here is DDPM with discrete betas (SD 1.x/2.x, SDXL base)"
+        )
     keys = (
         "num_train_timesteps",
         "beta_start",

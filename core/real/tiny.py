@@ -1,19 +1,23 @@
-"""Tiny random Stable Diffusion folders, built offline from config (tests and benchmarks).
+"""Tiny random Stable Diffusion / SDXL folders, built offline from config (tests, benchmarks).
 
 Mirrors diffusers' fast tests: a 2-block UNet (32, 64), a 2-block VAE, a 2-layer CLIP text
 encoder and a byte-level CLIP BPE tokenizer with no merges (vocab.json + merges.txt, exactly the
 files a real SD ``tokenizer/`` holds), saved in the standard layout so loading goes through
-:func:`core.real.sd.load_sd` like a downloaded model.
+:func:`core.real.sd.load_sd` like a downloaded model. :func:`build_tiny_sdxl` adds the SDXL
+parts (second tokenizer and projected text encoder, a ``text_time`` UNet).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+TOKENIZERS = ("tokenizer", "tokenizer_2")
+BETAS: dict[str, Any] = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
 
 
 def _bytes_to_unicode() -> list[str]:
@@ -30,9 +34,10 @@ def _bytes_to_unicode() -> list[str]:
     return [chr(c) for c in cs]
 
 
-def write_tiny_tokenizer(path: Path, max_length: int = 77) -> int:
+def write_tiny_tokenizer(path: Path, max_length: int = 77, pad: str = EOS) -> int:
     """Write a character-level CLIP tokenizer (vocab.json, merges.txt, configs); returns its
-    vocabulary size (514: 256 symbols, 256 end-of-word symbols, BOS, EOS)."""
+    vocabulary size (514: 256 symbols, 256 end-of-word symbols, BOS, EOS). ``pad``: the padding
+    token (SDXL's second tokenizer pads with "!")."""
     path.mkdir(parents=True, exist_ok=True)
     chars = _bytes_to_unicode()
     tokens = chars + [c + "</w>" for c in chars] + [BOS, EOS]
@@ -43,14 +48,78 @@ def write_tiny_tokenizer(path: Path, max_length: int = 77) -> int:
         "model_max_length": max_length,
         "bos_token": BOS,
         "eos_token": EOS,
-        "pad_token": EOS,
+        "pad_token": pad,
         "unk_token": EOS,
         "do_lower_case": True,
     }
     (path / "tokenizer_config.json").write_text(json.dumps(cfg))
-    special = {"bos_token": BOS, "eos_token": EOS, "pad_token": EOS, "unk_token": EOS}
+    special = {"bos_token": BOS, "eos_token": EOS, "pad_token": pad, "unk_token": EOS}
     (path / "special_tokens_map.json").write_text(json.dumps(special))
     return len(tokens)
+
+
+def _tiny_text_encoder(vocab: int, hidden: int, projection_dim: int | None = None) -> Any:
+    """A 2-layer CLIP text encoder; with ``projection_dim`` a ``CLIPTextModelWithProjection``
+    (SDXL's second encoder: pooled ``text_embeds``)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    cfg = CLIPTextConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=77,
+        projection_dim=projection_dim or hidden,
+        bos_token_id=vocab - 2,
+        eos_token_id=vocab - 1,
+        pad_token_id=vocab - 1,
+    )
+    return CLIPTextModelWithProjection(cfg) if projection_dim else CLIPTextModel(cfg)
+
+
+def _tiny_vae(resolution: int) -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        latent_channels=4,
+        sample_size=resolution,
+    )
+
+
+def _tiny_unet(resolution: int, cross_attention_dim: int, **extra: Any) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=resolution // 2,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=32,
+        **extra,
+    )
+
+
+def _save(path: Path, parts: dict[str, Any], index: dict[str, Any]) -> Path:
+    """Save each part in its sub-folder, then model_index.json (class names from the parts)."""
+    for name, part in parts.items():
+        part.save_pretrained(str(path / name))
+    lib = {"vae": "diffusers", "unet": "diffusers", "scheduler": "diffusers"}
+    index |= {k: [lib.get(k, "transformers"), type(v).__name__] for k, v in parts.items()}
+    index |= {t: ["transformers", "CLIPTokenizer"] for t in TOKENIZERS if (path / t).is_dir()}
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    return path
 
 
 def build_tiny_sd(
@@ -66,71 +135,67 @@ def build_tiny_sd(
     resolution: image size in pixels (latents are resolution/2: the VAE has two blocks).
     hidden: text width = UNet cross_attention_dim. scheduler: "pndm" (as SD ships) or "ddim".
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import DDIMScheduler, PNDMScheduler
 
     path = Path(path)
     torch.manual_seed(seed)
     vocab = write_tiny_tokenizer(path / "tokenizer")
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=vocab,
-            hidden_size=hidden,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            max_position_embeddings=77,
-            projection_dim=hidden,
-            bos_token_id=vocab - 2,
-            eos_token_id=vocab - 1,
-            pad_token_id=vocab - 1,
-        )
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        latent_channels=4,
-        sample_size=resolution,
-    )
-    unet = UNet2DConditionModel(
-        sample_size=resolution // 2,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=hidden,
-        attention_head_dim=8,
-        norm_num_groups=32,
-    )
-    betas = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+    text_encoder = _tiny_text_encoder(vocab, hidden)
+    vae = _tiny_vae(resolution)
+    unet = _tiny_unet(resolution, hidden)
     sched = (
-        PNDMScheduler(**betas, skip_prk_steps=True, steps_offset=1, prediction_type=prediction_type)
+        PNDMScheduler(**BETAS, skip_prk_steps=True, steps_offset=1, prediction_type=prediction_type)
         if scheduler == "pndm"
-        else DDIMScheduler(**betas, clip_sample=False, prediction_type=prediction_type)
+        else DDIMScheduler(**BETAS, clip_sample=False, prediction_type=prediction_type)
     )
-    text_encoder.save_pretrained(str(path / "text_encoder"))
-    vae.save_pretrained(str(path / "vae"))
-    unet.save_pretrained(str(path / "unet"))
-    sched.save_pretrained(str(path / "scheduler"))
+    parts = {"text_encoder": text_encoder, "vae": vae, "unet": unet, "scheduler": sched}
     index = {
         "_class_name": "StableDiffusionPipeline",
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "scheduler": ["diffusers", type(sched).__name__],
         "safety_checker": [None, None],
         "feature_extractor": [None, None],
         "requires_safety_checker": False,
     }
-    (path / "model_index.json").write_text(json.dumps(index, indent=2))
-    return path
+    return _save(path, parts, index)
+
+
+def build_tiny_sdxl(
+    path: Path,
+    resolution: int = 32,
+    hidden: tuple[int, int] = (32, 48),
+    projection_dim: int = 24,
+    time_embed_dim: int = 8,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random SDXL base folder at ``path`` (StableDiffusionXLPipeline layout).
+
+    Two text encoders of widths ``hidden`` (the second a CLIPTextModelWithProjection with
+    ``projection_dim``), a UNet with ``addition_embed_type="text_time"``, cross_attention_dim =
+    hidden₁ + hidden₂ and projection_class_embeddings_input_dim = projection_dim + 6 ×
+    ``time_embed_dim``; Euler scheduler config and ``force_zeros_for_empty_prompt`` as SDXL ships.
+    """
+    from diffusers import EulerDiscreteScheduler
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    vocab = write_tiny_tokenizer(path / "tokenizer")
+    write_tiny_tokenizer(path / "tokenizer_2", pad="!")
+    unet = _tiny_unet(
+        resolution,
+        sum(hidden),
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_embed_dim,
+        projection_class_embeddings_input_dim=projection_dim + 6 * time_embed_dim,
+        use_linear_projection=True,
+    )
+    parts = {
+        "text_encoder": _tiny_text_encoder(vocab, hidden[0]),
+        "text_encoder_2": _tiny_text_encoder(vocab, hidden[1], projection_dim),
+        "vae": _tiny_vae(resolution),
+        "unet": unet,
+        "scheduler": EulerDiscreteScheduler(**BETAS, steps_offset=1, timestep_spacing="leading"),
+    }
+    index = {"_class_name": "StableDiffusionXLPipeline", "force_zeros_for_empty_prompt": True}
+    return _save(path, parts, index)
 
 
 def build_tiny_clip(path: Path, image_size: int = 32, seed: int = 0) -> Path:

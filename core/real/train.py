@@ -2,8 +2,9 @@
 
 Loss (DDPM, Ho et al. 2020): ‖ε_θ(z_t, t, c) − y‖², z_t = √ᾱ_t z_0 + √(1−ᾱ_t) ε, with y = ε for
 epsilon models and y = v = √ᾱ_t ε − √(1−ᾱ_t) z_0 for v-prediction models (SD 2.x 768). z_0 is a
-VAE posterior sample × scaling factor; c the frozen CLIP text states (empty prompt with
-probability ``cfg_dropout`` so classifier-free guidance keeps working).
+VAE posterior sample × scaling factor; c the frozen text conditioning (:meth:`RealSD.conditioning`:
+CLIP text states; for SDXL also pooled text and size ids at the training resolution), of the
+empty prompt with probability ``cfg_dropout`` so classifier-free guidance keeps working.
 
 Checkpoints hold only the trainable weights, the optimizer, and the data position (epoch,
 records consumed), so a resumed run continues on the same stream. The loop talks to the outside
@@ -13,6 +14,7 @@ through a ``JobContext``-like object (``progress``, ``should_stop``, ``save_chec
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -161,6 +163,32 @@ def data_stream(
             )
 
 
+def denoising_loss(
+    sd: RealSD,
+    unet: torch.nn.Module,
+    images: list[np.ndarray],
+    captions: list[str],
+    gen: torch.Generator,
+    resolution: int,
+    autocast: Any,
+) -> torch.Tensor:
+    """The DDPM loss ‖ε_θ(z_t, t, c) − y‖² of one batch (images (3, S, S) float32 in [-1, 1]);
+    noise and timesteps come from ``gen``; ``unet`` may be a wrapped ``sd.unet`` (accelerate)."""
+    with torch.no_grad():
+        z0 = sd.encode_images(torch.from_numpy(np.stack(images)), sample=True)
+        cond = sd.conditioning(captions, size=resolution).to(torch.float32)
+    eps = torch.randn(z0.shape, generator=gen).to(z0.device)
+    t = torch.randint(
+        0, int(sd.scheduler.config.num_train_timesteps), (len(images),), generator=gen
+    )
+    t = t.to(z0.device)
+    zt = sd.scheduler.add_noise(z0, eps, t)
+    target = eps if sd.prediction_type == "epsilon" else sd.scheduler.get_velocity(z0, eps, t)
+    with autocast:
+        pred = unet(zt, t, **cond.unet_kwargs()).sample
+    return F.mse_loss(pred.float(), target.float())
+
+
 def finetune_real(sd: RealSD, cfg: RealFinetuneConfig, ctx: Any) -> dict[str, Any]:
     """Train ``sd.unet`` in place for ``cfg.steps`` steps (resuming from ``ctx``'s checkpoint).
 
@@ -188,7 +216,6 @@ def finetune_real(sd: RealSD, cfg: RealFinetuneConfig, ctx: Any) -> dict[str, An
     stream = data_stream(cfg, res, report, epoch, consumed)
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if low is torch.float16 and dev.type == "cuda" else None
-    T = int(sd.scheduler.config.num_train_timesteps)
     sd.unet.train()
 
     def save(step: int) -> None:
@@ -210,19 +237,10 @@ def finetune_real(sd: RealSD, cfg: RealFinetuneConfig, ctx: Any) -> dict[str, An
             xs.append(x)
             caps.append(cap)
             epoch, consumed = e, c  # data position after this batch (saved in checkpoints)
-        n = len(xs)
-        drop = torch.rand(n, generator=gen) < cfg.cfg_dropout
+        drop = torch.rand(len(xs), generator=gen) < cfg.cfg_dropout
         caps = ["" if d else c for d, c in zip(drop.tolist(), caps)]
-        with torch.no_grad():
-            z0 = sd.encode_images(torch.from_numpy(np.stack(xs)), sample=True)
-            context = sd.encode_prompts(caps).float()
-        eps = torch.randn(z0.shape, generator=gen).to(dev)
-        t = torch.randint(0, T, (n,), generator=gen).to(dev)
-        zt = sd.scheduler.add_noise(z0, eps, t)
-        target = eps if sd.prediction_type == "epsilon" else sd.scheduler.get_velocity(z0, eps, t)
-        with torch.autocast(dev.type, dtype=low or torch.bfloat16, enabled=low is not None):
-            pred = sd.unet(zt, t, encoder_hidden_states=context).sample
-        loss = F.mse_loss(pred.float(), target.float())
+        autocast = torch.autocast(dev.type, dtype=low or torch.bfloat16, enabled=low is not None)
+        loss = denoising_loss(sd, sd.unet, xs, caps, gen, res, autocast)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -275,9 +293,7 @@ def save_finetuned(sd: RealSD, cfg: RealFinetuneConfig, out: Path, result: dict[
         save_file(lora, str(out / "unet_lora" / "adapter_model.safetensors"))
         plain = UNet2DConditionModel.from_config(unet.config)
         plain.load_state_dict(merge_lora_state_dict(unet))
-        sd = RealSD(
-            sd.tokenizer, sd.text_encoder, sd.vae, plain, sd.scheduler, sd.device, sd.resolution
-        )
+        sd = dataclasses.replace(sd, unet=plain)
     sd.save_pretrained(out, extra={"finetune": cfg.to_dict()})
     atomic_write_json(
         out / "finetune.json", {"config": cfg.to_dict(), "result": result, **run_metadata(cfg.seed)}

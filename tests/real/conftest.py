@@ -1,4 +1,4 @@
-"""Fixtures for the real-model tests: a tiny random SD folder, a tiny CLIP, a messy dataset."""
+"""Fixtures for the real-model tests: tiny random SD and SDXL folders, a tiny CLIP, a messy dataset."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ def tiny_sd_dir(tmp_path_factory):
     from core.real.tiny import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd", resolution=32)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory):
+    """A tiny random SDXL base folder (32 px, two text encoders, text_time UNet); read-only."""
+    from core.real.tiny import build_tiny_sdxl
+
+    return build_tiny_sdxl(tmp_path_factory.mktemp("sdxl") / "tiny-sdxl", resolution=32)
 
 
 @pytest.fixture(scope="session")

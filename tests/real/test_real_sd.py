@@ -70,13 +70,17 @@ def test_mismatched_components(tmp_path, tiny_sd_dir):
         load_sd(mixed)
 
 
-def test_sdxl_and_offline_hub_refused(tmp_path, monkeypatch):
+def test_sdxl_refiner_and_offline_hub_refused(tmp_path, monkeypatch):
+    refiner = {
+        "_class_name": "StableDiffusionXLImg2ImgPipeline",
+        "requires_aesthetics_score": True,
+        "text_encoder": [None, None],
+        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+    }
     xl = tmp_path / "xl"
     xl.mkdir()
-    (xl / "model_index.json").write_text(
-        json.dumps({"_class_name": "StableDiffusionXLPipeline", "text_encoder_2": ["x", "y"]})
-    )
-    with pytest.raises(ValueError, match="SDXL"):
+    (xl / "model_index.json").write_text(json.dumps(refiner))
+    with pytest.raises(ValueError, match="SDXL refiner .* not supported; use the SDXL base"):
         load_sd(xl)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -239,3 +239,15 @@ def test_cli_job_validates_then_starts_real_sweep(
     assert main([*args[:-1], "--concepts", "dog", "unicorn", "--job"]) == 2
     assert "'unicorn'" in capsys.readouterr().err
     assert cfg["concepts"] == seen["config"]["concepts"]  # refused before start_job
+
+
+def test_sweep_on_sdxl(tiny_sdxl_dir, tiny_clip_dir, pets, tmp_path):
+    """The same sweep (2 levels × 1 seed) on a tiny SDXL base: contract, poison, pack."""
+    from core.demo import load_pack
+    from core.real.sweep import run_real_sweep
+
+    res = run_real_sweep(_cfg(tiny_sdxl_dir, tiny_clip_dir, pets, eval_steps=2), tmp_path / "xl")
+    assert res["complete"] and [(r["c_p"], r["seed"]) for r in res["records"]] == [(0, 0), (2, 0)]
+    assert all(set(CONTRACT) <= set(r) for r in res["records"])
+    assert res["records"][1]["n_poison"] > 0 and res["config"]["resolution"] == 32
+    assert load_pack(tmp_path / "xl").generations()[2].shape == (3, 1, 32, 32, 3)

@@ -31,12 +31,10 @@ def _cfg(tiny_sd_dir, data, out, **kw) -> RealFinetuneConfig:
     return RealFinetuneConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("mode", ["full", "xattn", "lora"])
-def test_modes_change_the_right_weights(mode, tiny_sd_dir, messy_data, tmp_path):
-    extra = {"mixed_precision": "bf16", "gradient_checkpointing": True} if mode == "lora" else {}
-    r = run_finetune(_cfg(tiny_sd_dir, messy_data, tmp_path / mode, mode=mode, **extra), True)
-    assert r["steps"] == 2 and r["completed"] and r["data"]["loaded"] >= 4
-    changed = _changed(_weights(tiny_sd_dir), _weights(tmp_path / mode))
+def _check_changed(mode: str, base: Path, out: Path) -> set[str]:
+    """The UNet weights a fine-tune in ``mode`` wrote to ``out`` differ from ``base`` exactly
+    where the mode trains (LoRA: the attn2 projections, through the merge)."""
+    changed = _changed(_weights(base), _weights(out))
     assert changed
     if mode == "full":
         assert "conv_in.weight" in changed
@@ -45,9 +43,37 @@ def test_modes_change_the_right_weights(mode, tiny_sd_dir, messy_data, tmp_path)
     if mode == "lora":  # base weights of the projections change only through the merge
         assert all(k.endswith(("to_q.weight", "to_k.weight", "to_v.weight", "0.weight"))
                    for k in changed)  # fmt: skip
-        assert (tmp_path / mode / "unet_lora" / "adapter_model.safetensors").is_file()
-    meta = json.loads((tmp_path / mode / "finetune.json").read_text())
+        assert (out / "unet_lora" / "adapter_model.safetensors").is_file()
+    meta = json.loads((out / "finetune.json").read_text())
     assert meta["config"]["mode"] == mode
+    return changed
+
+
+@pytest.mark.parametrize("mode", ["full", "xattn", "lora"])
+def test_modes_change_the_right_weights(mode, tiny_sd_dir, messy_data, tmp_path):
+    extra = {"mixed_precision": "bf16", "gradient_checkpointing": True} if mode == "lora" else {}
+    r = run_finetune(_cfg(tiny_sd_dir, messy_data, tmp_path / mode, mode=mode, **extra), True)
+    assert r["steps"] == 2 and r["completed"] and r["data"]["loaded"] >= 4
+    _check_changed(mode, tiny_sd_dir, tmp_path / mode)
+
+
+@pytest.mark.parametrize("mode", ["full", "xattn", "lora"])
+def test_sdxl_modes_resume_and_save_sdxl(mode, tiny_sdxl_dir, messy_data, tmp_path):
+    """SDXL: step 1, then a resumed step 2; the UNet got text_embeds/time_ids (full mode trains
+    the added-condition embedding); the output is again an SDXL folder that samples."""
+    from core.real.sd import load_sd
+
+    out = tmp_path / mode
+    extra = {"mixed_precision": "bf16", "gradient_checkpointing": True} if mode == "lora" else {}
+    run_finetune(_cfg(tiny_sdxl_dir, messy_data, out, mode=mode, steps=1, **extra), True)
+    r = run_finetune(_cfg(tiny_sdxl_dir, messy_data, out, mode=mode, **extra), True)
+    assert r["steps"] == 2 and r["completed"]
+    ckpts = sorted(p.name for p in (out / "checkpoints").glob("step-*.pt"))
+    assert ckpts == ["step-0000001.pt", "step-0000002.pt"]  # the 2nd run resumed from step 1
+    changed = _check_changed(mode, tiny_sdxl_dir, out)
+    assert ("add_embedding.linear_1.weight" in changed) == (mode == "full")
+    sd = load_sd(out)
+    assert sd.is_sdxl and sd.sample(["a dog"], steps=2).shape == (1, 3, 32, 32)
 
 
 def test_resume_continues_from_checkpoint(tiny_sd_dir, messy_data, tmp_path):
