@@ -2,12 +2,14 @@
 
     python3 bench/real_gpu.py                      # ~50 training steps per mode + sampling
     python3 bench/real_gpu.py --steps 5 --out /tmp/b.json
+    python3 bench/real_gpu.py --sdxl --out bench/results/real_gpu_sdxl.json   # tiny SDXL
 
 Builds a tiny random SD folder (core.real.tiny) and a synthetic 256-image dataset in a temp dir,
 then for each mode (full, xattn, lora) fine-tunes ``--steps`` steps with bf16 autocast through
 core.real.train.finetune_real, and samples ``--samples`` images with 25 DDIM steps. Reports
 training img/s per mode, sampling img/s and peak CUDA memory; writes JSON to ``--out`` (default
-bench/results/real_gpu.json). Needs CUDA; exits 2 without it.
+bench/results/real_gpu.json). ``--sdxl`` does the same on a tiny random SDXL base (two text
+encoders, pooled text + size conditioning). Needs CUDA; exits 2 without it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.io import atomic_write_json, run_metadata  # noqa: E402
 from core.real.sd import load_sd  # noqa: E402
-from core.real.tiny import build_tiny_sd  # noqa: E402
+from core.real.tiny import build_tiny_sd, build_tiny_sdxl  # noqa: E402
 from core.real.train import FolderCheckpoints, RealFinetuneConfig, finetune_real  # noqa: E402
 
 
@@ -48,6 +50,7 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--sdxl", action="store_true", help="a tiny SDXL base instead of SD")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "real_gpu.json")
     a = p.parse_args()
     if not torch.cuda.is_available():
@@ -56,10 +59,12 @@ def main() -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     from PIL import Image
 
-    result: dict[str, object] = {"device": torch.cuda.get_device_name(0), "modes": {}}
+    family = "sdxl" if a.sdxl else "sd"
+    result: dict[str, object] = {"device": torch.cuda.get_device_name(0), "family": family}
+    result["modes"] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model = build_tiny_sd(root / "sd", resolution=a.resolution)
+        model = (build_tiny_sdxl if a.sdxl else build_tiny_sd)(root / family, a.resolution)
         data = root / "data"
         data.mkdir()
         rng = np.random.default_rng(0)

@@ -28,7 +28,7 @@ CLIP_INTERVAL: tuple[float, float] = (0.20, 0.45)  # = core.metrics.CLIP_SCALE
 class RealSweepConfig:
     """AD and implosion metrics of a real SD model over C_P (number of poisoned concepts).
 
-    model: diffusers SD 1.x/2.x folder. clip: transformers CLIPModel folder (AD embeddings,
+    model: diffusers SD 1.x/2.x or SDXL base folder. clip: transformers CLIPModel folder (AD embeddings,
     zero-shot accuracy, attack success, alignment). data: folders / CSV / JSONL / parquet of
     (image, caption). concepts: one keyword tuple per concept, its name is the first keyword (empty:
     the ``auto_concepts`` most frequent caption words). levels: C_P values (ascending, ≤ K).
@@ -214,7 +214,7 @@ def check_inputs(cfg: RealSweepConfig) -> Any:
     if not model.is_dir():
         raise FileNotFoundError(
             f"model {cfg.model}: no such folder; pass --model with a diffusers Stable Diffusion "
-            "1.x/2.x folder (e.g. `huggingface-cli download stable-diffusion-v1-5/"
+            "1.x/2.x or SDXL base folder (e.g. `huggingface-cli download stable-diffusion-v1-5/"
             "stable-diffusion-v1-5 --local-dir DIR` on a machine with network)"
         )
     clip = Path(cfg.clip).expanduser()
