@@ -134,19 +134,8 @@ class RealSD(LatentDiffusion):
         parts["scheduler"] = self.scheduler
         for name, part in parts.items():
             part.save_pretrained(str(path / name))
-        lib = {"vae": "diffusers", "unet": "diffusers", "scheduler": "diffusers"}
-        index: dict[str, Any] = {
-            "_class_name": "StableDiffusionXLPipeline"
-            if self.is_sdxl
-            else "StableDiffusionPipeline",
-            "_diffusers_version": _version("diffusers"),
-            **{k: [lib.get(k, "transformers"), type(v).__name__] for k, v in parts.items()},
-        }
-        if self.is_sdxl:
-            index["force_zeros_for_empty_prompt"] = self.force_zeros_for_empty_prompt
-        else:
-            index |= {"safety_checker": [None, None], "feature_extractor": [None, None]}
-            index["requires_safety_checker"] = False
+        classes = {k: type(v).__name__ for k, v in parts.items()}
+        index = model_index(classes, self.is_sdxl, self.force_zeros_for_empty_prompt)
         if extra:  # kept out of model_index.json so diffusers pipelines load the folder as is
             (path / "implosion.json").write_text(json.dumps(extra, indent=2, default=str))
         # written last: its presence marks a complete folder
@@ -176,6 +165,21 @@ class RealSD(LatentDiffusion):
         """Cross-attention context (N, L, D) (see :meth:`conditioning`; an SDXL UNet needs the
         added conditions too, so use :meth:`conditioning` to call it)."""
         return self.conditioning(prompts, check).context
+
+
+def model_index(classes: dict[str, str], sdxl: bool, force_zeros: bool = True) -> dict[str, Any]:
+    """model_index.json of a folder whose sub-folders hold ``classes`` (name → class name), as
+    ``StableDiffusionPipeline`` or (``sdxl``) ``StableDiffusionXLPipeline`` expects it."""
+    lib = {"vae": "diffusers", "unet": "diffusers", "scheduler": "diffusers"}
+    index: dict[str, Any] = {
+        "_class_name": "StableDiffusionXLPipeline" if sdxl else "StableDiffusionPipeline",
+        "_diffusers_version": _version("diffusers"),
+        **{k: [lib.get(k, "transformers"), v] for k, v in classes.items()},
+    }
+    if sdxl:
+        return index | {"force_zeros_for_empty_prompt": force_zeros}
+    no_checker = {"safety_checker": [None, None], "feature_extractor": [None, None]}
+    return index | no_checker | {"requires_safety_checker": False}
 
 
 # ---------------------------------------------------------------------- loading

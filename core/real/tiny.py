@@ -111,14 +111,16 @@ def _tiny_unet(resolution: int, cross_attention_dim: int, **extra: Any) -> Any:
     )
 
 
-def _save(path: Path, parts: dict[str, Any], index: dict[str, Any]) -> Path:
-    """Save each part in its sub-folder, then model_index.json (class names from the parts)."""
+def _save(path: Path, parts: dict[str, Any], sdxl: bool) -> Path:
+    """Save each part in its sub-folder, then model_index.json (written last, as a download
+    would complete)."""
+    from core.real.sd import model_index
+
     for name, part in parts.items():
         part.save_pretrained(str(path / name))
-    lib = {"vae": "diffusers", "unet": "diffusers", "scheduler": "diffusers"}
-    index |= {k: [lib.get(k, "transformers"), type(v).__name__] for k, v in parts.items()}
-    index |= {t: ["transformers", "CLIPTokenizer"] for t in TOKENIZERS if (path / t).is_dir()}
-    (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    classes = {t: "CLIPTokenizer" for t in TOKENIZERS if (path / t).is_dir()}
+    classes |= {k: type(v).__name__ for k, v in parts.items()}
+    (path / "model_index.json").write_text(json.dumps(model_index(classes, sdxl), indent=2))
     return path
 
 
@@ -149,13 +151,7 @@ def build_tiny_sd(
         else DDIMScheduler(**BETAS, clip_sample=False, prediction_type=prediction_type)
     )
     parts = {"text_encoder": text_encoder, "vae": vae, "unet": unet, "scheduler": sched}
-    index = {
-        "_class_name": "StableDiffusionPipeline",
-        "safety_checker": [None, None],
-        "feature_extractor": [None, None],
-        "requires_safety_checker": False,
-    }
-    return _save(path, parts, index)
+    return _save(path, parts, sdxl=False)
 
 
 def build_tiny_sdxl(
@@ -194,8 +190,7 @@ def build_tiny_sdxl(
         "unet": unet,
         "scheduler": EulerDiscreteScheduler(**BETAS, steps_offset=1, timestep_spacing="leading"),
     }
-    index = {"_class_name": "StableDiffusionXLPipeline", "force_zeros_for_empty_prompt": True}
-    return _save(path, parts, index)
+    return _save(path, parts, sdxl=True)
 
 
 def build_tiny_clip(path: Path, image_size: int = 32, seed: int = 0) -> Path:
