@@ -36,8 +36,17 @@ VARIANTS: dict[str, dict] = {
         "finetune": FinetuneConfig(steps=200, batch=64, lr=1e-3, params="cross-attention"),
     },
 }
-KEYS = ("acc_unpoisoned", "acc_poisoned", "attack_success", "acc_related", "acc_unrelated",
-        "alignment_unpoisoned", "incoherence", "ad", "per_concept_acc")
+KEYS = (
+    "acc_unpoisoned",
+    "acc_poisoned",
+    "attack_success",
+    "acc_related",
+    "acc_unrelated",
+    "alignment_unpoisoned",
+    "incoherence",
+    "ad",
+    "per_concept_acc",
+)
 
 
 def main() -> None:
@@ -54,8 +63,15 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         cfg = replace(
-            SweepConfig(preset="levers", levels=(0, args.cp), seeds=(args.seed,),
-                        n_clean_per_concept=32, eval_samples=8, eval_steps=10, grid_samples=4),
+            SweepConfig(
+                preset="levers",
+                levels=(0, args.cp),
+                seeds=(args.seed,),
+                n_clean_per_concept=32,
+                eval_samples=8,
+                eval_steps=10,
+                grid_samples=4,
+            ),
             **over,
         )
         folder = work / "".join(ch if ch.isalnum() else "_" for ch in name)
@@ -68,14 +84,21 @@ def main() -> None:
             t0 = time.time()
             rec = runner.run_level(c_p, args.seed)
             assert rec is not None
-            row = {"variant": name, "c_p": c_p, "seed": args.seed,
-                   "wall_seconds": round(time.time() - t0, 1),
-                   **{k: rec.get(k) for k in KEYS}}
+            row = {
+                "variant": name,
+                "c_p": c_p,
+                "seed": args.seed,
+                "wall_seconds": round(time.time() - t0, 1),
+                **{k: rec.get(k) for k in KEYS},
+            }
             res["runs"].append(row)
             atomic_write_json(args.out, res)
-            print(f"{name:45s} C_P={c_p:2d} unpoisoned={rec['acc_unpoisoned']} "
-                  f"poisoned={rec['acc_poisoned']} attack={rec['attack_success']} "
-                  f"incoh={rec['incoherence']:.3f} ({row['wall_seconds']} s)", flush=True)
+            print(
+                f"{name:45s} C_P={c_p:2d} unpoisoned={rec['acc_unpoisoned']} "
+                f"poisoned={rec['acc_poisoned']} attack={rec['attack_success']} "
+                f"incoh={rec['incoherence']:.3f} ({row['wall_seconds']} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ def test_results_contract(tiny_model_dir, tmp_path):
     # training probes: AD of the model's own generations at steps 0, 1, 2 (ci-smoke probes each)
     training = json.loads((tmp_path / "s" / "training.json").read_text())
     probe = training["2"]["probe"]
-    assert probe["step"] == [0, 1, 2] and len(probe["ad"]) == 3 and len(probe["acc_unpoisoned"]) == 3
+    assert (
+        probe["step"] == [0, 1, 2] and len(probe["ad"]) == 3 and len(probe["acc_unpoisoned"]) == 3
+    )
     assert all(0 <= a <= 1 for a in probe["ad"])
     assert all(r["ad_generated"] is not None for r in saved["records"])
 
