@@ -15,8 +15,9 @@ exit, and the unfinished levels are redone on resume. Workers also stop if the p
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +44,9 @@ def _worker(
     threads: int,
     parent: int,
 ) -> None:
-    """Run ``todo`` levels; one record file per finished level."""
+    """Run ``todo`` levels; one record file per finished level. Runs in its own interpreter
+    (``python -m core.sweep_parallel TASK.json``), not a multiprocessing child, so it never
+    re-imports the caller's ``__main__`` (a Streamlit page, a test runner)."""
     from core.sweep_level import SweepRunner
 
     torch.set_num_threads(threads)
@@ -107,29 +110,32 @@ def run_sweep_parallel(
     total = len(config.seeds) * len(config.levels)
     n = max(1, min(workers, len(todo)))
     threads = max(1, (os.cpu_count() or 1) // n)
-    ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(
-            target=_worker,
-            args=(
-                config.to_dict(),
-                str(out),
-                list(runner.calibration),
-                todo[i::n],
-                threads,
-                os.getpid(),
-            ),
-            name=f"sweep-worker-{i}",
+    root = str(Path(__file__).resolve().parents[1])  # so `-m core.sweep_parallel` resolves
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    for i in range(n):
+        if not todo[i::n]:
+            continue
+        task = {
+            "config": config.to_dict(),
+            "out": str(out),
+            "calibration": list(runner.calibration),
+            "todo": todo[i::n],
+            "threads": threads,
+            "parent": os.getpid(),
+        }
+        path = out / RECORDS / f".worker-{i}.json"
+        atomic_write_json(path, task)
+        procs.append(
+            subprocess.Popen([sys.executable, "-m", "core.sweep_parallel", str(path)], env=env)
         )
-        for i in range(n)
-        if todo[i::n]
-    ]
-    for p in procs:
-        p.start()
     stopped = False
     try:
         while True:
-            alive = any(p.is_alive() for p in procs)
+            alive = any(p.poll() is None for p in procs)
             if _merge(out, results):
                 atomic_write_json(results_path, results)
             if on_progress is not None:
@@ -140,10 +146,15 @@ def run_sweep_parallel(
                 (out / STOP).touch()
                 stopped = True
             time.sleep(poll_seconds)
-    finally:
-        for p in procs:
-            p.join(timeout=0 if stopped else None)
-    failed = [p.name for p in procs if p.exitcode not in (0, None)]
+    finally:  # on an exception here (e.g. Ctrl-C), ask the workers to stop and wait for them
+        if any(p.poll() is None for p in procs):
+            (out / STOP).touch()
+            for p in procs:
+                try:
+                    p.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    failed = [f"#{i}" for i, p in enumerate(procs) if p.returncode not in (0, None)]
     complete = len(results["records"]) == total
     if complete:
         if on_progress is not None:
@@ -153,9 +164,23 @@ def run_sweep_parallel(
     results["summary"] = summarize(results["records"])
     atomic_write_json(results_path, results)
     (out / STOP).unlink(missing_ok=True)
+    for task in (out / RECORDS).glob(".worker-*.json"):
+        task.unlink(missing_ok=True)
     if failed and not stopped:
         raise RuntimeError(
             f"sweep workers {failed} failed ({len(results['records'])}/{total} levels saved); "
             f"see the log above, then rerun the same command to resume"
         )
     return results
+
+
+if __name__ == "__main__":
+    t = json.loads(Path(sys.argv[1]).read_text())
+    _worker(
+        t["config"],
+        t["out"],
+        t["calibration"],
+        [(int(c), int(s)) for c, s in t["todo"]],
+        int(t["threads"]),
+        int(t["parent"]),
+    )

@@ -251,7 +251,7 @@ def test_parallel_workers_match_the_serial_sweep(tiny_model_dir, tmp_path):
         assert key(a) == key(b)
         assert a["ad"] == pytest.approx(b["ad"], abs=1e-9)  # same pairs, same calibration
     assert (tmp_path / "par" / "embeddings.npz").is_file()
-    assert len(list((tmp_path / "par" / "records").glob("*.json"))) == 4
+    assert len(list((tmp_path / "par" / "records").glob("cp*.json"))) == 4
     saved = json.loads((tmp_path / "par" / "results.json").read_text())
     assert saved["summary"]["ad"]["c_p"] == [0, 2] and saved["complete"]
 
