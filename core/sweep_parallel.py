@@ -164,8 +164,8 @@ def run_sweep_parallel(
     results["summary"] = summarize(results["records"])
     atomic_write_json(results_path, results)
     (out / STOP).unlink(missing_ok=True)
-    for task in (out / RECORDS).glob(".worker-*.json"):
-        task.unlink(missing_ok=True)
+    for task_file in (out / RECORDS).glob(".worker-*.json"):
+        task_file.unlink(missing_ok=True)
     if failed and not stopped:
         raise RuntimeError(
             f"sweep workers {failed} failed ({len(results['records'])}/{total} levels saved); "

@@ -102,6 +102,7 @@ def register(sub: Any) -> None:
     q.add_argument("--out", type=Path, required=True)
     q.add_argument("--resolution", type=int, default=32)
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--sdxl", action="store_true", help="an SDXL-architecture folder instead")
     q.set_defaults(func=_tiny)
 
 
@@ -235,6 +236,7 @@ def _check(args: argparse.Namespace) -> int:
     sd = load_sd(args.model, args.device)
     info: dict[str, Any] = {
         "model": args.model,
+        "family": "SDXL" if sd.is_sdxl else "SD 1.x/2.x",
         "resolution": sd.resolution,
         "latent_shape": list(sd.latent_shape),
         "prediction_type": sd.prediction_type,
@@ -336,10 +338,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _tiny(args: argparse.Namespace) -> int:
-    from core.real.tiny import build_tiny_sd
+    from core.real.tiny import build_tiny_sd, build_tiny_sdxl
 
-    build_tiny_sd(args.out, resolution=args.resolution, seed=args.seed)
-    print(f"wrote a tiny random SD model to {args.out}")
+    build = build_tiny_sdxl if args.sdxl else build_tiny_sd
+    build(args.out, resolution=args.resolution, seed=args.seed)
+    print(f"wrote a tiny random {'SDXL' if args.sdxl else 'SD'} model to {args.out}")
     return 0
 
 

@@ -86,3 +86,15 @@ def test_sdxl_refiner_and_offline_hub_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1"):
         load_sd("some-org/some-model-that-is-not-cached")
+
+
+def test_cli_tiny_sdxl_and_check_names_the_family(tmp_path, capsys):
+    import json
+
+    from core.cli import main
+
+    assert main(["real", "tiny", "--sdxl", "--out", str(tmp_path / "xl")]) == 0
+    capsys.readouterr()
+    assert main(["real", "check", "--model", str(tmp_path / "xl"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["family"] == "SDXL" and "text_encoder_2" in info["parameters"]
