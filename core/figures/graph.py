@@ -107,6 +107,43 @@ def _scatter(n: int) -> type[go.Scatter] | type[go.Scattergl]:
     return go.Scattergl if n > WEBGL_THRESHOLD else go.Scatter
 
 
+def _nodes(
+    fig: go.Figure,
+    pos: np.ndarray,
+    ids: list[int],
+    text: list[str],
+    col: int,
+    *,
+    name: str,
+    colour: str,
+    symbol: str,
+    size: int = 12,
+    outline: bool = True,
+    showlegend: bool = True,
+) -> None:
+    """Concept nodes at ``pos`` (n, 2) in panel ``col``; ``customdata`` carries the concept ids
+    (click selection) and the legend group is the trace name (one toggle per node class)."""
+    marker: dict[str, Any] = {"color": colour, "size": size, "symbol": symbol}
+    if outline:
+        marker["line"] = {"color": BLACK, "width": 1}
+    fig.add_trace(
+        go.Scatter(
+            x=pos[:, 0],
+            y=pos[:, 1],
+            mode="markers",
+            name=name,
+            showlegend=showlegend,
+            marker=marker,
+            text=text,
+            customdata=ids,
+            hoverinfo="text",
+            legendgroup=name,
+        ),
+        1,
+        col,
+    )
+
+
 def alignment_graph_figure(
     pos: Mapping[str, Any],
     arrays: Mapping[str, np.ndarray],
@@ -267,81 +304,45 @@ def alignment_graph_figure(
         (pois_ids, "caption (poisoned concept) ×", POISONED, "x"),
     ):
         if ids:
-            fig.add_trace(
-                go.Scatter(
-                    x=tpos[ids, 0],
-                    y=tpos[ids, 1],
-                    mode="markers",
-                    name=label,
-                    marker={
-                        "color": colour,
-                        "size": 12,
-                        "symbol": symbol,
-                        "line": {"color": BLACK, "width": 1},
-                    },
-                    text=[node_text(i) for i in ids],
-                    customdata=ids,
-                    hoverinfo="text",
-                    legendgroup=label,
-                ),
-                1,
-                1,
-            )
-            fig.add_trace(
-                go.Scatter(
-                    x=tpos[ids, 0],
-                    y=tpos[ids, 1],
-                    mode="markers",
-                    showlegend=False,
-                    marker={"color": rgba(colour, 0.3), "size": 9, "symbol": symbol},
-                    text=[node_text(i) for i in ids],
-                    customdata=ids,
-                    hoverinfo="text",
-                    legendgroup=label,
-                ),
-                1,
+            text = [node_text(i) for i in ids]
+            _nodes(fig, tpos[ids], ids, text, 1, name=label, colour=colour, symbol=symbol)
+            # the same caption nodes, faint, in the image panel (where the caption should land)
+            _nodes(
+                fig,
+                tpos[ids],
+                ids,
+                text,
                 2,
+                name=label,
+                colour=rgba(colour, 0.3),
+                symbol=symbol,
+                size=9,
+                outline=False,
+                showlegend=False,
             )
-    fig.add_trace(
-        go.Scatter(
-            x=ipos[:, 0],
-            y=ipos[:, 1],
-            mode="markers",
-            name="image concept (mean image)",
-            marker={
-                "color": IMAGE,
-                "size": 12,
-                "symbol": "circle",
-                "line": {"color": BLACK, "width": 1},
-            },
-            text=[f"<b>images of {n}</b>" for n in names],
-            customdata=list(range(k)),
-            hoverinfo="text",
-        ),
-        1,
+    _nodes(
+        fig,
+        ipos,
+        list(range(k)),
+        [f"<b>images of {n}</b>" for n in names],
         2,
+        name="image concept (mean image)",
+        colour=IMAGE,
+        symbol="circle",
     )
-    fig.add_trace(
-        go.Scatter(
-            x=gpos[:, 0],
-            y=gpos[:, 1],
-            mode="markers",
-            name="where the caption lands ◆",
-            marker={
-                "color": GENERATED,
-                "size": 10,
-                "symbol": "diamond",
-                "line": {"color": BLACK, "width": 1},
-            },
-            text=[
-                f"generated from “{names[i]}”<br>caption: “a photo of a {names[i]}” (C_P = {c_p})"
-                for i in range(k)
-            ],
-            customdata=list(range(k)),
-            hoverinfo="text",
-        ),
-        1,
+    _nodes(
+        fig,
+        gpos,
+        list(range(k)),
+        [
+            f"generated from “{names[i]}”<br>caption: “a photo of a {names[i]}” (C_P = {c_p})"
+            for i in range(k)
+        ],
         2,
+        name="where the caption lands ◆",
+        colour=GENERATED,
+        symbol="diamond",
+        size=10,
     )
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)

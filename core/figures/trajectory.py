@@ -58,14 +58,16 @@ def _band(
     )
 
 
-def _line(
-    fig: go.Figure, summary: Summary, metric: str, i: int = 0, label: str | None = None, **rc: Any
-) -> bool:
-    s = summary.get(metric)
-    if not s or not s.get("c_p"):
-        return False
-    colour = METRIC_COLOURS.get(metric, BLACK)
-    name = label or METRIC_LABELS.get(metric, metric)
+def _mean_trace(
+    fig: go.Figure,
+    s: Mapping[str, Sequence[Any]],
+    name: str,
+    colour: str,
+    dash: str,
+    i: int,
+    **rc: Any,
+) -> None:
+    """Mean over seeds vs C_P with its CI band (legend-linked): one metric of one summary."""
     _band(fig, s, colour, name, **rc)
     fig.add_trace(
         go.Scatter(
@@ -74,12 +76,23 @@ def _line(
             mode="lines+markers",
             name=name,
             legendgroup=name,
-            line={"color": colour, "width": 3, "dash": METRIC_DASH.get(metric, "solid")},
+            line={"color": colour, "width": 3, "dash": dash},
             marker={"size": 9, "symbol": SYMBOLS[i % len(SYMBOLS)]},
             hovertemplate=f"{name}<br>C_P = %{{x}}<br>%{{y:.3f}}<extra></extra>",
         ),
         **rc,
     )
+
+
+def _line(
+    fig: go.Figure, summary: Summary, metric: str, i: int = 0, label: str | None = None, **rc: Any
+) -> bool:
+    s = summary.get(metric)
+    if not s or not s.get("c_p"):
+        return False
+    name = label or METRIC_LABELS.get(metric, metric)
+    colour = METRIC_COLOURS.get(metric, BLACK)
+    _mean_trace(fig, s, name, colour, METRIC_DASH.get(metric, "solid"), i, **rc)
     return True
 
 
@@ -189,19 +202,7 @@ def compare_figure(summaries: Mapping[str, Summary], metric: str = "ad") -> go.F
         s = summ.get(metric)
         if not s or not s.get("c_p"):
             continue
-        colour = palette[i % len(palette)]
-        _band(fig, s, colour, label)
-        fig.add_trace(
-            go.Scatter(
-                x=list(s["c_p"]),
-                y=list(s["mean"]),
-                mode="lines+markers",
-                name=label,
-                legendgroup=label,
-                line={"color": colour, "width": 3, "dash": dashes[i % len(dashes)]},
-                marker={"size": 9, "symbol": SYMBOLS[i % len(SYMBOLS)]},
-            )
-        )
+        _mean_trace(fig, s, label, palette[i % len(palette)], dashes[i % len(dashes)], i)
     fig.update_xaxes(title="C_P (number of poisoned concepts)")
     fig.update_yaxes(title=METRIC_LABELS.get(metric, metric))
     return style(fig, f"Compare runs: {METRIC_LABELS.get(metric, metric)}", 460)
