@@ -181,35 +181,25 @@ def alignment_graph_figure(
     )
     # --- similarity edges (graph structure) -------------------------------------------------
     if text_concept is not None and knn > 0:
-        xs, ys = _segments(tpos, tpos, knn_edges(text_concept, knn))
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                name="text similarity edge",
-                line={"color": rgba(TEXT, 0.35), "width": 1},
-                hoverinfo="skip",
-                legendgroup="text-sim",
-            ),
-            1,
-            1,
-        )
         img_hd = _concept_means(arrays["image"], arrays["image_concept"].astype(np.int64), k)
-        xs, ys = _segments(ipos, ipos, knn_edges(img_hd, knn))
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                name="image similarity edge",
-                line={"color": rgba(IMAGE, 0.35), "width": 1},
-                hoverinfo="skip",
-                legendgroup="image-sim",
-            ),
-            1,
-            2,
-        )
+        for col, pos, feats, what, colour in (
+            (1, tpos, text_concept, "text", TEXT),
+            (2, ipos, img_hd, "image", IMAGE),
+        ):
+            xs, ys = _segments(pos, pos, knn_edges(feats, knn))
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    mode="lines",
+                    name=f"{what} similarity edge",
+                    line={"color": rgba(colour, 0.35), "width": 1},
+                    hoverinfo="skip",
+                    legendgroup=f"{what}-sim",
+                ),
+                1,
+                col,
+            )
     # --- training-pair edges: caption concept's text position → image concept ----------------
     cap = arrays["caption_concept"].astype(np.int64)
     img = arrays["image_concept"].astype(np.int64)
