@@ -182,11 +182,11 @@ def alignment_graph_figure(
     # --- similarity edges (graph structure) -------------------------------------------------
     if text_concept is not None and knn > 0:
         img_hd = _concept_means(arrays["image"], arrays["image_concept"].astype(np.int64), k)
-        for col, pos, feats, what, colour in (
+        for col, xy, feats, what, colour in (
             (1, tpos, text_concept, "text", TEXT),
             (2, ipos, img_hd, "image", IMAGE),
         ):
-            xs, ys = _segments(pos, pos, knn_edges(feats, knn))
+            xs, ys = _segments(xy, xy, knn_edges(feats, knn))
             fig.add_trace(
                 go.Scatter(
                     x=xs,
