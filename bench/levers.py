@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.finetune import FinetuneConfig  # noqa: E402
 from core.io import atomic_write_json  # noqa: E402
-from core.sweep import SweepConfig  # noqa: E402
-from core.sweep_level import SweepRunner  # noqa: E402
+from core.sweep.driver import SweepConfig  # noqa: E402
+from core.sweep.level import SweepRunner  # noqa: E402
+from core.training.finetune import FinetuneConfig  # noqa: E402
 
 VARIANTS: dict[str, dict] = {
     "cpu-quick (60 steps, lr 5e-4)": {"finetune": FinetuneConfig(steps=60, batch=64, lr=5e-4)},

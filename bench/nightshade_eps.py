@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.commands.base import default_base  # noqa: E402
 from core.io import atomic_write_json, run_metadata  # noqa: E402
 from core.models.ldm import MiniLDM  # noqa: E402
-from core.poison import nightshade_perturb  # noqa: E402
+from core.poison.builders import nightshade_perturb  # noqa: E402
 
 
 def main() -> None:

@@ -4,9 +4,9 @@
     python3 bench/real_gpu.py --steps 5 --out /tmp/b.json
     python3 bench/real_gpu.py --sdxl --out bench/results/real_gpu_sdxl.json   # tiny SDXL
 
-Builds a tiny random SD folder (core.real.tiny) and a synthetic 256-image dataset in a temp dir,
+Builds a tiny random SD folder (core.models.tiny) and a synthetic 256-image dataset in a temp dir,
 then for each mode (full, xattn, lora) fine-tunes ``--steps`` steps with bf16 autocast through
-core.real.train.finetune_real, and samples ``--samples`` images with 25 DDIM steps. Reports
+core.training.real.finetune_real, and samples ``--samples`` images with 25 DDIM steps. Reports
 training img/s per mode, sampling img/s and peak CUDA memory; writes JSON to ``--out`` (default
 bench/results/real_gpu.json). ``--sdxl`` does the same on a tiny random SDXL base (two text
 encoders, pooled text + size conditioning). Needs CUDA; exits 2 without it.
@@ -27,9 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.io import atomic_write_json, run_metadata  # noqa: E402
-from core.real.sd import load_sd  # noqa: E402
-from core.real.tiny import build_tiny_sd, build_tiny_sdxl  # noqa: E402
-from core.real.train import FolderCheckpoints, RealFinetuneConfig, finetune_real  # noqa: E402
+from core.models.sd import load_sd  # noqa: E402
+from core.models.tiny import build_tiny_sd, build_tiny_sdxl  # noqa: E402
+from core.training.real import FolderCheckpoints, RealFinetuneConfig, finetune_real  # noqa: E402
 
 
 class _Quiet:

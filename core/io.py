@@ -26,6 +26,11 @@ def assets_dir() -> Path:
     return Path(os.environ.get("IMPLOSION_ASSETS", REPO_ROOT / "assets"))
 
 
+def default_base() -> Path:
+    """The shipped clean base model folder (``assets/base``): the embedded default."""
+    return assets_dir() / "base"
+
+
 def runs_dir() -> Path:
     """Where runs live (``IMPLOSION_RUNS`` overrides ``<repo>/runs``)."""
     return Path(os.environ.get("IMPLOSION_RUNS", REPO_ROOT / "runs"))

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.demo import RESULTS, Pack, list_packs, load_pack
+from core.results.pack import RESULTS, Pack, list_packs, load_pack
 
 PACK_KEY = "pack"
 

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from core.demo import list_models
 from core.figures.images import overlay_heatmap, upscale
+from core.results.pack import list_models
 from pages._ui import route_through_app
 
 route_through_app()
@@ -25,7 +25,7 @@ def load_model(path: str):
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def maps_for(path: str, prompt: str, seed: int, steps: int):
-    from core.attention import cross_attention_maps
+    from core.analysis.attention import cross_attention_maps
 
     return cross_attention_maps(load_model(path), prompt, seed=seed, steps=steps)
 

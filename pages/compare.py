@@ -48,7 +48,7 @@ st.subheader("Download a run as a zip bundle")
 st.caption("Config, results, training curves, samples and one image grid per C_P (no weights).")
 which = st.selectbox("Run or pack", list(packs), key="cmp_bundle")
 if st.button("Prepare bundle", key="cmp_prepare"):
-    from core.export import bundle_run
+    from core.results.export import bundle_run
 
     with st.spinner("Zipping…"):
         st.session_state["bundle"] = (which, bundle_run(packs[which]))

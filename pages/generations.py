@@ -4,8 +4,8 @@ unrelated; enlarge a cell; generate from a custom prompt with the base or a run'
 import numpy as np
 import streamlit as st
 
-from core.demo import list_models
 from core.figures.images import generation_grid_figure, upscale
+from core.results.pack import list_models
 from pages._ui import current_pack, pack_key, route_through_app
 
 route_through_app()

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from core.demo import demo_dir
 from core.io import runs_dir
+from core.results.pack import demo_dir
 from pages._ui import route_through_app
 
 route_through_app()
@@ -33,7 +33,7 @@ if st.session_state.get("demo_missing"):
         "explore a synthetic pack (made-up numbers, same format):"
     )
     if synth.button("Use a synthetic demo pack", key="synthetic_demo"):
-        from core.demo_synthetic import write_synthetic_demo_pack
+        from core.results.synthetic import write_synthetic_demo_pack
 
         with st.spinner("Writing a synthetic demo pack (a second or two)…"):
             write_synthetic_demo_pack(runs_dir() / "synthetic-demo")

@@ -6,9 +6,9 @@ from pathlib import Path
 import streamlit as st
 
 from core import jobs
-from core.demo import find_pack_dir
 from core.figures.trajectory import loss_curve_figure
-from core.real import sweep_config as real_sweep
+from core.results.pack import find_pack_dir
+from core.sweep import real_config as real_sweep
 from pages._ui import markdown_table, route_through_app
 
 route_through_app()

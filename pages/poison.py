@@ -3,7 +3,7 @@ poisoned training pairs; estimate the run time; launch the fine-tune as a backgr
 
 import streamlit as st
 
-from core.plan import (
+from core.poison.plan import (
     TARGET_MODES,
     PoisonPlan,
     choose_targets,
@@ -128,8 +128,8 @@ else:
     st.info("No poisoned concepts: this would fine-tune on clean data only (a useful control).")
 
 if st.button("Launch fine-tune job", type="primary", key="p_launch"):
-    from core.demo import list_models
     from core.jobs import start_job
+    from core.results.pack import list_models
 
     base = list_models().get("shipped base (clean)")
     try:

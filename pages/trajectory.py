@@ -110,7 +110,7 @@ with tabs[2]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def sandbox(n_concepts: int, noise: float, seed: int) -> dict:
-    from core.theory import ad_curve
+    from core.analysis.theory import ad_curve
 
     return ad_curve(n_concepts=n_concepts, noise=noise, seed=seed)
 
@@ -128,7 +128,7 @@ with tabs[3]:
         seed = s4.number_input("Seed", 0, 999, 0, key="theory_seed")
         with st.spinner("Computing AD on synthetic embeddings…"):
             curve = sandbox(k, noise, int(seed))
-        from core.theory import compute_ad, synthetic_pairs
+        from core.analysis.theory import compute_ad, synthetic_pairs
 
         p = synthetic_pairs(k, c_mark, noise, n_per_concept=8, seed=int(seed))
         now, _ = compute_ad(p.image, p.text)

@@ -22,7 +22,7 @@ def _isolated_runs(tmp_path, monkeypatch):
 def tiny_model_dir(tmp_path_factory):
     """A tiny 8-concept model trained for 2 steps per stage (seconds); shared read-only."""
     from core.models.config import ModelConfig
-    from core.train import TrainConfig, train_base
+    from core.training.base import TrainConfig, train_base
     from core.world import WorldConfig
 
     out = tmp_path_factory.mktemp("tiny") / "model"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.attention import RecordingAttnProcessor, cross_attention_maps
+from core.analysis.attention import RecordingAttnProcessor, cross_attention_maps
 from core.models.config import ModelConfig
 from core.models.ldm import MiniLDM
 from core.world import WorldConfig
@@ -37,7 +37,7 @@ def test_recorder_does_not_change_the_image(ldm):
 
 
 def test_attention_sums_to_one_over_all_tokens(ldm):
-    from core.attention import prompt_tokens
+    from core.analysis.attention import prompt_tokens
 
     tokens, positions = prompt_tokens(ldm, "a large red circle")
     assert len(tokens) == len(positions) == 4

@@ -9,8 +9,8 @@ from io import BytesIO
 import numpy as np
 import pytest
 
-from core.demo import find_pack_dir, list_packs, load_pack
-from core.demo_synthetic import write_synthetic_demo_pack
+from core.results.pack import find_pack_dir, list_packs, load_pack
+from core.results.synthetic import write_synthetic_demo_pack
 from core.world import World, WorldConfig
 
 RECORD_KEYS = {
@@ -108,7 +108,7 @@ def test_list_packs_finds_demo_and_runs(pack_dir, tmp_path, monkeypatch):
 
 
 def test_bundle_run(pack_dir):
-    from core.export import bundle_run
+    from core.results.export import bundle_run
 
     data = bundle_run(pack_dir)
     names = zipfile.ZipFile(BytesIO(data)).namelist()
@@ -117,7 +117,7 @@ def test_bundle_run(pack_dir):
 
 
 def test_theory_ad_grows_with_cp():
-    from core.theory import ad_curve, exact_ad, synthetic_pairs
+    from core.analysis.theory import ad_curve, exact_ad, synthetic_pairs
 
     curve = ad_curve(n_concepts=8, noise=0.5, levels=[0, 2, 4, 8])
     assert np.all(np.diff(curve["ad"]) > 0)

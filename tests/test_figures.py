@@ -6,8 +6,6 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from core.demo import load_pack
-from core.demo_synthetic import write_synthetic_demo_pack
 from core.figures import (
     CLEAN,
     POISONED,
@@ -24,6 +22,8 @@ from core.figures import (
     procrustes,
     theory_figure,
 )
+from core.results.pack import load_pack
+from core.results.synthetic import write_synthetic_demo_pack
 
 
 @pytest.fixture(scope="module")

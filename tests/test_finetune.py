@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.finetune import FinetuneConfig, encode_images, finetune_unet, make_pairs
 from core.models.ldm import MiniLDM
+from core.training.finetune import FinetuneConfig, encode_images, finetune_unet, make_pairs
 
 
 @pytest.fixture()

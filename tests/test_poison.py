@@ -4,7 +4,7 @@ import torch
 
 from core.models.config import ModelConfig
 from core.models.ldm import MiniLDM
-from core.poison import PoisonConfig, build_poison, choose_targets, ssim
+from core.poison.builders import PoisonConfig, build_poison, choose_targets, ssim
 from core.world import World, WorldConfig
 
 

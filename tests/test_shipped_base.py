@@ -21,7 +21,7 @@ def test_shipped_base_loads_and_fits_size_limits():
 
 
 def test_shipped_base_generates_the_prompted_concept():
-    from core.evaluate import evaluate_model
+    from core.evaluate.judged import evaluate_model
 
     ldm = MiniLDM.from_pretrained(BASE)
     names = ["large red star", "small blue circle"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.sweep import METRICS, SweepConfig, poisoning_plan, preset, run_sweep, summarize
+from core.sweep.driver import METRICS, SweepConfig, poisoning_plan, preset, run_sweep, summarize
 
 
 def smoke(model_dir, **kw):
@@ -46,7 +46,7 @@ def test_results_contract(tiny_model_dir, tmp_path):
 
 
 def test_sweep_pack_copies_a_loadable_pack(tiny_model_dir, tmp_path, capsys):
-    from core.demo import load_pack
+    from core.results.pack import load_pack
 
     run_sweep(smoke(tiny_model_dir), tmp_path / "s")
     assert main(["sweep-pack", str(tmp_path / "s"), "--out", str(tmp_path / "pack")]) == 0

@@ -7,16 +7,11 @@ import json
 import os
 from pathlib import Path
 
-from core.io import assets_dir
-
-
-def default_base() -> Path:
-    """The shipped clean base (``assets/base``)."""
-    return assets_dir() / "base"
+from core.io import default_base
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from core.train import TrainConfig
+    from core.training.base import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train-base", help="train the mini latent diffusion model from scratch")
@@ -34,7 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{stage}-steps", type=int, default=getattr(d, f"{stage}_steps"))
     p.add_argument("--unet-lr", type=float, default=d.unet_lr)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="cpu or cuda[:N] (bf16 autocast on CUDA)")
+    p.add_argument("--device", default=d.device, help="cpu or cuda[:N]")
+    p.add_argument(
+        "--precision",
+        default=d.precision,
+        choices=["auto", "fp32", "bf16"],
+        help="UNet training dtype; auto: bf16 where the device runs it natively, else fp32",
+    )
     p.add_argument("--tiny", action="store_true", help="tiny model config (tests, smoke runs)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
     p.set_defaults(func=_train_base)
@@ -69,7 +70,7 @@ def _threads() -> None:
 
 def _train_base(args: argparse.Namespace) -> int:
     from core.models.config import ModelConfig
-    from core.train import TrainConfig, train_base
+    from core.training.base import TrainConfig, train_base
     from core.world import WorldConfig
 
     _threads()
@@ -83,6 +84,7 @@ def _train_base(args: argparse.Namespace) -> int:
         unet_lr=args.unet_lr,
         seed=args.seed,
         device=args.device,
+        precision=args.precision,
         world=WorldConfig(n_concepts=args.concepts, image_size=args.image_size),
         model=ModelConfig.tiny() if args.tiny else ModelConfig(),
     )
@@ -101,7 +103,7 @@ def load_model(path: Path | None):
 
 
 def _eval_base(args: argparse.Namespace) -> int:
-    from core.evaluate import evaluate_model
+    from core.evaluate.judged import evaluate_model
 
     _threads()
     ldm = load_model(args.model)
@@ -119,8 +121,8 @@ def _eval_base(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from core.grid import save_grid
     from core.io import ensure_writable_dir
+    from core.results.grid import save_grid
 
     if args.n < 1:
         raise ValueError(f"-n must be ≥ 1, got {args.n}")

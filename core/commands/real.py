@@ -22,8 +22,8 @@ from typing import Any
 
 from core.jobs import register_kind
 
-register_kind("real-finetune", "core.real.train:run_job")
-register_kind("real-sweep", "core.real.sweep:run_job")
+register_kind("real-finetune", "core.training.real:run_job")
+register_kind("real-sweep", "core.sweep.real:run_job")
 
 
 def _words(s: str) -> tuple[str, ...]:
@@ -73,7 +73,12 @@ def register(sub: Any) -> None:
     q.add_argument("--lr", type=float, default=1e-5)
     q.add_argument("--rank", type=int, default=4, help="LoRA rank")
     q.add_argument("--resolution", type=int, default=None)
-    q.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
+    q.add_argument(
+        "--mixed-precision",
+        choices=["auto", "no", "bf16", "fp16"],
+        default="auto",
+        help="auto: bf16 where the device runs it natively, else float32",
+    )
     q.add_argument("--gradient-checkpointing", action="store_true")
     q.add_argument("--checkpoint-every", type=int, default=0)
     q.add_argument("--seed", type=int, default=0)
@@ -107,7 +112,7 @@ def register(sub: Any) -> None:
 
 
 def _add_sweep(s: Any) -> None:
-    from core.real.sweep_config import RealSweepConfig as C
+    from core.sweep.real_config import RealSweepConfig as C
 
     q = s.add_parser(
         "sweep",
@@ -151,7 +156,12 @@ def _add_sweep(s: Any) -> None:
         "pairs, raw cosines, or --ad-interval",
     )  # fmt: skip
     q.add_argument("--ad-interval", type=float, nargs=2, default=None, metavar=("LO", "HI"))
-    q.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
+    q.add_argument(
+        "--mixed-precision",
+        choices=["auto", "no", "bf16", "fp16"],
+        default="auto",
+        help="auto: bf16 where the device runs it natively, else float32",
+    )
     q.add_argument("--device", default="cpu")
     q.add_argument("--job", action="store_true", help="run as a background job; print its id")
     q.add_argument("--queue", action="store_true", help="with --job: wait if the device is busy")
@@ -160,7 +170,7 @@ def _add_sweep(s: Any) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from core.real.sweep_config import RealSweepConfig, check_inputs
+    from core.sweep.real_config import RealSweepConfig, check_inputs
 
     custom = args.ad_interval is not None
     cfg = RealSweepConfig(
@@ -175,7 +185,7 @@ def _sweep(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision, device=args.device,
     )  # fmt: skip
     if args.job:
-        from core.real.sweep_config import start_real_sweep_job
+        from core.sweep.real_config import start_real_sweep_job
 
         form = {k: v for k, v in cfg.to_dict().items() if k != "device"}
         out = None if args.out is None else str(args.out)
@@ -186,7 +196,7 @@ def _sweep(args: argparse.Namespace) -> int:
     check_inputs(cfg)  # before the progress bar: bad input is one clear line
     from tqdm.auto import tqdm
 
-    from core.real.sweep import run_real_sweep
+    from core.sweep.real import run_real_sweep
 
     _threads()
     bar = tqdm(total=len(cfg.levels) * len(cfg.seeds) * cfg.steps, unit="step", disable=args.json)
@@ -230,8 +240,8 @@ def _threads() -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from core.real.data import DataReport, iter_records
-    from core.real.sd import load_sd
+    from core.data.captioned import DataReport, iter_records
+    from core.models.sd import load_sd
 
     sd = load_sd(args.model, args.device)
     info: dict[str, Any] = {
@@ -256,8 +266,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _poison(args: argparse.Namespace) -> int:
-    from core.real.poison import RealPoisonConfig, poison_dataset
-    from core.real.sd import load_sd
+    from core.models.sd import load_sd
+    from core.poison.real import RealPoisonConfig, poison_dataset
 
     cfg = RealPoisonConfig(
         concept=args.concept,
@@ -284,7 +294,7 @@ def _poison(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from core.real.train import RealFinetuneConfig, describe, run_finetune
+    from core.training.real import RealFinetuneConfig, describe, run_finetune
 
     cfg = RealFinetuneConfig(
         model=str(args.model),
@@ -316,9 +326,9 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from core.evaluate.clip import evaluate_attack
     from core.models.dual import ClipEmbedder
-    from core.real.metrics import evaluate_attack
-    from core.real.sd import load_sd
+    from core.models.sd import load_sd
 
     _threads()
     sd = load_sd(args.model, args.device)
@@ -338,7 +348,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _tiny(args: argparse.Namespace) -> int:
-    from core.real.tiny import build_tiny_sd, build_tiny_sdxl
+    from core.models.tiny import build_tiny_sd, build_tiny_sdxl
 
     build = build_tiny_sdxl if args.sdxl else build_tiny_sd
     build(args.out, resolution=args.resolution, seed=args.seed)

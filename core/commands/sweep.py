@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="base model folder (default: shipped base)")
     p.add_argument("--device", default=None, help="cpu or cuda")
     p.add_argument(
+        "--precision",
+        default=None,
+        choices=["auto", "fp32", "bf16"],
+        help="fine-tune dtype (default auto: bf16 where the device runs it natively, else fp32)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -98,7 +104,7 @@ def _budget(x: float) -> int | float:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from core.sweep import preset, run_sweep
+    from core.sweep.driver import preset, run_sweep
 
     overrides = {
         "levels": tuple(args.levels) if args.levels else None,
@@ -109,6 +115,8 @@ def _sweep(args: argparse.Namespace) -> int:
     cfg = preset(args.preset, **overrides)
     if args.steps is not None:
         cfg = replace(cfg, finetune=replace(cfg.finetune, steps=args.steps))
+    if args.precision is not None:
+        cfg = replace(cfg, finetune=replace(cfg.finetune, precision=args.precision))
     if args.background:
         from core.jobs import start_job
 
@@ -117,8 +125,9 @@ def _sweep(args: argparse.Namespace) -> int:
             "out": str(args.out.resolve()),
             **{k: v for k, v in overrides.items() if v is not None},
         }
-        if args.steps is not None:
-            job_cfg["finetune"] = {"steps": args.steps}
+        ft = {"steps": args.steps, "precision": args.precision}
+        if any(v is not None for v in ft.values()):
+            job_cfg["finetune"] = {k: v for k, v in ft.items() if v is not None}
         if args.workers is not None:
             job_cfg["workers"] = args.workers
         run_id = start_job("sweep", job_cfg, device=cfg.device, queue=args.queue)
@@ -133,7 +142,7 @@ def _sweep(args: argparse.Namespace) -> int:
         bar.set_postfix_str(msg)
         bar.refresh()
 
-    from core.sweep import DEFAULT_WORKERS
+    from core.sweep.driver import DEFAULT_WORKERS
 
     workers = args.workers if args.workers is not None else DEFAULT_WORKERS.get(args.preset, 1)
     res = run_sweep(cfg, args.out, progress, workers=workers)
@@ -155,8 +164,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _sweep_budget(args: argparse.Namespace) -> int:
-    from core.budget_sweep import BudgetSweepConfig, run_budget_sweep
-    from core.finetune import FinetuneConfig
+    from core.sweep.budget import BudgetSweepConfig, run_budget_sweep
+    from core.training.finetune import FinetuneConfig
 
     cfg = BudgetSweepConfig(
         concept=args.concept,
@@ -189,7 +198,7 @@ def _sweep_budget(args: argparse.Namespace) -> int:
 
 
 def _sweep_pack(args: argparse.Namespace) -> int:
-    from core.pack import write_pack
+    from core.results.write import write_pack
 
     note = args.note.read_text() if args.note else None
     sizes = write_pack(args.sweep_dir, args.out, note)
@@ -212,7 +221,7 @@ def _finetune(args: argparse.Namespace) -> int:
     }
     # validate in the foreground so errors reach the user before a worker starts
     from core.commands.base import load_model
-    from core.poison_run import poison_config
+    from core.sweep.experiment import poison_config
 
     poison_config(load_model(Path(args.model) if args.model else None).world, cfg)
     run_id = start_job("finetune", cfg, queue=args.queue, seed=args.seed)

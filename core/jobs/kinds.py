@@ -17,10 +17,10 @@ from typing import Any
 # Kinds every process knows without importing their modules first (the CLI and the worker start
 # cold). Training code plugs in here or calls register_kind() before start_job().
 _KINDS: dict[str, str] = {
-    "finetune": "core.poison_run:run_job",
-    "sweep": "core.sweep:run_job",
-    "real-finetune": "core.real.train:run_job",
-    "real-sweep": "core.real.sweep:run_job",
+    "finetune": "core.sweep.experiment:run_job",
+    "sweep": "core.sweep.driver:run_job",
+    "real-finetune": "core.training.real:run_job",
+    "real-sweep": "core.sweep.real:run_job",
     "dummy": "core.jobs._testing:count",  # a harmless counter: smoke tests and demos
 }
 
@@ -42,7 +42,7 @@ def _split_target(target: str) -> tuple[str, str]:
     module, sep, func = target.partition(":")
     if not sep or not module or not func.isidentifier():
         raise ValueError(
-            f"kind target {target!r}: expected 'module.path:function', e.g. 'core.finetune:run_job'"
+            f"kind target {target!r}: expected 'module.path:function', e.g. 'core.training.finetune:run_job'"
         )
     return module, func
 

@@ -18,7 +18,7 @@ class MiniEmbedder:
     """The mini model's CLIP (joint space of the shipped base). Unknown words raise ValueError."""
 
     def __init__(self, model_dir: Path | None = None) -> None:
-        from core.commands.base import default_base
+        from core.io import default_base
         from core.models.ldm import MiniLDM
 
         self.ldm = MiniLDM.from_pretrained(model_dir or default_base())

@@ -1,6 +1,6 @@
 """What every latent diffusion model here shares: tokenising, VAE latents, DDIM + CFG sampling.
 
-Mixed into :class:`core.models.ldm.MiniLDM` and :class:`core.real.sd.RealSD`; a subclass provides
+Mixed into :class:`core.models.ldm.MiniLDM` and :class:`core.models.sd.RealSD`; a subclass provides
 ``tokenizer, vae, unet, scheduler, device, latent_shape`` and ``encode_prompts``, and may change
 the class defaults below (a real SD wants guidance 7.5 and small batches). A model family whose
 UNet needs more than the text states (SDXL: pooled text embeddings and size ids) overrides

@@ -16,7 +16,7 @@ srun accelerate launch \
   --config_file examples/accelerate/multi_gpu.yaml \
   --num_processes "${SLURM_GPUS_ON_NODE:-8}" \
   --main_process_port 29500 \
-  -m core.real.accelerate_train \
+  -m core.training.accelerate_train \
   --model "$MODEL" --data "$DATA" --out "$OUT" \
   --mode lora --rank 16 --steps 2000 --batch 8 --lr 1e-4 \
   --mixed_precision bf16 --gradient_checkpointing

@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:
 
 @pytest.fixture(scope="session")
 def synthetic_assets(tmp_path_factory) -> Path:
-    from core.demo_synthetic import write_synthetic_demo_pack
+    from core.results.synthetic import write_synthetic_demo_pack
 
     assets = tmp_path_factory.mktemp("assets")
     write_synthetic_demo_pack(assets / "demo", n_concepts=16, levels=(0, 2, 4, 8, 16))

@@ -78,7 +78,7 @@ def test_graph_thumbnails_and_concept_panel(assets):
     # the chart reports clicked points; the side panel follows the concept selectbox
     assert at.get("plotly_chart")[0].proto.selection_mode  # on_select is on
     assert at.subheader[0].value == "Selected concept"
-    from core.demo import load_pack
+    from core.results.pack import load_pack
 
     pack = load_pack(assets / "demo")
     p = pack.poisoned_at(4)[0]
@@ -132,9 +132,9 @@ def test_generations_custom_prompt_patched(assets, monkeypatch, tmp_path):
     import numpy as np
     import torch
 
-    import core.demo
+    import core.results.pack
 
-    monkeypatch.setattr(core.demo, "list_models", lambda: {"fake": tmp_path})
+    monkeypatch.setattr(core.results.pack, "list_models", lambda: {"fake": tmp_path})
 
     class FakeLDM:
         def sample(self, prompts, seed=0, **kw):
@@ -161,12 +161,14 @@ def test_attention_page_without_models(assets):
 def test_attention_page_patched(assets, monkeypatch, tmp_path):
     import numpy as np
 
-    import core.attention
-    import core.demo
+    import core.analysis.attention
+    import core.results.pack
 
-    monkeypatch.setattr(core.demo, "list_models", lambda: {"clean": tmp_path, "bad": tmp_path})
     monkeypatch.setattr(
-        core.attention,
+        core.results.pack, "list_models", lambda: {"clean": tmp_path, "bad": tmp_path}
+    )
+    monkeypatch.setattr(
+        core.analysis.attention,
         "cross_attention_maps",
         lambda ldm, prompt, seed=0, steps=20, guidance=3.0: (
             np.zeros((32, 32, 3), np.uint8),
@@ -240,7 +242,9 @@ def test_poison_launch_reports_errors(assets, monkeypatch):
     import core.jobs
 
     def refuse(*a, **k):
-        raise ValueError("job kind 'finetune' (core.finetune:run_job): cannot import core.finetune")
+        raise ValueError(
+            "job kind 'finetune' (core.training.finetune:run_job): cannot import core.training.finetune"
+        )
 
     monkeypatch.setattr(core.jobs, "start_job", refuse)
     at = run("poison")
@@ -248,14 +252,14 @@ def test_poison_launch_reports_errors(assets, monkeypatch):
     assert not at.exception
     assert "assets/base" in at.error[0].value  # no base model in the synthetic assets
 
-    import core.demo
+    import core.results.pack
 
-    monkeypatch.setattr(core.demo, "list_models", lambda: {"shipped base (clean)": assets})
+    monkeypatch.setattr(core.results.pack, "list_models", lambda: {"shipped base (clean)": assets})
     at = run("poison")
     at.button(key="p_launch").click().run()
     assert not at.exception
     assert "Could not start the job" in at.error[0].value
-    assert "cannot import core.finetune" in at.error[0].value
+    assert "cannot import core.training.finetune" in at.error[0].value
 
 
 def test_jobs_page_empty(assets):
@@ -288,8 +292,8 @@ def test_jobs_page_reattaches_from_query(finished_run):
 
 
 def test_poison_launch_starts_finetune_job(assets, monkeypatch):
-    import core.demo
     import core.jobs
+    import core.results.pack
 
     seen = {}
 
@@ -298,7 +302,7 @@ def test_poison_launch_starts_finetune_job(assets, monkeypatch):
         return "20260101-000000-finetune-abcdef"
 
     monkeypatch.setattr(core.jobs, "start_job", fake_start)
-    monkeypatch.setattr(core.demo, "list_models", lambda: {"shipped base (clean)": assets})
+    monkeypatch.setattr(core.results.pack, "list_models", lambda: {"shipped base (clean)": assets})
     # through app.py, so st.switch_page to the Jobs page can resolve it
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     at.switch_page("pages/poison.py").run()
@@ -359,7 +363,7 @@ def test_route_through_app_flips_the_legacy_flag_once(monkeypatch):
 
 def test_jobs_page_real_sweep_form(assets, monkeypatch, tmp_path):
     """The real-SD form: validation errors are shown; valid input starts one ``real-sweep``."""
-    import core.real.sweep_config as real_sweep
+    import core.sweep.real_config as real_sweep
 
     at = run("jobs")
     at.radio(key="j_sweep_model").set_value("Real Stable Diffusion").run()

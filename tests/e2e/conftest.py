@@ -50,7 +50,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def e2e_dirs(tmp_path_factory):
     """Assets for the job tests: a synthetic pack (the sweep test adds a tiny base model)."""
-    from core.demo_synthetic import write_synthetic_demo_pack
+    from core.results.synthetic import write_synthetic_demo_pack
 
     base = tmp_path_factory.mktemp("e2e")
     write_synthetic_demo_pack(base / "assets" / "demo")

@@ -186,8 +186,8 @@ def test_job_live_progress_and_reattach(server, browser_context, monkeypatch):
 
 def test_sweep_ci_smoke_job(server, browser_context, e2e_dirs):
     """Launch a ci-smoke sweep from the Jobs page, reload mid-job, watch it finish, open it."""
-    if importlib.util.find_spec("core.sweep") is None:
-        pytest.skip("the `sweep` job kind (core.sweep:run_job) is not in this checkout yet")
+    if importlib.util.find_spec("core.sweep.driver") is None:
+        pytest.skip("the `sweep` job kind (core.sweep.driver:run_job) is not in this checkout yet")
     from core.models.config import ModelConfig
     from core.models.ldm import MiniLDM
     from core.world import WorldConfig

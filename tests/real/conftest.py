@@ -10,7 +10,7 @@ from PIL import Image
 @pytest.fixture(scope="session")
 def tiny_sd_dir(tmp_path_factory):
     """A tiny random SD folder (32 px, PNDM scheduler config as SD ships); read-only."""
-    from core.real.tiny import build_tiny_sd
+    from core.models.tiny import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd", resolution=32)
 
@@ -18,7 +18,7 @@ def tiny_sd_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_sdxl_dir(tmp_path_factory):
     """A tiny random SDXL base folder (32 px, two text encoders, text_time UNet); read-only."""
-    from core.real.tiny import build_tiny_sdxl
+    from core.models.tiny import build_tiny_sdxl
 
     return build_tiny_sdxl(tmp_path_factory.mktemp("sdxl") / "tiny-sdxl", resolution=32)
 
@@ -26,7 +26,7 @@ def tiny_sdxl_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory):
     """A tiny random transformers CLIPModel + processor folder; read-only."""
-    from core.real.tiny import build_tiny_clip
+    from core.models.tiny import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip", image_size=32)
 

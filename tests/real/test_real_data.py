@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from core.real.data import (
+from core.data.captioned import (
     DataReport,
     iter_batches,
     iter_records,
@@ -16,7 +16,7 @@ from core.real.data import (
     load_image,
     mentions,
 )
-from core.real.poison import RealPoisonConfig, poison_dataset
+from core.poison.real import RealPoisonConfig, poison_dataset
 
 
 def test_folder_records_and_report(messy_data):
@@ -94,7 +94,7 @@ def test_dirty_label(messy_data, tmp_path):
 
 
 def test_nightshade(messy_data, tmp_path, tiny_sd_dir):
-    from core.real.sd import load_sd
+    from core.models.sd import load_sd
 
     sd = load_sd(tiny_sd_dir)
     cfg = RealPoisonConfig(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.real.metrics import attack_success, clip_alignment, evaluate_attack
+from core.evaluate.clip import attack_success, clip_alignment, evaluate_attack
 
 
 class _Fixed:
@@ -42,7 +42,7 @@ def test_hand_computed():
 
 def test_tiny_clip_end_to_end(tiny_sd_dir, tiny_clip_dir):
     from core.models.dual import ClipEmbedder
-    from core.real.sd import load_sd
+    from core.models.sd import load_sd
 
     emb = ClipEmbedder(tiny_clip_dir)
     r = evaluate_attack(load_sd(tiny_sd_dir), emb, ["dog", "cat", "car"], "dog", "cat",

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from core.real.sd import load_sd
+from core.models.sd import load_sd
 
 
 def test_load_sample_save_roundtrip(tiny_sd_dir, tmp_path):
@@ -31,11 +31,11 @@ def test_load_sample_save_roundtrip(tiny_sd_dir, tmp_path):
 
 
 def test_mini_code_paths_work_with_adapter(tiny_sd_dir):
-    """core.finetune.make_pairs / finetune_unet and core.poison.nightshade_perturb unchanged."""
+    """core.training.finetune.make_pairs / finetune_unet and core.poison.builders.nightshade_perturb unchanged."""
     import numpy as np
 
-    from core.finetune import FinetuneConfig, encode_images, finetune_unet, make_pairs
-    from core.poison import nightshade_perturb
+    from core.poison.builders import nightshade_perturb
+    from core.training.finetune import FinetuneConfig, encode_images, finetune_unet, make_pairs
 
     sd = load_sd(tiny_sd_dir)
     imgs = np.random.default_rng(0).uniform(-1, 1, (2, 3, 32, 32)).astype(np.float32)
@@ -59,7 +59,7 @@ def test_missing_folder_and_component(tmp_path, tiny_sd_dir):
 
 
 def test_mismatched_components(tmp_path, tiny_sd_dir):
-    from core.real.tiny import build_tiny_sd
+    from core.models.tiny import build_tiny_sd
 
     other = build_tiny_sd(tmp_path / "wide", hidden=48)
     mixed = tmp_path / "mixed"

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from core.real.sd import load_sd
+from core.models.sd import load_sd
 
 PROMPTS = ["a dog", "a red car"]
 
@@ -49,7 +49,7 @@ def test_load_condition_sample_like_the_diffusers_pipeline(tiny_sdxl_dir, tmp_pa
 
 
 def test_sdxl_folder_errors_name_the_part(tiny_sdxl_dir, tmp_path):
-    from core.real.tiny import build_tiny_sdxl
+    from core.models.tiny import build_tiny_sdxl
 
     no_te2 = tmp_path / "no-te2"
     shutil.copytree(tiny_sdxl_dir, no_te2)
@@ -72,8 +72,8 @@ def test_sdxl_folder_errors_name_the_part(tiny_sdxl_dir, tmp_path):
 
 
 def test_accelerate_script_on_sdxl(tiny_sdxl_dir, messy_data, tmp_path, capsys):
-    """core.real.accelerate_train (one process, in-process) passes the SDXL conditions too."""
-    from core.real.accelerate_train import main
+    """core.training.accelerate_train (one process, in-process) passes the SDXL conditions too."""
+    from core.training.accelerate_train import main
 
     out = tmp_path / "acc"
     args = ["--model", str(tiny_sdxl_dir), "--data", str(messy_data), "--out", str(out)]

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.real.train import RealFinetuneConfig, run_finetune, run_job
+from core.training.real import RealFinetuneConfig, run_finetune, run_job
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -61,7 +61,7 @@ def test_modes_change_the_right_weights(mode, tiny_sd_dir, messy_data, tmp_path)
 def test_sdxl_modes_resume_and_save_sdxl(mode, tiny_sdxl_dir, messy_data, tmp_path):
     """SDXL: step 1, then a resumed step 2; the UNet got text_embeds/time_ids (full mode trains
     the added-condition embedding); the output is again an SDXL folder that samples."""
-    from core.real.sd import load_sd
+    from core.models.sd import load_sd
 
     out = tmp_path / mode
     extra = {"mixed_precision": "bf16", "gradient_checkpointing": True} if mode == "lora" else {}
@@ -87,7 +87,7 @@ def test_resume_continues_from_checkpoint(tiny_sd_dir, messy_data, tmp_path):
 
 class _Ctx:
     def __init__(self, run_dir: Path, stop_after: int) -> None:
-        from core.real.train import FolderCheckpoints
+        from core.training.real import FolderCheckpoints
 
         self.run_dir, self.device, self.steps = run_dir, "cpu", []
         self._ck = FolderCheckpoints(run_dir / "checkpoints")
@@ -106,7 +106,7 @@ def test_job_kind_stop_and_resume(tiny_sd_dir, messy_data, tmp_path):
     import core.commands.real  # noqa: F401  (registers the kind)
     from core.jobs import kinds
 
-    assert kinds()["real-finetune"] == "core.real.train:run_job"
+    assert kinds()["real-finetune"] == "core.training.real:run_job"
     cfg = {"model": str(tiny_sd_dir), "data": [str(messy_data)], "steps": 2, "batch": 2}
     r = run_job(cfg, _Ctx(tmp_path, stop_after=1))
     assert r["steps"] == 1 and not r["completed"] and not (tmp_path / "model").exists()
@@ -140,15 +140,15 @@ def _accelerate_cmd(tiny_sd_dir, data, out, n):
     # (--multi_gpu) works without GPUs when the script itself asks for the CPU (Accelerator(cpu=)).
     return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n),
             "--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "-m", "core.real.accelerate_train", "--model", str(tiny_sd_dir), "--data", str(data),
+            "-m", "core.training.accelerate_train", "--model", str(tiny_sd_dir), "--data", str(data),
             "--out", str(out), "--steps", "2", "--batch", "1", "--mode", "lora", "--cpu"]  # fmt: skip
 
 
 def test_accelerate_script_resumes_and_shares_checkpoints(
     tiny_sd_dir, messy_data, tmp_path, capsys
 ):
-    """One process in-process: stop after step 1, resume to 2; core.real.train resumes to 3."""
-    from core.real.accelerate_train import main
+    """One process in-process: stop after step 1, resume to 2; core.training.real resumes to 3."""
+    from core.training.accelerate_train import main
 
     out = tmp_path / "acc"
     args = ["--model", str(tiny_sd_dir), "--data", str(messy_data), "--out", str(out)]

@@ -1,0 +1,1 @@
+"""Real image/caption datasets (:mod:`.captioned`) and their concepts (:mod:`.concepts`)."""

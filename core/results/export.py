@@ -1,0 +1,65 @@
+"""Run bundles: one zip with a run's (or pack's) config, results and image grids."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+BUNDLE_FILES: tuple[str, ...] = (
+    "config.json",
+    "status.json",
+    "progress.json",
+    "result.json",
+    "results.json",
+    "training.json",
+    "metrics.jsonl",
+    "log.txt",
+)
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def bundle_run(folder: Path | str, max_samples: int = 64) -> bytes:
+    """Zip ``folder`` (a run directory or pack folder) for download or sharing.
+
+    Includes the JSON/text files in :data:`BUNDLE_FILES` (wherever found: the folder or its pack
+    sub-folder), up to ``max_samples`` PNGs from ``samples/``, and, when ``generations.npz``
+    exists, one PNG grid per C_P (rows = concepts, columns = samples). Weights are left out.
+    """
+    from core.figures.images import compose_grid
+    from core.results.pack import GENERATIONS, find_pack_dir
+
+    root = Path(folder)
+    if root.name in ("sweep", "pack", "out", "results") and (root.parent / "config.json").is_file():
+        root = root.parent  # a sweep's pack folder inside its run directory: bundle the run
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; pick an existing run or pack")
+    pack = find_pack_dir(root)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for base in dict.fromkeys([root, *([pack] if pack else [])]):
+            prefix = "" if base == root else f"{base.relative_to(root)}/"
+            for name in BUNDLE_FILES:
+                if (base / name).is_file():
+                    z.write(base / name, f"{prefix}{name}")
+        samples = sorted((root / "samples").glob("*.png"))[-max_samples:]
+        for p in samples:
+            z.write(p, f"samples/{p.name}")
+        if pack is not None:
+            for p in sorted((pack / "grids").glob("*.png")):
+                z.write(p, f"grids/{p.name}")
+        if pack is not None and (pack / GENERATIONS).is_file():
+            with np.load(pack / GENERATIONS, allow_pickle=False) as g:
+                for c in g["levels"]:
+                    grid = compose_grid(g[f"images_{int(c)}"], factor=2)
+                    z.writestr(f"grids/generations_cp{int(c):03d}.png", _png(grid))
+    return buf.getvalue()

@@ -1,0 +1,235 @@
+"""Result packs: the shipped demo pack and sweep outputs, loaded for the explorer.
+
+A *pack* is a folder with the sweep's outputs (format below); ``assets/demo`` ships one so the
+app can be played without training, and :func:`core.results.synthetic.write_synthetic_demo_pack`
+writes a synthetic one with the same format for tests.
+
+- ``results.json``: {"config": {"preset", "concepts" (K names), "poison_order" (concept ids; the
+  poisoned set at level c is the first c), "targets" {"src": tgt}, "seeds", "levels"},
+  "records": [{"c_p", "seed", "ad", "ad_feature", "ad_structure", "acc_unpoisoned", ...}],
+  "summary": {metric: {"c_p", "mean", "ci_low", "ci_high"}}}
+- ``embeddings.npz``: ``concepts`` (K,), ``levels`` (L,), ``text_concept`` (K, d) and per level c:
+  ``image_{c}``, ``text_{c}`` (n, d), ``caption_concept_{c}``, ``image_concept_{c}`` (n,) int,
+  ``poisoned_{c}`` (n,) bool, ``generated_{c}`` (K, d).
+- ``generations.npz``: ``levels`` and per level ``images_{c}`` (K, m, S, S, 3) uint8.
+- ``training.json`` (optional): {"<c_p>": {"step", "loss", "probe": {"step", "ad",
+  "acc_unpoisoned"}}}: the fine-tune loss per step and, at probe steps, the AD of the model's
+  own generations and the judged accuracy of unpoisoned concepts (core/sweep/level.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.io import assets_dir, runs_dir
+from core.world import World, WorldConfig
+
+RESULTS, EMBEDDINGS, GENERATIONS, TRAINING = (
+    "results.json",
+    "embeddings.npz",
+    "generations.npz",
+    "training.json",
+)
+METRICS: tuple[str, ...] = (
+    "ad",
+    "ad_feature",
+    "ad_structure",
+    "acc_unpoisoned",
+    "acc_poisoned",
+    "attack_success",
+    "alignment_unpoisoned",
+    "incoherence",
+    "acc_related",
+    "acc_unrelated",
+)
+# Sub-folders of a run directory where a sweep job may have written its pack.
+PACK_SUBDIRS: tuple[str, ...] = ("", "sweep", "pack", "out", "results")
+
+
+def demo_dir() -> Path:
+    """The shipped demo pack (``<assets>/demo``; ``IMPLOSION_ASSETS`` moves assets)."""
+    return assets_dir() / "demo"
+
+
+def find_pack_dir(folder: Path) -> Path | None:
+    """The pack folder inside a run directory or pack folder, or None if it has no results."""
+    for sub in PACK_SUBDIRS:
+        d = Path(folder) / sub if sub else Path(folder)
+        if (d / RESULTS).is_file():
+            return d
+    return None
+
+
+def list_packs() -> dict[str, Path]:
+    """Packs the app can open: ``"demo"`` (if shipped) and every run with results, newest first."""
+    out: dict[str, Path] = {}
+    if (demo_dir() / RESULTS).is_file():
+        out["demo"] = demo_dir()
+    root = runs_dir()
+    if root.is_dir():
+        for run in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
+            d = find_pack_dir(run)
+            if d is not None and not run.name.startswith("."):
+                out[run.name] = d
+    return out
+
+
+@dataclass
+class Pack:
+    """A loaded pack. Arrays are read lazily from the npz files and cached on first access."""
+
+    root: Path
+    results: dict[str, Any]
+    training: dict[str, Any] | None = None
+    _emb: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------ config
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.results.get("config", {}))
+
+    @property
+    def concepts(self) -> list[str]:
+        return [str(c) for c in self.config.get("concepts", [])]
+
+    @property
+    def levels(self) -> list[int]:
+        return [int(c) for c in self.config.get("levels", [])]
+
+    @property
+    def poison_order(self) -> list[int]:
+        return [int(i) for i in self.config.get("poison_order", [])]
+
+    @property
+    def targets(self) -> dict[int, int]:
+        return {int(k): int(v) for k, v in self.config.get("targets", {}).items()}
+
+    @property
+    def summary(self) -> dict[str, dict[str, list[Any]]]:
+        return dict(self.results.get("summary", {}))
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return list(self.results.get("records", []))
+
+    def poisoned_at(self, c_p: int) -> list[int]:
+        """Concept ids poisoned at level ``c_p`` (the first c_p of ``poison_order``)."""
+        return self.poison_order[:c_p]
+
+    @cached_property
+    def world(self) -> World:
+        return World(WorldConfig(n_concepts=len(self.concepts)))
+
+    def groups(self, c_p: int) -> dict[str, list[int]]:
+        """Concepts at level c_p split into poisoned / related / unrelated. A pack that records
+        its own K×K ``relation`` (the real-model sweep: shared keyword or co-occurring caption)
+        uses it; mini-world packs use :attr:`core.world.World.relation` (≥ 2 shared words)."""
+        k = len(self.concepts)
+        pois = self.poisoned_at(c_p)
+        if "relation" in self.config:
+            rel = np.asarray(self.config["relation"], dtype=np.int64) * 2
+        else:
+            rel = self.world.relation if k in _valid_k() else np.eye(k, dtype=np.int64) * 3
+        related = [j for j in range(k) if j not in pois and any(rel[j, i] >= 2 for i in pois)]
+        unrelated = [j for j in range(k) if j not in pois and j not in related]
+        return {"poisoned": pois, "related": related, "unrelated": unrelated}
+
+    # ------------------------------------------------------------ arrays
+    def embeddings(self) -> dict[str, np.ndarray]:
+        """All arrays of ``embeddings.npz`` (float16 converted to float32)."""
+        if not self._emb:
+            path = self.root / EMBEDDINGS
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path.name} is not in {self.root} yet: a sweep writes it when it completes. "
+                    "Wait for the sweep to finish (see Jobs), resume it, or open another pack."
+                )
+            with np.load(path, allow_pickle=False) as z:
+                for key in z.files:
+                    a = z[key]
+                    self._emb[key] = a.astype(np.float32) if a.dtype == np.float16 else a
+        return self._emb
+
+    def level_arrays(self, c_p: int) -> dict[str, np.ndarray]:
+        """Arrays of one level: image, text, caption_concept, image_concept, poisoned, generated."""
+        e = self.embeddings()
+        names = ("image", "text", "caption_concept", "image_concept", "poisoned", "generated")
+        missing = [f"{n}_{c_p}" for n in names if f"{n}_{c_p}" not in e]
+        if missing:
+            raise ValueError(
+                f"level C_P={c_p} is not in {self.root / EMBEDDINGS} (missing {missing})"
+            )
+        return {n: e[f"{n}_{c_p}"] for n in names}
+
+    def generations(self) -> dict[int, np.ndarray]:
+        """Level → (K, m, S, S, 3) uint8 images (identical seeds across levels)."""
+        path = self.root / GENERATIONS
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing; this pack has no generated images")
+        with np.load(path, allow_pickle=False) as z:
+            return {int(c): z[f"images_{int(c)}"] for c in z["levels"]}
+
+
+def _valid_k() -> set[int]:
+    from core.world import valid_n_concepts
+
+    return set(valid_n_concepts())
+
+
+def load_pack(folder: Path) -> Pack:
+    """Load ``results.json`` (+ ``training.json``) of a pack folder or run directory.
+
+    Raises FileNotFoundError / ValueError with a message that says what to do.
+    """
+    root = find_pack_dir(Path(folder))
+    if root is None:
+        raise FileNotFoundError(
+            f"no {RESULTS} in {folder}; if this is the demo, restore it with `git checkout assets/` "
+            'or write a synthetic one with `python -c "from core.results.synthetic import '
+            f"write_synthetic_demo_pack as w; w('{folder}')\"`"
+        )
+    try:
+        results = json.loads((root / RESULTS).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{root / RESULTS} is not valid JSON ({e}); re-run the sweep") from e
+    if "config" not in results or "concepts" not in results["config"]:
+        raise ValueError(f"{root / RESULTS} has no config.concepts; is it a sweep result?")
+    training = None
+    if (root / TRAINING).is_file():
+        try:
+            training = json.loads((root / TRAINING).read_text())
+        except json.JSONDecodeError:
+            training = None
+    return Pack(root, results, training)
+
+
+def list_models(max_depth: int = 4) -> dict[str, Path]:
+    """Model folders (with ``model.json``) the app can sample from: the shipped base
+    (``<assets>/base``) and any under the runs directory (fine-tuned checkpoints)."""
+    out: dict[str, Path] = {}
+    base = assets_dir() / "base"
+    if (base / "model.json").is_file():
+        out["shipped base (clean)"] = base
+    root = runs_dir()
+    if root.is_dir():
+        for path in sorted(root.glob("**/model.json"), reverse=True):
+            rel = path.parent.relative_to(root)
+            if len(rel.parts) <= max_depth and not any(p.startswith(".") for p in rel.parts):
+                out[f"run: {rel}"] = path.parent
+    return out
+
+
+__all__ = [
+    "Pack",
+    "demo_dir",
+    "find_pack_dir",
+    "list_models",
+    "list_packs",
+    "load_pack",
+]

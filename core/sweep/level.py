@@ -1,0 +1,314 @@
+"""One level of the implosion sweep: build pairs, measure AD, fine-tune, judge (see core/sweep/driver.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.evaluate.judged import Generations, score_generations
+from core.io import atomic_save_npz
+from core.metrics import alignment_difficulty, calibrate_scale
+from core.models.ldm import MiniLDM, to_uint8
+from core.results.grid import save_grid
+from core.results.write import write_pack_files
+from core.sweep.driver import SweepConfig, new_results, poisoning_plan
+from core.training.finetune import encode_images, finetune_unet, make_pairs
+
+
+def _load_model(config: SweepConfig) -> MiniLDM:
+    from core.io import default_base
+
+    return MiniLDM.from_pretrained(
+        Path(config.model) if config.model else default_base(), config.device
+    )
+
+
+def generated_ad(ldm: MiniLDM, images: torch.Tensor, prompts: list[str], scale: Any) -> float:
+    """AD of the model's own text→image mapping: pairs (generated image, its prompt) in the dual
+    encoder's joint space, one pair per image. The training pairs' AD is fixed during a level's
+    fine-tune; this one moves with the weights (D_fea: generations drift from their prompts;
+    D_stru: image–image similarities stop mirroring prompt–prompt ones)."""
+    x = ldm.image_embeds(images).cpu().numpy()
+    uniq = sorted(set(prompts))
+    t = ldm.text_embeds(uniq).cpu().numpy()
+    y = t[[uniq.index(q) for q in prompts]]
+    return float(alignment_difficulty(x, y, scale=scale).ad)
+
+
+class TrainingProbe:
+    """Fixed-seed probes during a level's fine-tune: one generation per concept (same noise at
+    every probe), its AD (:func:`generated_ad`) and the judged accuracy of unpoisoned concepts.
+    ``arrays()`` → probe_step (P,), probe_ad (P,), probe_acc_unpoisoned (P,) for the level file."""
+
+    def __init__(self, runner: SweepRunner, c_p: int, seed: int) -> None:
+        self.runner, self.seed = runner, seed
+        world = runner.world
+        order, _ = runner.plans[seed]
+        self.unpoisoned = [i for i in range(world.n_concepts) if i not in set(order[:c_p])]
+        self.concept = torch.arange(world.n_concepts)
+        self.prompts = [c.caption(0) for c in world.concepts]
+        self.rows: list[tuple[int, float, float]] = []
+
+    def __call__(self, step: int) -> None:
+        r = self.runner
+        ldm, cfg = r.ldm, r.config
+        was_training = ldm.unet.training
+        ldm.unet.eval()
+        images = ldm.sample(
+            self.prompts, seed=self.seed + 7919, steps=cfg.eval_steps, guidance=cfg.guidance
+        )
+        ldm.unet.train(was_training)
+        sc = score_generations(ldm, Generations(images, self.concept, self.prompts))
+        names = r.world.names
+        acc = float(np.mean([sc["per_concept"][names[i]] for i in self.unpoisoned]))
+        ad = generated_ad(ldm, images, self.prompts, r.calibration)
+        self.rows.append((step, ad, acc if self.unpoisoned else float("nan")))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        a = np.asarray(self.rows, dtype=np.float64).reshape(-1, 3)
+        return {
+            "probe_step": a[:, 0].astype(np.int64),
+            "probe_ad": a[:, 1].astype(np.float32),
+            "probe_acc_unpoisoned": a[:, 2].astype(np.float32),
+        }
+
+
+class SweepRunner:
+    """Holds the base model, clean data per seed and the AD calibration across levels."""
+
+    def __init__(self, config: SweepConfig, out: Path) -> None:
+        self.config = config
+        self.out = out
+        self.ldm = _load_model(config)
+        self.world = self.ldm.world
+        bad = [c for c in config.levels if c > self.world.n_concepts]
+        if bad:
+            raise ValueError(
+                f"levels: C_P values {bad} exceed K={self.world.n_concepts} concepts of this model"
+            )
+        self.base_state = {k: v.clone() for k, v in self.ldm.unet.state_dict().items()}
+        self.plans = {s: poisoning_plan(self.world.n_concepts, s) for s in config.seeds}
+        self._clean: dict[int, dict[str, Any]] = {}
+        self.calibration: Any = None
+        (out / "levels").mkdir(exist_ok=True)
+        (out / "grids").mkdir(exist_ok=True)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def load_previous(self, path: Path) -> dict[str, Any]:
+        """Previous results if they belong to the same config (resume), else a fresh dict."""
+        if path.exists():
+            try:
+                prev = json.loads(path.read_text())
+                same = {k: prev["config"].get(k) for k in self.config.to_dict()} == json.loads(
+                    json.dumps(self.config.to_dict())
+                )
+                if same:
+                    cal = prev["config"].get("ad_scale")
+                    self.calibration = tuple(cal) if cal else None
+                    return prev
+            except (json.JSONDecodeError, KeyError, TypeError):
+                pass
+            raise ValueError(
+                f"out: {path} holds results of a different sweep; choose a new --out folder "
+                f"(nothing was overwritten)"
+            )
+        if self.calibration is None:
+            self.calibration = self._calibrate()
+        extra = {
+            "ad_scale": list(self.calibration),
+            "ad_calibration": "dual-encoder clean pairs, 5th–95th percentile",
+        }
+        return new_results(self.config, self.world.names, self.plans, extra)
+
+    def _calibrate(self) -> tuple[float, float]:
+        clean = self.clean(self.config.seeds[0])
+        cal = calibrate_scale(
+            clean["image_emb"], self.ldm.text_embeds(clean["captions"]).cpu().numpy()
+        )
+        return cal.as_tuple()
+
+    def clean(self, seed: int) -> dict[str, Any]:
+        """Clean pairs for a seed: images, latents, joint-space embeddings (cached)."""
+        if seed not in self._clean:
+            d = self.world.sample(self.config.n_clean_per_concept, seed=10_000 + seed)
+            mean, std = encode_images(self.ldm, d.images)
+            emb = self.ldm.image_embeds(torch.from_numpy(d.images)).cpu().numpy()
+            self._clean[seed] = {
+                "data": d,
+                "mean": mean,
+                "std": std,
+                "image_emb": emb,
+                "captions": d.captions,
+            }
+        return self._clean[seed]
+
+    # ------------------------------------------------------------------ one level
+    def pairs(self, c_p: int, seed: int) -> dict[str, np.ndarray | list[str]]:
+        """Clean pairs plus dirty-label pairs for the first c_p concepts of the seed's order."""
+        cfg, world = self.config, self.world
+        clean = self.clean(seed)
+        labels = clean["data"].labels
+        order, targets = self.plans[seed]
+        img_idx = list(range(len(labels)))
+        caps = list(clean["captions"])
+        cap_c, img_c, poisoned = list(labels), list(labels), [False] * len(labels)
+        rng = np.random.default_rng([seed, c_p, 99])
+        n_p = max(1, round(cfg.poison_ratio * cfg.n_clean_per_concept))
+        for a in order[:c_p]:
+            b = targets[a]
+            src = np.flatnonzero(labels == b)
+            pick = rng.choice(src, size=n_p, replace=n_p > src.size)
+            img_idx += pick.tolist()
+            caps += [world.concepts[a].caption(int(t)) for t in rng.integers(0, 5, n_p)]
+            cap_c += [a] * n_p
+            img_c += [b] * n_p
+            poisoned += [True] * n_p
+        return {
+            "image": np.asarray(img_idx),
+            "captions": caps,
+            "caption_concept": np.asarray(cap_c),
+            "image_concept": np.asarray(img_c),
+            "poisoned": np.asarray(poisoned),
+        }
+
+    def run_level(self, c_p: int, seed: int, should_stop: Any = None) -> dict[str, Any] | None:
+        cfg, ldm, world = self.config, self.ldm, self.world
+        ldm.unet.load_state_dict(self.base_state)
+        clean = self.clean(seed)
+        p = self.pairs(c_p, seed)
+        # AD of the training pairs, in the dual encoder's joint space
+        uniq = sorted(set(p["captions"]))
+        t_u = ldm.text_embeds(uniq).cpu().numpy()
+        pos = {c: i for i, c in enumerate(uniq)}
+        x = clean["image_emb"][p["image"]]
+        y = t_u[[pos[c] for c in p["captions"]]]
+        ad = alignment_difficulty(x, y, scale=self.calibration)
+        # fine-tune from the clean base
+        data = make_pairs(
+            ldm, clean["mean"], clean["std"], np.asarray(p["image"]), list(p["captions"])
+        )
+        ft_cfg = cfg.finetune.__class__(**{**cfg.finetune.to_dict(), "seed": seed * 1000 + c_p})
+        losses: list[float] = []
+        probes = TrainingProbe(self, c_p, seed) if cfg.probe_every > 0 else None
+        if probes is not None:
+            probes(0)
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            losses.append(loss)
+            if probes is not None and (step % cfg.probe_every == 0 or step == total):
+                probes(step)
+
+        ft = finetune_unet(ldm, data, ft_cfg, on_step=on_step, should_stop=should_stop)
+        if ft["steps"] < ft_cfg.steps:
+            return None
+        # judge generations of every concept
+        k = world.n_concepts
+        concept = torch.arange(k).repeat_interleave(cfg.eval_samples)
+        prompts = [world.concepts[int(i)].caption(0) for i in concept]
+        images = ldm.sample(prompts, seed=seed, steps=cfg.eval_steps, guidance=cfg.guidance)
+        sc = score_generations(ldm, Generations(images, concept, prompts))
+        rec = self._record(c_p, seed, ad, sc, concept, ft["seconds"])
+        rec["ad_generated"] = generated_ad(ldm, images, prompts, self.calibration)
+        self._save_level(c_p, seed, images, p, x, y, losses, probes.arrays() if probes else {})
+        return rec
+
+    def _record(
+        self,
+        c_p: int,
+        seed: int,
+        ad: Any,
+        sc: dict[str, Any],
+        concept: torch.Tensor,
+        seconds: float,
+    ) -> dict[str, Any]:
+        world = self.world
+        order, targets = self.plans[seed]
+        pois = set(order[:c_p])
+        names = world.names
+        acc = np.array([sc["per_concept"][n] for n in names])
+        align = np.array([sc["per_concept_alignment"][n] for n in names])
+        incoh = np.array([sc["per_concept_incoherence"][n] for n in names])
+        unp = [i for i in range(len(names)) if i not in pois]
+        # related: shares ≥ 2 attribute words with some poisoned concept; unrelated: ≤ 1 with all
+        rel = [i for i in unp if pois and max(world.relation[i, j] for j in pois) >= 2]
+        unrel = [i for i in unp if pois and i not in rel]
+        pred = np.asarray(sc["predicted"])
+        conc = concept.numpy()
+        hits = [float((pred[conc == a] == targets[a]).mean()) for a in pois]
+
+        def mean(ix: list[int], arr: np.ndarray) -> float | None:
+            return float(arr[ix].mean()) if ix else None
+
+        return {
+            "c_p": c_p,
+            "seed": seed,
+            "ad": ad.ad,
+            "ad_feature": ad.d_fea,
+            "ad_structure": ad.d_stru,
+            "acc_unpoisoned": mean(unp, acc),
+            "acc_poisoned": mean(sorted(pois), acc),
+            "attack_success": float(np.mean(hits)) if hits else None,
+            "alignment_unpoisoned": mean(unp, align),
+            "incoherence": float(incoh.mean()),
+            "incoherence_unpoisoned": mean(unp, incoh),
+            "acc_related": mean(rel, acc),
+            "acc_unrelated": mean(unrel, acc),
+            "undefined_rate": sc["undefined_rate"],
+            # per concept (world order), so any related/unrelated split can be recomputed
+            "per_concept_acc": [round(float(v), 4) for v in acc],
+            "finetune_seconds": seconds,
+            "n_pairs": int(ad.n),
+        }
+
+    def _save_level(
+        self,
+        c_p: int,
+        seed: int,
+        images: torch.Tensor,
+        p: dict[str, Any],
+        x: np.ndarray,
+        y: np.ndarray,
+        losses: list[float],
+        probe_arrays: dict[str, np.ndarray],
+    ) -> None:
+        cfg, k = self.config, self.world.n_concepts
+        u8 = to_uint8(images).reshape(k, cfg.eval_samples, *images.shape[2:], 3)[
+            :, : cfg.grid_samples
+        ]
+        save_grid(
+            u8.reshape(-1, *u8.shape[2:]),
+            self.out / "grids" / f"cp{c_p}_seed{seed}.png",
+            ncol=cfg.grid_samples,
+        )
+        gen = self.ldm.image_embeds(images).cpu().numpy().reshape(k, cfg.eval_samples, -1).mean(1)
+        rng = np.random.default_rng([seed, c_p, 5])
+        n = len(p["captions"])
+        keep = np.sort(rng.choice(n, size=min(n, cfg.embeddings_per_level), replace=False))
+        arrays = {
+            "images": u8,
+            "image": x[keep].astype(np.float16),
+            "text": y[keep].astype(np.float16),
+            "caption_concept": p["caption_concept"][keep],
+            "image_concept": p["image_concept"][keep],
+            "poisoned": p["poisoned"][keep],
+            "generated": gen.astype(np.float16),
+            "loss": np.asarray(losses, dtype=np.float32),
+            **probe_arrays,
+        }
+        atomic_save_npz(self.out / "levels" / f"cp{c_p}_seed{seed}.npz", arrays)
+
+    # ------------------------------------------------------------------ demo-pack files
+    def assemble(self) -> None:
+        """embeddings.npz, generations.npz and training.json for the first seed (demo format)."""
+        prompts = [c.caption(0) for c in self.world.concepts]
+        write_pack_files(
+            self.out,
+            self.config.levels,
+            self.config.seeds[0],
+            self.world.names,
+            self.ldm.text_embeds(prompts).cpu().numpy(),
+        )

@@ -1,0 +1,344 @@
+"""The implosion sweep on a real Stable Diffusion model and a captioned image dataset.
+
+Same experiment and output contract as the mini-model sweep (core/sweep/driver.py): for each seed a
+poisoning order and targets are drawn once (:func:`core.sweep.driver.poisoning_plan`); level C_P poisons
+the first C_P concepts (nested sets) with poison pairs *added* to the clean data (conflicting
+poison). Each (C_P, seed) restarts from the base UNet (LoRA: a fresh adapter), measures AD of its
+training pairs in CLIP space, fine-tunes (:func:`core.training.real.finetune_real`: full, xattn or
+LoRA) and generates ``eval_samples`` images of "a photo of a {concept}" per concept with fixed
+seeds (identical noise at every level), scored by CLIP zero-shot among the concept prompts
+(:func:`core.evaluate.clip.zero_shot_scores`):
+
+- acc_* = share of a concept's images classified as that concept (unpoisoned / poisoned /
+  related / unrelated, rule in :mod:`core.data.concepts`); attack_success = share of a poisoned
+  concept's images classified as its target; alignment_unpoisoned = mean CLIP cosine of an
+  unpoisoned concept's images to its prompt; incoherence = mean normalised zero-shot entropy.
+
+Output (``out``): ``results.json`` {"config", "records", "summary"} rewritten atomically after
+each record (a rerun skips finished records, resumes a stopped level from its checkpoint, and
+refuses a folder holding a different sweep), ``grids/cp{C}_seed{S}.png``,
+``levels/cp{C}_seed{S}.npz``, cached pairs (:mod:`core.sweep.real_data`), and on completion the
+demo-pack files ``embeddings.npz`` / ``generations.npz`` / ``training.json`` (core/results/pack.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from core.data.concepts import RELATION_RULE, ConceptIndex
+from core.evaluate.clip import to_pil, zero_shot_scores
+from core.io import atomic_save_npz, atomic_write_json, ensure_writable_dir
+from core.metrics import CLIP_CALIBRATION, CLIP_SCALE, alignment_difficulty, calibrate_scale
+from core.models.ldm import to_uint8
+from core.results.grid import save_grid
+from core.results.pack import RESULTS
+from core.results.write import write_pack_files
+from core.sweep.driver import new_results, poisoning_plan, summarize
+from core.sweep.real_config import RealSweepConfig, check_inputs
+from core.sweep.real_data import PROMPT, LevelPairs, SweepData
+from core.sweep.real_level import level_record
+from core.training.real import FolderCheckpoints, RealFinetuneConfig, finetune_real
+
+ProgressFn = Callable[[int, int, str, float | None], None]  # (step, total, message, loss)
+IDENTITY = "sweep_config.json"  # the config that owns this folder's caches and results
+
+
+def native_resolution(model: str | Path) -> int:
+    """Image size an SD folder was trained at: unet sample_size × 2^(VAE blocks − 1)."""
+    unet = json.loads((Path(model) / "unet" / "config.json").read_text())
+    vae = json.loads((Path(model) / "vae" / "config.json").read_text())
+    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+
+
+class _LevelCtx:
+    """What :func:`finetune_real` talks to: checkpoints in the level's folder (a stopped level
+    resumes mid-way), losses kept for training.json, progress and stop forwarded to the sweep."""
+
+    def __init__(
+        self, folder: Path, on_step: Callable[[int, float], None], stop: Callable[[], bool]
+    ) -> None:
+        ckpts = FolderCheckpoints(folder / "checkpoints")
+        self.save_checkpoint, self.latest_checkpoint = (
+            ckpts.save_checkpoint,
+            ckpts.latest_checkpoint,
+        )
+        self.loss_file = folder / "loss.json"
+        resumed = self.latest_checkpoint() is not None and self.loss_file.is_file()
+        self.losses: list[float] = json.loads(self.loss_file.read_text()) if resumed else []
+        self._on_step, self.should_stop = on_step, stop
+
+    def progress(self, step: int, total: int, loss: float | None = None, **_: Any) -> None:
+        del self.losses[step - 1 :]  # a resumed level repeats no step, but be exact anyway
+        self.losses.append(float("nan") if loss is None else loss)
+        self._on_step(step, float("nan") if loss is None else loss)
+
+    def keep_losses(self) -> None:
+        atomic_write_json(self.loss_file, self.losses)
+
+
+class RealSweepRunner:
+    """Holds the model, CLIP, the data cache and the AD calibration across levels."""
+
+    def __init__(self, cfg: RealSweepConfig, out: Path, index: ConceptIndex) -> None:
+        self.cfg, self.out, self.index = cfg, out, index
+        self.names = index.names
+        self.plans = {s: poisoning_plan(len(self.names), s) for s in cfg.seeds}
+        self.resolution = cfg.resolution or native_resolution(cfg.model)
+        self._sd: Any = None
+        self._clip: Any = None
+        self._base: dict[str, torch.Tensor] = {}
+        self.data = SweepData(cfg, out, index, self.resolution, self.clip, self.sd)
+        self.scale: tuple[float, float] | None = None
+        self.calibration = ""
+        for sub in ("levels", "grids"):
+            (out / sub).mkdir(exist_ok=True)
+
+    # ------------------------------------------------------------------ models (lazy)
+    def sd(self) -> Any:
+        """The SD model at the sweep's resolution; the base weights a level restarts from."""
+        if self._sd is None:
+            from core.models.sd import load_sd
+
+            self._sd = load_sd(self.cfg.model, self.cfg.device)
+            self._sd.resolution = self.resolution
+            if self.cfg.mode != "lora":  # LoRA never changes base weights
+                self._base = {
+                    n: p.detach().to("cpu", copy=True)
+                    for n, p in self._sd.unet.named_parameters()
+                    if self.cfg.mode == "full" or ".attn2." in n
+                }
+        return self._sd
+
+    def clip(self) -> Any:
+        if self._clip is None:
+            from core.models.dual import ClipEmbedder
+
+            self._clip = ClipEmbedder(Path(self.cfg.clip), device=self.cfg.device)
+        return self._clip
+
+    def reset_unet(self) -> None:
+        """Back to the base UNet: restore the trained weights, or drop the LoRA adapter."""
+        unet = self.sd().unet
+        if getattr(unet, "peft_config", None):
+            unet.unload_lora()
+        params = dict(unet.named_parameters())
+        with torch.no_grad():
+            for n, v in self._base.items():
+                params[n].copy_(v)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def load_previous(self) -> dict[str, Any]:
+        """Results to resume, or new ones; ValueError if ``out`` holds a different sweep."""
+        want = _identity(self.cfg.to_dict())
+        owner, path = self.out / IDENTITY, self.out / RESULTS
+        if owner.is_file() or path.is_file():
+            try:
+                same = _identity(json.loads(owner.read_text())) == want
+            except (OSError, json.JSONDecodeError):
+                same = False
+            if not same:
+                raise ValueError(
+                    f"out: {self.out} holds a different sweep (other settings or another kind); "
+                    "choose a new --out folder (nothing was overwritten)"
+                )
+        else:
+            atomic_write_json(owner, self.cfg.to_dict())
+        if path.is_file():
+            prev = json.loads(path.read_text())
+            scale = prev["config"]["ad_scale"]
+            self.scale, self.calibration = (
+                tuple(scale) if scale else None,
+                prev["config"]["ad_calibration"],
+            )
+            return cast(dict[str, Any], prev)
+        self.scale, self.calibration = self._calibrate()
+        extra = {
+            "preset": "real-sd",
+            "kind": "real-sweep",
+            "concept_keywords": [list(k) for k in self.index.keywords],
+            "relation": self.index.relation.astype(int).tolist(),
+            "relation_rule": RELATION_RULE,
+            "resolution": self.resolution,
+            "ad_scale": list(self.scale) if self.scale else None,
+            "ad_calibration": self.calibration,
+            "data_summary": self.index.summary(),
+            "real_config": self.cfg.to_dict(),
+        }
+        return new_results(cast(Any, self.cfg), self.names, self.plans, extra)
+
+    def _calibrate(self) -> tuple[tuple[float, float] | None, str]:
+        mode, (lo, hi) = self.cfg.ad_rescale, self.cfg.ad_interval
+        if mode == "clip":
+            return CLIP_SCALE, CLIP_CALIBRATION
+        if mode == "none":
+            return None, "none"
+        if mode == "custom":
+            return (lo, hi), f"custom [{lo:g}, {hi:g}]"
+        clean = self.data.clean()
+        cal = calibrate_scale(clean["image"], clean["text"])
+        return cal.as_tuple(), cal.name
+
+    def forget_checkpoints(self, c_p: int, seed: int) -> None:
+        """A finished level's fine-tune checkpoints are only needed mid-level: delete them."""
+        shutil.rmtree(self.out / "levels" / f"cp{c_p}_seed{seed}" / "checkpoints", True)
+
+    # ------------------------------------------------------------------ one level
+    def run_level(
+        self,
+        c_p: int,
+        seed: int,
+        on_step: Callable[[int, float], None],
+        stop: Callable[[], bool],
+    ) -> dict[str, Any] | None:
+        """Pairs → AD → fine-tune → generate → score one (C_P, seed); None if stopped."""
+        cfg = self.cfg
+        order, targets = self.plans[seed]
+        pairs = self.data.level(c_p, seed, order, targets)
+        ad = alignment_difficulty(
+            pairs.x, pairs.y, alpha=cfg.ad_alpha, scale=self.scale, calibration=self.calibration
+        )
+        sd = self.sd()
+        self.reset_unet()
+        folder = pairs.manifest.parent
+        ctx = _LevelCtx(folder, on_step, stop)
+        ft_cfg = RealFinetuneConfig(
+            model=cfg.model, data=(str(pairs.manifest),), out=str(folder), mode=cfg.mode,
+            steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, rank=cfg.rank,
+            resolution=self.resolution, mixed_precision=cfg.mixed_precision,
+            gradient_checkpointing=cfg.gradient_checkpointing, seed=seed * 1000 + c_p,
+            device=cfg.device, extra={"c_p": c_p, "seed": seed},
+        )  # fmt: skip
+        ft = finetune_real(sd, ft_cfg, ctx)
+        if not ft["completed"]:
+            ctx.keep_losses()
+            return None
+        concept = np.repeat(np.arange(len(self.names)), cfg.eval_samples)
+        prompts = [PROMPT.format(self.names[i]) for i in concept]
+        images = sd.sample(prompts, seed=seed, steps=cfg.eval_steps, guidance=cfg.guidance)
+        z = zero_shot_scores(self.clip(), to_pil(images), [PROMPT.format(n) for n in self.names])
+        rec = level_record(c_p, seed, self.plans[seed], self.index.relation, concept, z)
+        rec.update(
+            ad=ad.ad, ad_feature=ad.d_fea, ad_structure=ad.d_stru, n_pairs=ad.n,
+            n_poison=pairs.n_poison, finetune_seconds=ft["seconds"], final_loss=ft["loss"],
+        )  # fmt: skip
+        self._save_level(c_p, seed, images, z["image_emb"], pairs, ctx.losses)
+        return rec
+
+    def _save_level(
+        self,
+        c_p: int,
+        seed: int,
+        images: torch.Tensor,
+        gen_emb: np.ndarray,
+        pairs: LevelPairs,
+        losses: list[float],
+    ) -> None:
+        """Grid PNG and the level's pack arrays: images (K, m, s, s, 3) uint8 at image_size;
+        a subsample of concept-labelled training pairs; mean generated embedding per concept."""
+        cfg, k = self.cfg, len(self.names)
+        if images.shape[-1] > cfg.image_size:
+            images = torch.nn.functional.interpolate(
+                images, size=cfg.image_size, mode="bilinear", antialias=True
+            )
+        u8 = to_uint8(images).reshape(k, cfg.eval_samples, *images.shape[2:], 3)
+        u8 = u8[:, : cfg.grid_samples]
+        grid = self.out / "grids" / f"cp{c_p}_seed{seed}.png"
+        save_grid(u8.reshape(-1, *u8.shape[2:]), grid, ncol=cfg.grid_samples)
+        labelled = np.flatnonzero((pairs.caption_concept >= 0) & (pairs.image_concept >= 0))
+        rng = np.random.default_rng([seed, c_p, 5])
+        n_keep = min(labelled.size, cfg.embeddings_per_level)
+        keep = np.sort(rng.choice(labelled, size=n_keep, replace=False))
+        arrays = {
+            "images": u8,
+            "image": pairs.x[keep].astype(np.float16),
+            "text": pairs.y[keep].astype(np.float16),
+            "caption_concept": pairs.caption_concept[keep],
+            "image_concept": pairs.image_concept[keep],
+            "poisoned": pairs.poisoned[keep],
+            "generated": gen_emb.reshape(k, cfg.eval_samples, -1).mean(1).astype(np.float16),
+            "loss": np.asarray(losses, dtype=np.float32),
+        }
+        atomic_save_npz(self.out / "levels" / f"cp{c_p}_seed{seed}.npz", arrays)
+
+    def assemble(self) -> None:
+        """The demo-pack files of the first seed (core/results/pack.py format)."""
+        write_pack_files(
+            self.out, self.cfg.levels, self.cfg.seeds[0], self.names,
+            self.data.clean()["text_concept"],
+        )  # fmt: skip
+
+
+def _identity(d: dict[str, Any]) -> dict[str, Any]:
+    """The settings that define a sweep (the device may change between resumes)."""
+    return cast(
+        dict[str, Any], json.loads(json.dumps({k: v for k, v in d.items() if k != "device"}))
+    )
+
+
+def run_real_sweep(
+    cfg: RealSweepConfig,
+    out: Path,
+    on_progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a real-model sweep into ``out``; returns the results dict (``complete``
+    False if stopped). Bad inputs raise ValueError / FileNotFoundError before any model loads."""
+    index = check_inputs(cfg)
+    out = ensure_writable_dir(Path(out), "out")
+    runner = RealSweepRunner(cfg, out, index)
+    results = runner.load_previous()
+    done = {(r["c_p"], r["seed"]) for r in results["records"]}
+    todo = [(c, s) for s in cfg.seeds for c in cfg.levels]
+    total = len(todo) * cfg.steps
+    report = on_progress or (lambda step, total, msg, loss: None)
+    stop = should_stop or (lambda: False)
+    for i, (c_p, seed) in enumerate(todo):
+        if (c_p, seed) in done:
+            runner.forget_checkpoints(c_p, seed)
+            continue
+        if stop():
+            return {**results, "complete": False}
+        label = f"C_P={c_p} seed={seed}"
+        report(i * cfg.steps, total, f"{label}: poison pairs, AD", None)
+        t0 = time.time()
+
+        def on_step(step: int, loss: float, base: int = i * cfg.steps, msg: str = label) -> None:
+            report(base + step, total, f"{msg}: fine-tune", loss)
+
+        rec = runner.run_level(c_p, seed, on_step, stop)
+        if rec is None:  # stopped mid-fine-tune: the level resumes from its checkpoint
+            return {**results, "complete": False}
+        rec["wall_seconds"] = round(time.time() - t0, 2)
+        results["records"] = sorted([*results["records"], rec], key=lambda r: (r["seed"], r["c_p"]))
+        results["summary"] = summarize(results["records"])
+        atomic_write_json(out / RESULTS, results)
+        runner.forget_checkpoints(c_p, seed)
+    report(total, total, "writing the demo-pack files", None)
+    runner.assemble()
+    results.update(complete=True, summary=summarize(results["records"]))
+    atomic_write_json(out / RESULTS, results)
+    return results
+
+
+def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """Job kind ``real-sweep``: config = :class:`RealSweepConfig` fields + optional ``out``
+    (default ``<run dir>/sweep``, where the app finds packs); the device comes from the job."""
+    config = dict(config)
+    out = Path(config.pop("out", None) or Path(ctx.run_dir) / "sweep")
+    cfg = RealSweepConfig.from_dict({**config, "device": getattr(ctx, "device", "cpu")})
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+    def progress(step: int, total: int, msg: str, loss: float | None) -> None:
+        ctx.progress(step, total, loss=loss, message=msg)
+
+    res = run_real_sweep(cfg, out, progress, ctx.should_stop)
+    return {"out": str(out), "complete": res.get("complete", False), "records": len(res["records"])}

@@ -1,0 +1,195 @@
+"""Fine-tuning the UNet on a (possibly poisoned) training set.
+
+The text encoder and VAE stay frozen (as in SD fine-tuning), so a training set reduces to
+``PairData``: VAE posterior mean/std per image and, per pair, an index into a table of text
+contexts. Dirty-label poison is then just a different index pairing — no image is re-encoded.
+
+Trainable parameters: ``all`` UNet weights, or ``cross-attention`` only (the K/V/Q/out
+projections of every ``attn2``: the mapping from the text graph to the image graph that the paper
+analyses).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.models.ldm import MiniLDM
+from core.training.precision import autocast, check_precision, compute_dtype, dtype_name
+
+Params = Literal["all", "cross-attention"]
+PARAMS: tuple[str, ...] = ("all", "cross-attention")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """steps × batch images; lr for AdamW; ema_decay 0 disables EMA (sampling uses raw weights)."""
+
+    steps: int = 200
+    batch: int = 64
+    lr: float = 2e-4
+    params: Params = "all"
+    cfg_dropout: float = 0.1
+    ema_decay: float = 0.0
+    seed: int = 0
+    precision: str = "auto"  # fp32 | bf16 | auto: bf16 only where native (core.training.precision)
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+        if self.steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be ≥ 1, got {self.batch}")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"lr must be in (0, 1), got {self.lr}")
+        if self.params not in PARAMS:
+            raise ValueError(f"params must be one of {list(PARAMS)}, got {self.params!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PairData:
+    """Training pairs. mean/std: (N, C, s, s) scaled VAE posterior; caption: (M,) index into
+    ``contexts`` (U+1, L, D) whose last row is the empty prompt; image: (M,) index into mean."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    contexts: torch.Tensor
+    captions: list[str]
+    image: torch.Tensor
+    caption: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.image.shape[0])
+
+
+@torch.no_grad()
+def encode_images(
+    ldm: MiniLDM, images: np.ndarray | torch.Tensor, batch: int = 512
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled VAE posterior (mean, std) of images (N, 3, S, S) in [-1, 1]."""
+    x = torch.as_tensor(images)
+    s = ldm.vae.config.scaling_factor
+    mu, sd = [], []
+    for i in range(0, x.shape[0], batch):
+        d = ldm.vae.encode(x[i : i + batch].to(ldm.device)).latent_dist
+        mu.append(d.mean * s)
+        sd.append(d.std * s)
+    return torch.cat(mu), torch.cat(sd)
+
+
+@torch.no_grad()
+def make_pairs(
+    ldm: MiniLDM, mean: torch.Tensor, std: torch.Tensor, image_idx: np.ndarray, captions: list[str]
+) -> PairData:
+    """Pairs (image_idx[i], captions[i]); contexts computed once per unique caption."""
+    uniq = sorted(set(captions))
+    pos = {c: i for i, c in enumerate(uniq)}
+    ctx = torch.cat([ldm.encode_prompts(uniq, check=False), ldm.encode_prompts([""], check=False)])
+    cap = torch.tensor([pos[c] for c in captions], dtype=torch.long, device=ldm.device)
+    return PairData(
+        mean, std, ctx, uniq, torch.as_tensor(image_idx, dtype=torch.long, device=ldm.device), cap
+    )
+
+
+def trainable_parameters(unet: torch.nn.Module, params: str) -> list[torch.nn.Parameter]:
+    """All parameters, or those of cross-attention (``attn2``) layers only; freezes the rest."""
+    if params == "all":
+        unet.requires_grad_(True)
+        return list(unet.parameters())
+    unet.requires_grad_(False)
+    chosen = [p for n, p in unet.named_parameters() if ".attn2." in n]
+    for p in chosen:
+        p.requires_grad_(True)
+    return chosen
+
+
+def finetune_unet(
+    ldm: MiniLDM,
+    data: PairData,
+    config: FinetuneConfig,
+    on_step: Callable[[int, int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    start_step: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """DDPM fine-tuning of ``ldm.unet`` in place (see core/train_stages.train_unet for the loss).
+
+    Returns {"loss", "steps", "seconds", "images_per_second", "optimizer": state_dict}.
+    """
+    dev = ldm.device
+    unet = ldm.unet.train()
+    params = trainable_parameters(unet, config.params)
+    # fused AdamW (one kernel for all parameters) where the device supports it
+    fused = True if dev.type == "cuda" else None
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0, fused=fused)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+    ema = None
+    if config.ema_decay > 0:
+        ema = [p.detach().clone() for p in params]
+    g = torch.Generator("cpu").manual_seed(config.seed * 100_003 + start_step)
+    T = ldm.scheduler.config.num_train_timesteps
+    empty = data.contexts.shape[0] - 1
+    loss_v, t0 = float("nan"), time.time()
+    dtype = compute_dtype(dev, config.precision)
+    step = start_step
+    for step in range(start_step, config.steps):
+        idx = torch.randint(0, len(data), (config.batch,), generator=g).to(dev)
+        im = data.image[idx]
+        z0 = data.mean[im] + data.std[im] * torch.randn(data.mean[im].shape, generator=g).to(dev)
+        eps = torch.randn(z0.shape, generator=g).to(dev)
+        t = torch.randint(0, T, (config.batch,), generator=g).to(dev)
+        zt = ldm.scheduler.add_noise(z0, eps, t)
+        drop = torch.rand(config.batch, generator=g).to(dev) < config.cfg_dropout
+        ci = torch.where(drop, empty, data.caption[idx])
+        with autocast(dev, dtype):
+            pred = unet(zt, t, encoder_hidden_states=data.contexts[ci]).sample.float()
+        # ε-prediction (our mini model, SD 1.x) or v-prediction (SD 2.x 768)
+        target = (
+            eps
+            if ldm.scheduler.config.prediction_type == "epsilon"
+            else ldm.scheduler.get_velocity(z0, eps, t)
+        )
+        loss = F.mse_loss(pred, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if ema is not None:
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - config.ema_decay)
+        loss_v = float(loss.item())
+        if not np.isfinite(loss_v):
+            raise FloatingPointError("fine-tuning loss became NaN/inf; lower lr")
+        if on_step is not None:
+            on_step(step + 1, config.steps, loss_v)
+        if should_stop is not None and should_stop():
+            step += 1
+            break
+    else:
+        step = config.steps
+    if ema is not None:
+        with torch.no_grad():
+            for p, e in zip(params, ema):
+                p.copy_(e)
+    unet.eval().requires_grad_(False)
+    seconds = time.time() - t0
+    done = step - start_step
+    return {
+        "loss": loss_v,
+        "steps": step,
+        "seconds": round(seconds, 2),
+        "images_per_second": round(done * config.batch / seconds, 1) if seconds > 0 else None,
+        "dtype": dtype_name(dtype),
+        "optimizer": opt.state_dict(),
+    }
