@@ -28,26 +28,9 @@ from typing import Any
 import numpy as np
 
 from core.io import assets_dir, runs_dir
+from core.results.schema import EMBEDDINGS, GENERATIONS, METRICS, RESULTS, TRAINING
 from core.world import World, WorldConfig
 
-RESULTS, EMBEDDINGS, GENERATIONS, TRAINING = (
-    "results.json",
-    "embeddings.npz",
-    "generations.npz",
-    "training.json",
-)
-METRICS: tuple[str, ...] = (
-    "ad",
-    "ad_feature",
-    "ad_structure",
-    "acc_unpoisoned",
-    "acc_poisoned",
-    "attack_success",
-    "alignment_unpoisoned",
-    "incoherence",
-    "acc_related",
-    "acc_unrelated",
-)
 # Sub-folders of a run directory where a sweep job may have written its pack.
 PACK_SUBDIRS: tuple[str, ...] = ("", "sweep", "pack", "out", "results")
 
@@ -226,6 +209,7 @@ def list_models(max_depth: int = 4) -> dict[str, Path]:
 
 
 __all__ = [
+    "METRICS",
     "Pack",
     "demo_dir",
     "find_pack_dir",

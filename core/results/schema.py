@@ -1,0 +1,211 @@
+"""The one schema of a results pack: file and array names, level keys, record and summary types.
+
+Writer (the sweep driver and level runners, :mod:`core.results.write`) and reader
+(:mod:`core.results.pack`, :mod:`core.results.runs`) import these names instead of spelling
+strings, so a value that crosses the file boundary has one definition.
+
+Layout of a pack folder::
+
+    results.json          ResultsFile: {"config", "records": [LevelRecord], "summary", "complete"}
+    levels/cp{C}_seed{S}.npz   one level's arrays (LEVEL_ARRAYS + images, loss, probe_*)
+    grids/cp{C}_seed{S}.png    one level's generations grid
+    embeddings.npz        per level c: ``{name}_{c}`` for name in LEVEL_ARRAYS, plus concepts,
+                          levels, text_concept
+    generations.npz       levels and per level ``images_{c}`` (K, m, S, S, 3) uint8
+    training.json         {"<c_p>": {"step", "loss", "probe": {"step", "ad", "acc_unpoisoned"}}}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+RESULTS, EMBEDDINGS, GENERATIONS, TRAINING = (
+    "results.json",
+    "embeddings.npz",
+    "generations.npz",
+    "training.json",
+)
+LEVELS_DIR, GRIDS_DIR = "levels", "grids"
+PACK_FILES: tuple[str, ...] = (RESULTS, EMBEDDINGS, GENERATIONS, TRAINING)
+
+# Per-level arrays of embeddings.npz (suffixed ``_{c}``): joint-space image / text embeddings of the
+# kept training pairs (n, d), the concept each caption names and each image shows (n,), whether the
+# pair is poison (n,), and the mean embedding of each concept's generations (K, d).
+LEVEL_ARRAYS: tuple[str, ...] = (
+    "image",
+    "text",
+    "caption_concept",
+    "image_concept",
+    "poisoned",
+    "generated",
+)
+
+# Per-level metrics a record carries and the summary aggregates (means over seeds).
+METRICS: tuple[str, ...] = (
+    "ad",
+    "ad_feature",
+    "ad_structure",
+    "acc_unpoisoned",
+    "acc_poisoned",
+    "attack_success",
+    "alignment_unpoisoned",
+    "incoherence",
+    "acc_related",
+    "acc_unrelated",
+)
+
+_LEVEL_KEY = re.compile(r"^cp(\d+)_seed(\d+)$")
+
+
+def level_key(c_p: int, seed: int) -> str:
+    """``cp{c_p}_seed{seed}``: the stem of a level's files (levels/, grids/, records/)."""
+    if c_p < 0 or seed < 0:
+        raise ValueError(f"level key: c_p and seed must be ≥ 0, got c_p={c_p}, seed={seed}")
+    return f"cp{int(c_p)}_seed{int(seed)}"
+
+
+def parse_level_key(key: str) -> tuple[int, int]:
+    """Inverse of :func:`level_key`: ``"cp4_seed0"`` (or a file name with it as stem) → (4, 0)."""
+    m = _LEVEL_KEY.match(Path(key).stem if "." in key else key)
+    if m is None:
+        raise ValueError(f"level key {key!r}: expected 'cp<C_P>_seed<seed>', e.g. 'cp4_seed0'")
+    return int(m.group(1)), int(m.group(2))
+
+
+def level_file(out: Path, c_p: int, seed: int) -> Path:
+    """``out/levels/cp{c_p}_seed{seed}.npz``."""
+    return Path(out) / LEVELS_DIR / f"{level_key(c_p, seed)}.npz"
+
+
+def grid_file(out: Path, c_p: int, seed: int) -> Path:
+    """``out/grids/cp{c_p}_seed{seed}.png``."""
+    return Path(out) / GRIDS_DIR / f"{level_key(c_p, seed)}.png"
+
+
+def level_array_key(name: str, c_p: int) -> str:
+    """Key of a per-level array in embeddings.npz / generations.npz: ``{name}_{c_p}``."""
+    return f"{name}_{int(c_p)}"
+
+
+class LevelRecord(TypedDict, total=False):
+    """One (C_P, seed) level in ``results.json["records"]``. Accuracies in [0, 1]; ``ad`` on the
+    pack's calibrated scale (``config.ad_scale``); None where a group is empty (no poisoned
+    concept at C_P = 0)."""
+
+    c_p: int
+    seed: int
+    ad: float
+    ad_feature: float
+    ad_structure: float
+    acc_unpoisoned: float | None
+    acc_poisoned: float | None
+    attack_success: float | None
+    alignment_unpoisoned: float | None
+    incoherence: float
+    incoherence_unpoisoned: float | None
+    acc_related: float | None
+    acc_unrelated: float | None
+    undefined_rate: float
+    per_concept_acc: list[float]
+    ad_generated: float
+    finetune_seconds: float
+    wall_seconds: float
+    n_pairs: int
+
+
+class SummaryRow(TypedDict):
+    """``results.json["summary"][metric]``: per level, mean and 95 % t-interval over seeds."""
+
+    c_p: list[int]
+    mean: list[float]
+    ci_low: list[float]
+    ci_high: list[float]
+    n: list[int]
+
+
+class ResultsFile(TypedDict, total=False):
+    """``results.json``: config (SweepConfig fields + concepts, poison_order, targets, plans,
+    ad_scale), records, summary, complete, metadata (seed, git commit, versions)."""
+
+    config: dict[str, Any]
+    records: list[LevelRecord]
+    summary: dict[str, SummaryRow]
+    complete: bool
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LevelSummary:
+    """Means over seeds of one level (what ``implosion runs show`` prints); None where undefined."""
+
+    c_p: int
+    n_seeds: int
+    ad: float | None
+    acc_unpoisoned: float | None
+    acc_poisoned: float | None
+    incoherence: float | None
+    alignment_unpoisoned: float | None
+    attack_success: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "c_p": self.c_p,
+            "n_seeds": self.n_seeds,
+            "ad": self.ad,
+            "acc_unpoisoned": self.acc_unpoisoned,
+            "acc_poisoned": self.acc_poisoned,
+            "incoherence": self.incoherence,
+            "alignment_unpoisoned": self.alignment_unpoisoned,
+            "attack_success": self.attack_success,
+        }
+
+
+def level_summaries(records: list[LevelRecord] | list[dict[str, Any]]) -> list[LevelSummary]:
+    """Per level (ascending C_P): means over seeds of the records' metrics (nulls ignored)."""
+    out = []
+    for c in sorted({int(r["c_p"]) for r in records}):
+        rows = [r for r in records if int(r["c_p"]) == c]
+
+        def mean(m: str, rows: list[Any] = rows) -> float | None:
+            v = [float(r[m]) for r in rows if r.get(m) is not None]
+            return sum(v) / len(v) if v else None
+
+        out.append(
+            LevelSummary(
+                c_p=c,
+                n_seeds=len({r["seed"] for r in rows}),
+                ad=mean("ad"),
+                acc_unpoisoned=mean("acc_unpoisoned"),
+                acc_poisoned=mean("acc_poisoned"),
+                incoherence=mean("incoherence"),
+                alignment_unpoisoned=mean("alignment_unpoisoned"),
+                attack_success=mean("attack_success"),
+            )
+        )
+    return out
+
+
+__all__ = [
+    "EMBEDDINGS",
+    "GENERATIONS",
+    "GRIDS_DIR",
+    "LEVELS_DIR",
+    "LEVEL_ARRAYS",
+    "METRICS",
+    "PACK_FILES",
+    "RESULTS",
+    "TRAINING",
+    "LevelRecord",
+    "LevelSummary",
+    "ResultsFile",
+    "SummaryRow",
+    "grid_file",
+    "level_array_key",
+    "level_file",
+    "level_key",
+    "level_summaries",
+    "parse_level_key",
+]
