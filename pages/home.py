@@ -4,25 +4,29 @@ import streamlit as st
 
 from core.io import runs_dir
 from core.results.pack import demo_dir
-from pages._ui import route_through_app
+from pages._claims import render_claims_panel
+from pages._ui import GLOSSARY, intro, route_through_app
 
 route_through_app()
 
-st.title("Implosion Lab")
-st.markdown(
+intro(
+    "Implosion Lab",
     "#### How poisoning a few concepts can make a text-to-image model forget *everything*\n"
     "An explorer for *Understanding Implosion in Text-to-Image Generative Models* "
     "(Ding, Li, Shan, Zhao, Zheng — ACM CCS 2024), on a small diffusion model you can train "
-    "yourself."
+    "yourself.",
 )
 
 play, synth = st.columns([1, 2])
 if play.button(
-    "▶ Play the demo", type="primary", key="play_demo", help="Opens precomputed results"
+    "▶ Play the demo",
+    type="primary",
+    key="play_demo",
+    help="Opens the story of a finished experiment (precomputed: no training)",
 ):
     if (demo_dir() / "results.json").is_file():
         st.session_state["pack"] = "demo"
-        st.switch_page("pages/graph.py", query_params={"pack": "demo"})
+        st.switch_page("pages/story.py", query_params={"pack": "demo"})
     else:
         st.session_state["demo_missing"] = True
 if st.session_state.get("demo_missing"):
@@ -38,8 +42,9 @@ if st.session_state.get("demo_missing"):
         with st.spinner("Writing a synthetic demo pack (a second or two)…"):
             write_synthetic_demo_pack(runs_dir() / "synthetic-demo")
         st.session_state["pack"] = "synthetic-demo"
-        st.switch_page("pages/graph.py", query_params={"pack": "synthetic-demo"})
+        st.switch_page("pages/story.py", query_params={"pack": "synthetic-demo"})
 
+render_claims_panel(demo_dir())
 st.divider()
 st.header("The story in five steps")
 
@@ -88,6 +93,8 @@ st.markdown(
 
 st.subheader("5 · What to try")
 st.markdown(
+    "- **Story**: one C_P slider moves the graph, the AD curve and the generations together; "
+    "press ▶ Play to step through the levels.\n"
     "- **Alignment graph**: slide C_P and watch poisoned pairs (dashed vermillion) cross the map "
     "and the arrows (caption → where it lands) stretch.\n"
     "- **AD trajectory**: AD and its two terms vs C_P with 95 % confidence bands, next to "
@@ -99,3 +106,5 @@ st.markdown(
 st.caption(
     "Colours follow the Okabe–Ito palette: poisoned = vermillion with dashes or ×, clean = blue."
 )
+with st.expander("Words used in this app"):
+    st.markdown("\n".join(f"- {line}" for line in GLOSSARY.values()))

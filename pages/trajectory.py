@@ -3,19 +3,46 @@ axis, per-concept contributions, and a live theory sandbox on synthetic embeddin
 
 import streamlit as st
 
+from core.figures.palette import METRIC_LABELS, spread_levels
 from core.figures.trajectory import (
     ad_components_figure,
+    compare_figure,
     concept_contributions_figure,
     implosion_figure,
     theory_figure,
     training_steps_figure,
 )
-from pages._ui import current_pack, export_buttons, pack_key, route_through_app
+from pages._claims import render_claims_panel
+from pages._ui import (
+    current_pack,
+    export_buttons,
+    intro,
+    open_pack,
+    pack_key,
+    presenter,
+    route_through_app,
+    run_choices,
+    seeds_note,
+    show,
+    terms,
+)
 
 route_through_app()
 
-st.title("AD trajectory")
+intro(
+    "AD trajectory",
+    "How alignment difficulty (AD) and the model's health change as more concepts are poisoned "
+    "(C_P): over the levels, during fine-tuning, per concept, and in a small theory sandbox.",
+    "C_P",
+    "AD",
+    "D_fea",
+    "D_stru",
+    "α",
+    "incoherence",
+    "attack success",
+)
 pack = current_pack()
+render_claims_panel(pack)
 
 tabs = st.tabs(
     ["AD and implosion", "Over training steps", "Per-concept contributions", "Theory sandbox"],
@@ -26,17 +53,42 @@ tabs = st.tabs(
 
 with tabs[0]:
     if tabs[0].open and pack is not None:
-        n_seeds = len(pack.config.get("seeds", [])) or "?"
-        st.caption(f"Mean over {n_seeds} seeds; shaded bands are 95 % confidence intervals.")
+        st.caption(seeds_note(pack))
         left, right = st.columns(2)
-        fig_ad = ad_components_figure(pack.summary)
-        left.plotly_chart(fig_ad, key="traj_ad")
-        fig_imp = implosion_figure(pack.summary)
-        right.plotly_chart(fig_imp, key="traj_implosion")
         with left:
+            fig_ad = ad_components_figure(pack.summary)
+            show(fig_ad, "traj_ad")
             export_buttons(fig_ad, "ad-components")
         with right:
+            fig_imp = implosion_figure(pack.summary)
+            show(fig_imp, "traj_implosion")
             export_buttons(fig_imp, "ad-and-implosion")
+        choices = {c.id: c.label for c in run_choices()}
+        st.subheader("Two runs together")
+        o1, o2 = st.columns([2, 1])
+        other = o1.selectbox(
+            "Compare with",
+            [None, *[n for n in choices if n != st.session_state.get("pack")]],
+            format_func=lambda n: "— choose a run —" if n is None else choices[n],
+            key="traj_other",
+            help="Draw another run (for example the demo pack) on the same axes as this one.",
+        )
+        metric = o2.selectbox(
+            "Metric",
+            list(METRIC_LABELS),
+            format_func=METRIC_LABELS.get,
+            key="traj_other_metric",
+            help=terms("AD", "incoherence", "attack success"),
+        )
+        other_pack = open_pack(other) if other else None
+        if other_pack is not None:
+            here = choices.get(st.session_state.get("pack", ""), "this run").split(" · ")[0]
+            there = choices[other].split(" · ")[0]
+            if there == here:
+                there += " (2)"
+            fig_cmp = compare_figure({here: pack.summary, there: other_pack.summary}, metric)
+            show(fig_cmp, "traj_compare")
+            export_buttons(fig_cmp, f"compare-{metric}")
     elif pack is None:
         st.info("Pick a results pack to see its trajectory; the Theory sandbox works without one.")
 
@@ -51,11 +103,13 @@ def shares(key: tuple[str, float], c_p: int) -> tuple[list[dict], str]:
     scale = pack.config.get("ad_scale")  # the calibration the sweep recorded (None: raw cosines)
     scale = tuple(scale) if scale else None
     result, rows = per_concept(a["image"], a["text"], a["caption_concept"], scale=scale, threads=1)
-    how = f"rescaled to {scale}" if scale else "no cosine rescaling"
+    how = (
+        f"cosines rescaled to [{scale[0]:.2f}, {scale[1]:.2f}]" if scale else "no cosine rescaling"
+    )
     return [
         {"label": r.label, "feature": r.feature, "structure": r.structure, "alpha": result.alpha}
         for r in rows
-    ], f"core.metrics.per_concept, n = {result.n} pairs, α = {result.alpha}, {how}"
+    ], f"exact shares, {result.n:,} pairs, α = {result.alpha:.2f}, {how}"
 
 
 with tabs[1]:
@@ -67,10 +121,14 @@ with tabs[1]:
         else:
             seed = (pack.config.get("seeds") or ["?"])[0]
             chosen = st.multiselect(
-                "C_P levels", pack.levels, default=pack.levels, key="traj_steps_levels"
+                "C_P levels",
+                pack.levels,
+                default=spread_levels(pack.levels, 4) if presenter() else pack.levels,
+                key="traj_steps_levels",
+                help=terms("C_P") + " Four levels or fewer keep the colours distinct.",
             )
             fig = training_steps_figure(pack.training, chosen)
-            st.plotly_chart(fig, key="traj_steps")
+            show(fig, "traj_steps")
             if any("probe" in v for v in pack.training.values()):
                 st.caption(
                     f"Seed {seed}. The training pairs' AD is fixed during a fine-tune, so this tab "
@@ -89,7 +147,9 @@ with tabs[1]:
 
 with tabs[2]:
     if tabs[2].open and pack is not None:
-        c_p = st.select_slider("C_P", options=pack.levels, value=pack.levels[-1], key="traj_cp")
+        c_p = st.select_slider(
+            "C_P", options=pack.levels, value=pack.levels[-1], key="traj_cp", help=terms("C_P")
+        )
         top = st.slider(
             "Show the top N concepts",
             5,
@@ -101,8 +161,8 @@ with tabs[2]:
             rows, source = shares(pack_key(pack), c_p)
         if rows:
             fig = concept_contributions_figure(rows, pack.concepts, pack.poisoned_at(c_p), top=top)
-            st.plotly_chart(fig, key="traj_shares")
-            st.caption(f"Computed with {source}. Pairs are grouped by caption concept.")
+            show(fig, "traj_shares")
+            st.caption(f"Each concept's share of AD: {source}; pairs grouped by caption concept.")
             export_buttons(fig, f"concept-contributions-cp{c_p}")
         else:
             st.warning(f"Per-concept contributions unavailable: {source}.")
@@ -133,14 +193,14 @@ with tabs[3]:
         p = synthetic_pairs(k, c_mark, noise, n_per_concept=8, seed=int(seed))
         now, _ = compute_ad(p.image, p.text)
         m1, m2, m3 = st.columns(3)
-        m1.metric("AD at this C_P", f"{now['ad']:.3f}")
-        m2.metric("D_fea", f"{now['d_fea']:.3f}")
-        m3.metric("D_stru", f"{now['d_stru']:.3f}")
+        m1.metric("AD at this C_P", f"{now['ad']:.3f}", help=terms("AD"))
+        m2.metric("D_fea", f"{now['d_fea']:.3f}", help=terms("D_fea"))
+        m3.metric("D_stru", f"{now['d_stru']:.3f}", help=terms("D_stru"))
         fig = theory_figure(curve, marker_c=c_mark)
-        st.plotly_chart(fig, key="theory_chart")
+        show(fig, "theory_chart")
         label = curve["source"]
         if label != "core.metrics":
             st.warning(f"AD computed by a {label}.")
         else:
-            st.caption("AD computed with core.metrics.alignment_difficulty (exact, no rescaling).")
+            st.caption("Exact AD of the synthetic pairs (α = 0.8, cosines not rescaled).")
         export_buttons(fig, "theory-sandbox")

@@ -1,0 +1,416 @@
+"""What a results pack reproduces of the paper's claims, computed from its records.
+
+Each :class:`Claim` is one measured number with its 95 % t-interval over seeds, the target it is
+checked against (issue 12) and whether it holds; :func:`pack_claims` returns them with the honest
+limits (targets missed, things not measured), so the app can say both.
+
+Claims (C_P levels of the pack; "clean" = C_P 0 of the same seed):
+
+* ``ad_monotone`` (a): mean AD strictly increasing in C_P.
+* ``r_ad_alignment`` (c): Pearson r between mean AD and mean unpoisoned alignment over the levels
+  that have unpoisoned concepts; holds when r ≤ −0.9.
+* ``implosion_ratio`` (b): at the largest C_P with unpoisoned concepts, the per-seed ratio
+  acc_unpoisoned(C_P) / acc_unpoisoned(0); holds when the mean is ≤ 0.5 and the two accuracies'
+  CIs do not overlap.
+* ``incoherence_ratio`` (b): same level, per-seed ratio of the unpoisoned concepts' incoherence
+  (``incoherence_unpoisoned``; packs without it: all concepts' ``incoherence``); holds when ≥ 3
+  with non-overlapping CIs.
+* ``related_loss`` (e): for each 0 < C_P ≤ 8, the accuracy each group loses against the clean run
+  of the same seed, per concept (``per_concept_acc``), averaged over the group: related = shares
+  ≥ 2 attribute words with a poisoned concept. Reported at the level where related/unrelated is
+  largest; holds when that ratio is ≥ 2 and the two losses' CIs do not overlap.
+* ``longer_training`` (b, steady state) and ``nightshade`` (d): read from ``science.json`` in the
+  pack folder (written by bench/science, see :data:`SCIENCE_FILE`) when it was measured.
+
+``science.json``: {"longer_training": {"steps", "preset_steps", "c_p", "ratio", "ci_low",
+"ci_high", "n_seeds", "command"}, "nightshade": {"attack_success", "n_poison", "epsilon255",
+"ssim", "dirty_label_n80", "command"}, "notes": [str]} — every key optional.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from core.results.pack import Pack
+
+SCIENCE_FILE = "science.json"
+RELATED_MAX_CP = 8  # claim (e) is checked at C_P ≤ 8 (issue 12)
+IMPLOSION_MAX_RATIO = 0.5
+STEADY_MAX_RATIO = 0.6
+INCOHERENCE_MIN_RATIO = 3.0
+RELATED_MIN_RATIO = 2.0
+R_MAX = -0.9
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean and 95 % t-interval of ``n`` values (``low == high == mean`` when n = 1)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One checked claim. ``holds``: True / False, or None when the pack cannot tell."""
+
+    key: str
+    title: str
+    value: float | None
+    interval: Interval | None
+    target: str
+    holds: bool | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["interval"] = self.interval.to_dict() if self.interval else None
+        return d
+
+
+@dataclass(frozen=True)
+class PackClaims:
+    """All claims of a pack and the honest limits (one sentence each)."""
+
+    claims: tuple[Claim, ...]
+    limits: tuple[str, ...]
+
+    def get(self, key: str) -> Claim:
+        for c in self.claims:
+            if c.key == key:
+                return c
+        raise KeyError(f"no claim {key!r}; known: {[c.key for c in self.claims]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"claims": [c.to_dict() for c in self.claims], "limits": list(self.limits)}
+
+
+def t_interval(values: list[float] | np.ndarray) -> Interval:
+    """Mean and 95 % Student-t interval of finite ``values`` (ValueError if none)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        raise ValueError("t_interval: no finite values")
+    mean = float(v.mean())
+    half = (
+        float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+        if v.size > 1
+        else 0.0
+    )
+    return Interval(mean, mean - half, mean + half, int(v.size))
+
+
+def _disjoint(a: Interval, b: Interval) -> bool:
+    return a.high < b.low or b.high < a.low
+
+
+def _by_seed(records: list[dict[str, Any]], c_p: int, key: str) -> dict[int, float]:
+    return {
+        int(r["seed"]): float(r[key])
+        for r in records
+        if r["c_p"] == c_p and r.get(key) is not None and np.isfinite(r[key])
+    }
+
+
+def _level_means(records: list[dict[str, Any]], key: str) -> dict[int, float]:
+    levels = sorted({int(r["c_p"]) for r in records})
+    out = {}
+    for c in levels:
+        v = list(_by_seed(records, c, key).values())
+        if v:
+            out[c] = float(np.mean(v))
+    return out
+
+
+def _ratio(records: list[dict[str, Any]], c_p: int, key: str) -> Interval | None:
+    """Per-seed paired ratio key(c_p) / key(0) over seeds that have both (clean value > 0)."""
+    num, den = _by_seed(records, c_p, key), _by_seed(records, 0, key)
+    r = [num[s] / den[s] for s in sorted(num) if s in den and den[s] > 0]
+    return t_interval(r) if r else None
+
+
+def _interval_at(records: list[dict[str, Any]], c_p: int, key: str) -> Interval | None:
+    v = list(_by_seed(records, c_p, key).values())
+    return t_interval(v) if v else None
+
+
+# ---------------------------------------------------------------------------- claims
+def ad_monotone(records: list[dict[str, Any]]) -> Claim:
+    m = _level_means(records, "ad")
+    levels = sorted(m)
+    ok = len(levels) >= 2 and all(m[a] < m[b] for a, b in zip(levels, levels[1:]))
+    detail = (
+        f"AD {m[levels[0]]:.3f} at C_P {levels[0]} → {m[levels[-1]]:.3f} at C_P {levels[-1]}"
+        if levels
+        else "no AD in the records"
+    )
+    return Claim(
+        "ad_monotone",
+        "AD rises with the number of poisoned concepts",
+        m[levels[-1]] - m[levels[0]] if levels else None,
+        None,
+        "mean AD strictly increasing in C_P",
+        ok if levels else None,
+        detail,
+    )
+
+
+def r_ad_alignment(records: list[dict[str, Any]]) -> Claim:
+    ad, al = _level_means(records, "ad"), _level_means(records, "alignment_unpoisoned")
+    both = [c for c in sorted(ad) if c in al]
+    if len(both) < 3:
+        return Claim(
+            "r_ad_alignment",
+            "Higher AD, worse alignment of unpoisoned concepts",
+            None,
+            None,
+            f"r ≤ {R_MAX}",
+            None,
+            "needs ≥ 3 levels with unpoisoned concepts",
+        )
+    r = float(np.corrcoef([ad[c] for c in both], [al[c] for c in both])[0, 1])
+    return Claim(
+        "r_ad_alignment",
+        "Higher AD, worse alignment of unpoisoned concepts",
+        r,
+        None,
+        f"r ≤ {R_MAX}",
+        r <= R_MAX,
+        f"Pearson r over C_P {both[0]}…{both[-1]} ({len(both)} levels) = {r:.2f}",
+    )
+
+
+def largest_level_with_unpoisoned(records: list[dict[str, Any]]) -> int | None:
+    levels = sorted(c for c in _level_means(records, "acc_unpoisoned") if c > 0)
+    return levels[-1] if levels else None
+
+
+def implosion_ratio(records: list[dict[str, Any]]) -> Claim:
+    title = "Unpoisoned concepts lose accuracy (implosion)"
+    target = f"≤ {IMPLOSION_MAX_RATIO:.0%} of clean, CIs not overlapping"
+    c = largest_level_with_unpoisoned(records)
+    ratio = _ratio(records, c, "acc_unpoisoned") if c is not None else None
+    if c is None or ratio is None:
+        return Claim(
+            "implosion_ratio", title, None, None, target, None, "no C_P 0 or no poisoned level"
+        )
+    a0, ac = _interval_at(records, 0, "acc_unpoisoned"), _interval_at(records, c, "acc_unpoisoned")
+    assert a0 is not None and ac is not None
+    sep = _disjoint(a0, ac)
+    return Claim(
+        "implosion_ratio",
+        title,
+        ratio.mean,
+        ratio,
+        target,
+        ratio.mean <= IMPLOSION_MAX_RATIO and sep,
+        f"C_P {c}: accuracy {ac.mean:.2f} [{ac.low:.2f}, {ac.high:.2f}] vs clean {a0.mean:.2f} "
+        f"[{a0.low:.2f}, {a0.high:.2f}] = {ratio.mean:.0%} of clean",
+    )
+
+
+def incoherence_ratio(records: list[dict[str, Any]]) -> Claim:
+    title = "Unpoisoned generations become incoherent"
+    target = f"≥ {INCOHERENCE_MIN_RATIO:g}× clean, CIs not overlapping"
+    c = largest_level_with_unpoisoned(records)
+    key = (
+        "incoherence_unpoisoned"
+        if any(r.get("incoherence_unpoisoned") is not None for r in records)
+        else "incoherence"
+    )
+    ratio = _ratio(records, c, key) if c is not None else None
+    if c is None or ratio is None:
+        return Claim(
+            "incoherence_ratio", title, None, None, target, None, "no C_P 0 or no poisoned level"
+        )
+    i0, ic = _interval_at(records, 0, key), _interval_at(records, c, key)
+    assert i0 is not None and ic is not None
+    who = "unpoisoned concepts" if key == "incoherence_unpoisoned" else "all concepts"
+    return Claim(
+        "incoherence_ratio",
+        title,
+        ratio.mean,
+        ratio,
+        target,
+        ratio.mean >= INCOHERENCE_MIN_RATIO and _disjoint(i0, ic),
+        f"C_P {c}, {who}: incoherence {ic.mean:.3f} vs clean {i0.mean:.3f} "
+        f"= {ratio.mean:.1f}× clean",
+    )
+
+
+def _seed_groups(pack: Pack, seed: int, c_p: int) -> tuple[list[int], list[int]] | None:
+    """Related / unrelated unpoisoned concept ids of one seed's plan at level c_p."""
+    plans = pack.config.get("plans") or {}
+    order = plans.get(str(seed), {}).get("order") if plans else None
+    if order is None:
+        if int(seed) != int((pack.config.get("seeds") or [seed])[0]):
+            return None
+        order = pack.poison_order
+    pois = [int(i) for i in order[:c_p]]
+    k = len(pack.concepts)
+    if "relation" in pack.config:
+        rel = np.asarray(pack.config["relation"], dtype=np.int64) * 2
+    else:
+        rel = pack.world.relation
+    related = [j for j in range(k) if j not in pois and any(rel[j, i] >= 2 for i in pois)]
+    unrelated = [j for j in range(k) if j not in pois and j not in related]
+    return related, unrelated
+
+
+def related_loss(pack: Pack) -> Claim:
+    """Claim (e): accuracy lost by related vs unrelated unpoisoned concepts (paired by seed)."""
+    title = "Related concepts lose more than unrelated ones (bleed-through)"
+    target = f"related loss ≥ {RELATED_MIN_RATIO:g}× unrelated at some C_P ≤ {RELATED_MAX_CP}"
+    recs = pack.records
+    clean = {int(r["seed"]): r for r in recs if r["c_p"] == 0 and r.get("per_concept_acc")}
+    best: tuple[int, Interval, Interval] | None = None
+    for c in sorted({int(r["c_p"]) for r in recs if 0 < r["c_p"] <= RELATED_MAX_CP}):
+        lr, lu = [], []
+        for r in recs:
+            s = int(r["seed"])
+            if r["c_p"] != c or s not in clean or not r.get("per_concept_acc"):
+                continue
+            groups = _seed_groups(pack, s, c)
+            if groups is None or not groups[0] or not groups[1]:
+                continue
+            a0, ac = np.asarray(clean[s]["per_concept_acc"]), np.asarray(r["per_concept_acc"])
+            lr.append(float((a0 - ac)[groups[0]].mean()))
+            lu.append(float((a0 - ac)[groups[1]].mean()))
+        if not lr:
+            continue
+        ir, iu = t_interval(lr), t_interval(lu)
+        # the level where related concepts lose most beyond unrelated ones
+        if best is None or ir.mean - iu.mean > best[1].mean - best[2].mean:
+            best = (c, ir, iu)
+    if best is None:
+        return Claim(
+            "related_loss",
+            title,
+            None,
+            None,
+            target,
+            None,
+            "needs per-concept accuracy at C_P 0 and at some 0 < C_P ≤ 8 with both groups",
+        )
+    c, ir, iu = best
+    # unrelated concepts that lose nothing (or gain) leave the ratio unbounded
+    ratio = ir.mean / iu.mean if iu.mean > 1e-9 else (float("inf") if ir.mean > 0 else 0.0)
+    holds = ratio >= RELATED_MIN_RATIO and ir.low > iu.high
+    shown = f"{ratio:.1f}×" if np.isfinite(ratio) else "unrelated lose nothing"
+    return Claim(
+        "related_loss",
+        title,
+        ratio if np.isfinite(ratio) else None,
+        ir,
+        target,
+        holds,
+        f"C_P {c}: related lose {ir.mean:+.3f} [{ir.low:+.3f}, {ir.high:+.3f}], unrelated "
+        f"{iu.mean:+.3f} [{iu.low:+.3f}, {iu.high:+.3f}] accuracy vs clean ({shown})",
+    )
+
+
+def read_science(pack: Pack) -> dict[str, Any]:
+    """``science.json`` of the pack folder ({} when absent; ValueError when unreadable)."""
+    path = pack.root / SCIENCE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        d = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); rewrite it with bench/science") from e
+    if not isinstance(d, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(d).__name__}")
+    return d
+
+
+def longer_training(science: dict[str, Any]) -> Claim:
+    title = "Implosion holds with longer fine-tuning"
+    target = f"≤ {STEADY_MAX_RATIO:.0%} of clean at ≥ 3× the fine-tune steps"
+    lt = science.get("longer_training")
+    if not lt:
+        return Claim(
+            "longer_training", title, None, None, target, None, "not measured for this pack"
+        )
+    iv = None
+    if lt.get("ci_low") is not None and lt.get("ci_high") is not None:
+        iv = Interval(
+            float(lt["ratio"]), float(lt["ci_low"]), float(lt["ci_high"]), int(lt.get("n_seeds", 1))
+        )
+    ratio = float(lt["ratio"])
+    return Claim(
+        "longer_training",
+        title,
+        ratio,
+        iv,
+        target,
+        ratio <= STEADY_MAX_RATIO,
+        f"{lt['steps']} fine-tune steps (pack: {lt.get('preset_steps', '?')}), C_P {lt['c_p']}: "
+        f"unpoisoned accuracy {ratio:.0%} of clean over {lt.get('n_seeds', 1)} seed(s)",
+    )
+
+
+def nightshade(science: dict[str, Any]) -> Claim:
+    title = "Few Nightshade-style poisons do what many dirty-label ones do"
+    target = "≥ 80 % attack success with ≤ 1/5 of dirty-label's samples, ε ≤ 16/255"
+    ns = science.get("nightshade")
+    if not ns:
+        return Claim("nightshade", title, None, None, target, None, "not measured for this pack")
+    atk = float(ns["attack_success"])
+    dl = ns.get("dirty_label_n80")
+    n = int(ns["n_poison"])
+    holds = atk >= 0.8 and dl is not None and n * 5 <= int(dl) and float(ns["epsilon255"]) <= 16
+    dl_txt = f"dirty-label needs {dl}" if dl is not None else "dirty-label never reached 80 %"
+    return Claim(
+        "nightshade",
+        title,
+        atk,
+        None,
+        target,
+        holds,
+        f"{atk:.0%} attack success with {n} poisons at ε {ns['epsilon255']:g}/255 "
+        f"(SSIM {float(ns.get('ssim', float('nan'))):.2f}); {dl_txt}",
+    )
+
+
+def pack_claims(pack: Pack) -> PackClaims:
+    """Every claim of ``pack`` and its honest limits (see module docstring)."""
+    recs = pack.records
+    science = read_science(pack)
+    claims = (
+        ad_monotone(recs),
+        r_ad_alignment(recs),
+        implosion_ratio(recs),
+        incoherence_ratio(recs),
+        longer_training(science),
+        related_loss(pack),
+        nightshade(science),
+    )
+    limits = [
+        f"{c.title}: missed ({c.target}); measured {c.detail}." for c in claims if c.holds is False
+    ]
+    limits += [f"{c.title}: {c.detail}." for c in claims if c.holds is None]
+    limits += [str(n) for n in science.get("notes", [])]
+    return PackClaims(claims, tuple(limits))
+
+
+__all__ = [
+    "Claim",
+    "Interval",
+    "PackClaims",
+    "SCIENCE_FILE",
+    "pack_claims",
+    "read_science",
+    "t_interval",
+]

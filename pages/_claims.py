@@ -1,0 +1,61 @@
+"""“What this model reproduces”: the pack's measured claims and honest limits (core.results.claims)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.results.claims import Claim, PackClaims, pack_claims
+from core.results.pack import RESULTS, Pack, load_pack
+
+MARK = {True: "✅", False: "❌", None: "➖"}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _claims(root: str, stamp: float) -> dict:
+    return pack_claims(load_pack(Path(root))).to_dict()
+
+
+def _line(c: Claim) -> str:
+    ci = (
+        f" [{c.interval.low:.2f}, {c.interval.high:.2f}]" if c.interval and c.interval.n > 1 else ""
+    )
+    return f"{MARK[c.holds]} **{c.title}** — {c.detail}{ci}. *Target: {c.target}.*"
+
+
+def _from_dict(d: dict) -> PackClaims:
+    from core.results.claims import Interval
+
+    claims = tuple(
+        Claim(**{**c, "interval": Interval(**c["interval"]) if c["interval"] else None})
+        for c in d["claims"]
+    )
+    return PackClaims(claims, tuple(d["limits"]))
+
+
+def render_claims_panel(pack: Pack | Path | None) -> None:
+    """An expander: the claims this pack reproduces (✅, measured numbers) and its honest limits
+    (❌ targets missed, ➖ not measured, notes from science.json). ``pack``: a loaded pack or a
+    pack folder (Home passes the demo folder); None or a folder without results shows nothing."""
+    if pack is None:
+        return
+    root = pack.root if isinstance(pack, Pack) else Path(pack)
+    path = root / RESULTS
+    if not path.is_file():
+        return
+    try:
+        pc = _from_dict(_claims(str(root), path.stat().st_mtime))
+    except (FileNotFoundError, ValueError) as e:
+        st.warning(f"Cannot check this pack's claims: {e}")
+        return
+    held = [c for c in pc.claims if c.holds]
+    with st.expander(
+        f"What this model reproduces — {len(held)} of {len(pc.claims)} claims hold", expanded=True
+    ):
+        st.markdown("\n".join(f"- {_line(c)}" for c in held) or "No claim holds on this pack.")
+        if pc.limits:
+            missed = {c.title: MARK[c.holds] for c in pc.claims if not c.holds}
+            lines = [f"- {missed.get(t.split(':')[0], 'ℹ️')} {t}" for t in pc.limits]
+            st.markdown("**Honest limits**\n" + "\n".join(lines))
+        st.caption("Means over the pack's seeds with 95 % t-intervals (core/results/claims.py).")
