@@ -6,13 +6,15 @@ reader, or a worker killed with SIGKILL mid-write, never leaves a half-written f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import random
+import re
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +52,148 @@ def ensure_writable_dir(path: Path, field: str = "out") -> Path:
     return path
 
 
+def _tmp_prefix(path: Path) -> str:
+    # The writer's pid is in the name so clean_stale_tmp can tell a live writer's file from one a
+    # killed process left behind: ``.<name>.<pid>.<random>.tmp``.
+    return f".{path.name}.{os.getpid()}."
+
+
+_TMP_RE = re.compile(r"^\..+\.(\d+)\.[^.]*\.tmp$|^\..+\.(\d+)\.tmp$")
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def clean_stale_tmp(folder: Path, recursive: bool = True) -> list[Path]:
+    """Remove hidden ``*.tmp`` files and folders left by killed writers under ``folder``.
+
+    Only names written by this module (``.<name>.<pid>.<random>.tmp``) or by checkpoint saves
+    (``.<name>.<pid>.tmp``) whose writer pid is no longer running are removed; a live writer's
+    temp file is kept. Symlinks are never followed. Returns the removed paths. Call it when a
+    folder is (re)opened for writing, e.g. when a sweep or a job resumes.
+    """
+    import shutil
+
+    removed: list[Path] = []
+    folder = Path(folder)
+    if not folder.is_dir() or folder.is_symlink():
+        return removed
+    for dirpath, dirnames, filenames in os.walk(folder):
+        d = Path(dirpath)
+        for name in [*filenames, *dirnames]:
+            m = _TMP_RE.match(name)
+            if m is None:
+                continue
+            pid = int(m.group(1) or m.group(2))
+            if pid == os.getpid() or _pid_running(pid):
+                continue
+            path = d / name
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+        dirnames[:] = [n for n in dirnames if recursive and not _TMP_RE.match(n)]
+    return removed
+
+
+def _same_or_nested(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_output(
+    path: Path,
+    *,
+    inputs: Sequence[tuple[str, Path | str | None]] = (),
+    force: bool = False,
+    field: str = "--out",
+    kind: str = "folder",
+    resumable: Callable[[Path], bool] | None = None,
+) -> Path:
+    """The one guard for output paths, called before any work starts; returns ``path``.
+
+    * never an input: ``path`` must not be, contain or lie inside any ``inputs`` entry
+      (``(field name, path)``, e.g. ``("--model", model_dir)``);
+    * ``kind="folder"``: an existing non-empty folder is refused unless ``force`` (or
+      ``resumable(path)`` says it holds this command's own unfinished work); a file is refused;
+    * ``kind="file"``: an existing folder is refused; an existing file only with ``force``.
+
+    ValueError names ``field`` and the fix. Write the output with :func:`replace_output`
+    (temp sibling, then rename) so nothing is half-replaced.
+    """
+    path = Path(path).expanduser()
+    real = path.resolve()
+    for name, inp in inputs:
+        if inp is None or str(inp) == "":
+            continue
+        other = Path(inp).expanduser().resolve()
+        if _same_or_nested(real, other):
+            raise ValueError(
+                f"{field} {path}: is the same as or nested with {name} {inp}; write the output "
+                f"to a new folder outside the input (inputs are never overwritten)"
+            )
+    if kind == "file":
+        if path.is_dir():
+            raise ValueError(f"{field} {path}: is a folder; give a file name inside it")
+        if path.exists() and not force:
+            raise ValueError(f"{field} {path}: already exists; choose a new name or pass --force")
+        return path
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{field} {path}: is a file, not a folder; choose a folder path")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        if resumable is None or not resumable(path):
+            raise ValueError(
+                f"{field} {path}: folder is not empty; choose a new or empty folder, or pass "
+                f"--force to replace its contents"
+            )
+    return path
+
+
+@contextlib.contextmanager
+def replace_output(path: Path) -> Iterator[Path]:
+    """Build a folder in a temp sibling, then swap it in for ``path`` (never a mixed folder).
+
+    Yields the temp folder (``.<name>.<pid>.tmp`` next to ``path``). On success the old ``path``
+    (if any, allowed by :func:`check_output` with ``force``) is renamed away, the temp folder
+    renamed to ``path``, and the old contents deleted; on error the temp folder is removed and
+    ``path`` is untouched.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.with_name(f".{path.name}.{os.getpid()}.old.tmp")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -76,7 +215,7 @@ def atomic_write_with(path: Path, writer: Callable[[Path], None]) -> None:
     """Atomically produce ``path`` with ``writer(tmp_path)`` (for libraries that write files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
     os.close(fd)
     try:
         writer(Path(tmp))

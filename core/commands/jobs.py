@@ -12,7 +12,7 @@ from core import jobs
 
 
 def register(subparsers: Any) -> None:
-    """Add ``implosion jobs {list,show,start,stop,pause,resume,cancel,logs,wait}``."""
+    """Add ``implosion jobs {list,show,start,stop,pause,resume,cancel,rm,logs,wait}``."""
     p = subparsers.add_parser(
         "jobs",
         help="list, inspect and control background jobs",
@@ -42,7 +42,10 @@ def register(subparsers: Any) -> None:
     for name, help_ in (
         ("stop", "stop after the current step (resumable)"),
         ("pause", "pause a running job (keeps its device)"),
-        ("resume", "resume a paused job, or restart a stopped/failed one from its checkpoint"),
+        (
+            "resume",
+            "resume a paused job, or restart a stopped/failed/broken one from its checkpoint",
+        ),
         ("cancel", "cancel a job for good (killed after a grace period)"),
     ):
         q = sub.add_parser(name, help=help_)
@@ -54,6 +57,10 @@ def register(subparsers: Any) -> None:
         if name == "cancel":
             q.add_argument("--no-wait", action="store_true", help="return without waiting")
         q.set_defaults(func=_control, action=name)
+
+    q = sub.add_parser("rm", help="delete a finished, failed or broken run (not an active one)")
+    q.add_argument("run", metavar="RUN")
+    q.set_defaults(func=_rm)
 
     q = sub.add_parser("logs", help="the worker log of a run")
     q.add_argument("run", metavar="RUN")
@@ -175,6 +182,11 @@ def _control(args: argparse.Namespace) -> int:
     else:
         status = jobs.cancel_job(args.run, wait=not args.no_wait)
         print(f"{args.run}: {status.get('state')}" + ("" if not args.no_wait else " (cancelling)"))
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    print(f"removed {jobs.remove_job(args.run)}")
     return 0
 
 

@@ -11,9 +11,22 @@ Typical use::
     run_id = start_job("finetune", {"steps": 500, "seed": 0}, device="auto", queue=True)
     read_run(run_id)["progress"]       # step, total, loss, eta_seconds, history
     stop_job(run_id); resume_job(run_id)   # continues from ctx.latest_checkpoint()
+    remove_job(run_id)                     # delete a finished, failed or broken run
+
+A run whose ``status.json`` is unreadable is state ``broken``: :func:`resume_job` restarts it from
+its last checkpoint, :func:`remove_job` deletes it (both refused while a worker of it is alive).
 """
 
-from core.jobs.api import cancel_job, pause_job, resume_job, start_job, stop_job, wait_job
+from core.jobs.api import (
+    cancel_job,
+    pause_job,
+    pending_request,
+    remove_job,
+    resume_job,
+    start_job,
+    stop_job,
+    wait_job,
+)
 from core.jobs.context import JobContext
 from core.jobs.devices import normalize_device
 from core.jobs.kinds import kinds, register_kind
@@ -39,10 +52,12 @@ __all__ = [
     "list_runs",
     "normalize_device",
     "pause_job",
+    "pending_request",
     "read_log",
     "read_metrics",
     "read_run",
     "register_kind",
+    "remove_job",
     "resume_job",
     "start_job",
     "stop_job",

@@ -18,7 +18,9 @@ def count(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Sum 1..``steps`` (default 20), ``step_seconds`` (0.02) each, checkpoint every k steps.
 
     Options for tests: ``fail_at`` (raise RuntimeError at that step), ``disk_full_at`` (the
-    checkpoint writer raises ENOSPC at that step), ``ignore_stop`` (never call should_stop).
+    checkpoint writer raises ENOSPC at that step), ``ignore_stop`` (never call should_stop),
+    ``hold`` (a file path: after every step from ``hold_at`` on, default 1, wait until that file
+    exists, still obeying stop / pause / cancel) so tests wait on events, not on how fast the machine is.
     """
     steps = int(config.get("steps", 20))
     every = int(config.get("checkpoint_every", 5))
@@ -50,6 +52,13 @@ def count(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         if not config.get("ignore_stop") and ctx.should_stop():
             save(step, total)
             return {"step": step, "sum": total}
+        if config.get("hold") and step >= int(config.get("hold_at", 1)):
+            ctx.flush()  # readers see the step it holds at
+            while not Path(config["hold"]).exists():
+                if ctx.should_stop():
+                    save(step, total)
+                    return {"step": step, "sum": total}
+                time.sleep(0.02)
     return {"steps": steps, "sum": total, "resumed_from": resumed_from, "attempt": ctx.attempt}
 
 

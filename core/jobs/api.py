@@ -2,13 +2,18 @@
 
 Control is asynchronous: :func:`stop_job`, :func:`pause_job`, :func:`cancel_job` write an atomic
 ``control.json`` request that the worker reads in ``ctx.should_stop()``; they validate the request
-against the current state first. :func:`resume_job` either lifts a pause or starts a new worker
-attempt for a stopped/failed run, which continues from ``ctx.latest_checkpoint()``.
+against the current state first. Requests never overwrite a stronger pending one (cancel > stop >
+pause/resume): stop → pause → cancel in quick succession ends cancelled, the pause is refused.
+:func:`resume_job` either lifts a pause or starts a new worker attempt for a stopped, failed or
+broken run, which continues from ``ctx.latest_checkpoint()``. :func:`remove_job` deletes a run
+that has no live worker.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +37,16 @@ def _spawn(run_dir: Path) -> int:
     # Make `core` importable even without an editable install (appended: never shadows it).
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([*paths, str(REPO_ROOT)])
-    with open(run_dir / store.LOG, "ab") as log:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        log_fd = os.open(run_dir / store.LOG, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(
+                e.errno, f"{store.LOG} is a symbolic link (remove it; the log is written there)"
+            ) from e
+        raise
+    with os.fdopen(log_fd, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "core.jobs.worker", str(run_dir)],
             stdin=subprocess.DEVNULL,
@@ -44,8 +58,12 @@ def _spawn(run_dir: Path) -> int:
         )
     store.track_child(proc)
 
+    started = store.process_start_time(proc.pid)
+
     def record_pid(s: dict[str, Any]) -> dict[str, Any] | None:
-        return {"pid": proc.pid} if s.get("state") == "queued" and s.get("pid") is None else None
+        if s.get("state") != "queued" or s.get("pid") is not None:
+            return None
+        return {"pid": proc.pid, "pid_start": started}
 
     store.update_status(run_dir, record_pid)
     return proc.pid
@@ -140,8 +158,35 @@ def _state(run_dir: Path) -> str:
     return str(store.refresh_status(run_dir).get("state"))
 
 
+# A pending request is only replaced by one at least as strong: a quick stop → pause → cancel
+# ends cancelled (the pause is refused), and a stop is never turned into a pause.
+_RANK = {"resume": 1, "pause": 1, "stop": 2, "cancel": 3}
+
+
+def pending_request(run_dir: Path) -> str | None:
+    """The control action waiting for the worker (None if none)."""
+    control = store.read_json(Path(run_dir) / store.CONTROL)
+    action = control.get("action") if isinstance(control, dict) else None
+    return action if action in _RANK else None
+
+
 def _request(run_dir: Path, action: str) -> None:
-    atomic_write_json(run_dir / store.CONTROL, {"action": action, "requested": store.now_iso()})
+    with store.status_lock(run_dir):
+        # Re-checked under the lock the worker takes for its final state: a request is either
+        # seen by the worker or refused here, never accepted and then dropped.
+        current = str(store.read_status(run_dir).get("state"))
+        if current not in store.ACTIVE_STATES:
+            raise _refuse(action, run_dir.name, current, "it ended meanwhile")
+        pending = pending_request(run_dir)
+        if pending is not None and _RANK[pending] > _RANK[action]:
+            raise ValueError(
+                f"cannot {action} run {run_dir.name}: a {pending} request is already pending and "
+                f"takes precedence; wait for it (`implosion jobs wait {run_dir.name}`)"
+            )
+        atomic_write_json(
+            run_dir / store.CONTROL,
+            {"action": action, "requested": store.now_iso(), "replaces": pending},
+        )
 
 
 def _refuse(action: str, run_id: str, state: str, hint: str) -> ValueError:
@@ -188,6 +233,8 @@ def resume_job(run_id: str, *, queue: bool = False) -> dict[str, Any]:
         raise _refuse("resume", run_id, state, "it is not paused or stopped")
     if state in ("completed", "cancelled"):
         raise _refuse("resume", run_id, state, "start a new job instead")
+    if state == "broken":
+        _refuse_live_workers("resume", run_dir)
     device = str((store.read_json(run_dir / store.CONFIG) or {}).get("device", "cpu"))
     with devices.start_lock(device):
         holder = devices.busy_with(device, exclude=run_dir.name)
@@ -195,14 +242,18 @@ def resume_job(run_id: str, *, queue: bool = False) -> dict[str, Any]:
             raise _busy_error(device, holder)
 
         def requeue(s: dict[str, Any]) -> dict[str, Any]:
-            if s.get("state") not in ("stopped", "failed"):
+            if s.get("state") not in ("stopped", "failed", "broken"):
                 raise _refuse("resume", run_id, str(s.get("state")), "it changed meanwhile")
             now = store.now_iso()
+            attempt = s.get("attempt")
             return {
                 "state": "queued",
                 "pid": None,
-                "attempt": int(s.get("attempt") or 1) + 1,
+                "pid_start": None,
+                "attempt": (attempt if isinstance(attempt, int) else 0) + 1,
+                "device": device,
                 "queued_at": now,
+                "started": s.get("started"),
                 "heartbeat": None,
                 "finished": None,
                 "error": None,
@@ -226,9 +277,10 @@ def cancel_job(run_id: str, *, wait: bool = False, grace_s: float | None = None)
     run_dir = store.run_path(run_id)
     state = _state(run_dir)
     if state not in store.ACTIVE_STATES:
-        raise _refuse(
-            "cancel", run_id, state, "only queued, running or paused jobs can be cancelled"
-        )
+        hint = "only queued, running or paused jobs can be cancelled"
+        if state == "broken":
+            hint = f"resume it (`implosion jobs resume {run_id}`) or delete it (`jobs rm {run_id}`)"
+        raise _refuse("cancel", run_id, state, hint)
     _request(run_dir, "cancel")
     if not wait:
         return store.read_status(run_dir)
@@ -238,14 +290,16 @@ def cancel_job(run_id: str, *, wait: bool = False, grace_s: float | None = None)
         return wait_job(run_id, timeout=grace + 3.0)
     except TimeoutError:
         pass
-    pid = store.read_status(run_dir).get("pid")
-    if pid and store.pid_alive(pid):
+    status = store.read_status(run_dir)
+    pid = status.get("pid")
+    # Only this run's worker (pid + start time + command line) is ever killed.
+    if isinstance(pid, int) and store.worker_alive(status, run_dir):
         try:
-            os.killpg(int(pid), signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         deadline = time.monotonic() + 5.0
-        while store.pid_alive(pid) and time.monotonic() < deadline:
+        while store.worker_alive(status, run_dir) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def mark(s: dict[str, Any]) -> dict[str, Any] | None:
@@ -254,6 +308,36 @@ def cancel_job(run_id: str, *, wait: bool = False, grace_s: float | None = None)
         return {"state": "cancelled", "finished": store.now_iso(), "error_message": "killed"}
 
     return store.update_status(run_dir, mark)
+
+
+def _refuse_live_workers(action: str, run_dir: Path) -> None:
+    live = store.worker_pids(run_dir)
+    if live:
+        pids = ", ".join(map(str, live))
+        raise ValueError(
+            f"cannot {action} run {run_dir.name}: its worker (pid {pids}) is still running; "
+            f"wait for it to end or end it with `kill {pids}`"
+        )
+
+
+def remove_job(run_id: str) -> str:
+    """Delete a run that is not active (stopped, cancelled, failed, completed or broken).
+
+    Refused while a worker of the run is alive. The folder is first renamed to a hidden name
+    (so no reader sees a half-deleted run), then removed without following symlinks. Returns the
+    removed folder's path.
+    """
+    run_dir = store.run_path(run_id)
+    state = _state(run_dir)
+    if state in store.ACTIVE_STATES:
+        raise _refuse(
+            "remove", run_id, state, f"cancel it first (`implosion jobs cancel {run_id}`)"
+        )
+    _refuse_live_workers("remove", run_dir)
+    trash = run_dir.with_name(f".removing-{run_dir.name}-{os.getpid()}")
+    os.rename(run_dir, trash)
+    shutil.rmtree(trash)
+    return str(run_dir)
 
 
 def wait_job(run_id: str, timeout: float | None = None, poll_s: float = 0.1) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.io import _jsonable, atomic_write_json
+from core.io import _jsonable, atomic_write_json, clean_stale_tmp
 from core.jobs import store
 
 HISTORY_POINTS = 200  # loss points kept in progress.json; the full series is in metrics.jsonl
@@ -52,9 +52,15 @@ class JobContext:
         self.attempt = attempt
         self.checkpoint_dir = self.run_dir / store.CHECKPOINTS
         self.samples_dir = self.run_dir / store.SAMPLES
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.checkpoint_dir, self.samples_dir):
+            if folder.is_symlink():  # writes and prunes would land outside the run
+                raise ValueError(
+                    f"run {self.run_id}: {folder.name}/ is a symbolic link; it must be a real "
+                    f"folder inside the run directory (remove the link, then resume)"
+                )
+            folder.mkdir(parents=True, exist_ok=True)
         self._clean_checkpoint_dir()
+        clean_stale_tmp(self.run_dir)
         self.stop_reason: str | None = None
         self.terminate_requested = False  # set by the worker's SIGTERM handler
         self._t0: float | None = None
@@ -92,7 +98,8 @@ class JobContext:
             eta = (now - self._t0) / (step - self._step0) * max(0, total - step)
         loss = None if loss is None else float(loss)
         record = {"step": step, "loss": loss, "t": round(now, 3), **metrics}
-        with open(self.run_dir / store.METRICS, "a") as f:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(self.run_dir / store.METRICS, flags, 0o644), "a") as f:
             f.write(json.dumps(_jsonable(record)) + "\n")
             f.flush()
         if loss is not None:
@@ -166,18 +173,26 @@ class JobContext:
 
     # ------------------------------------------------------------ checkpoints
 
+    def _entry(self, name: Any) -> Path | None:
+        """``checkpoint_dir / name`` if ``name`` (read from ``latest.json``, untrusted) is a plain
+        checkpoint name: no separator, not hidden, not ``..``; else None (never a path outside)."""
+        return checkpoint_entry(self.checkpoint_dir, name)
+
     def latest_checkpoint(self) -> Path | None:
-        """Newest complete checkpoint saved with :meth:`save_checkpoint` (None on a fresh run)."""
+        """Newest complete checkpoint saved with :meth:`save_checkpoint` (None on a fresh run).
+
+        Names in ``latest.json`` are confined to ``checkpoint_dir``; symlinks are not checkpoints.
+        """
         pointer = store.read_json(self.checkpoint_dir / "latest.json")
-        if isinstance(pointer, dict) and pointer.get("name"):
-            path = self.checkpoint_dir / str(pointer["name"])
-            if path.exists():
+        if isinstance(pointer, dict):
+            path = self._entry(pointer.get("name"))
+            if path is not None and path.exists() and not path.is_symlink():
                 return path
         # Pointer missing (killed between the rename and the pointer write): newest by mtime.
         candidates = [
             p
             for p in self.checkpoint_dir.iterdir()
-            if not p.name.startswith(".") and p.name != "latest.json"
+            if not p.name.startswith(".") and p.name != "latest.json" and not p.is_symlink()
         ]
         return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
 
@@ -219,17 +234,39 @@ class JobContext:
         except BaseException:
             _remove(tmp)
             raise
-        pointer = store.read_json(self.checkpoint_dir / "latest.json") or {}
-        saved = [n for n in pointer.get("saved", []) if n != final.name] + [final.name]
+        pointer = store.read_json(self.checkpoint_dir / "latest.json")
+        listed = pointer.get("saved") if isinstance(pointer, dict) else None
+        # Only plain names inside checkpoint_dir are kept (a crafted "../x" is dropped, not pruned).
+        saved = [
+            str(n)
+            for n in (listed if isinstance(listed, list) else [])
+            if n != final.name and self._entry(n) is not None
+        ] + [final.name]
         keep_n = len(saved) if keep is None or keep <= 0 else keep
         atomic_write_json(
             self.checkpoint_dir / "latest.json",
             {"name": final.name, "saved": saved[-keep_n:], "time": store.now_iso()},
         )
         for old_name in saved[:-keep_n]:  # pruned only once the pointer has moved on
-            _remove(self.checkpoint_dir / old_name)
+            old_path = self._entry(old_name)
+            if old_path is not None:
+                _remove(old_path)
         self.log(f"checkpoint {final.name}")
         return final
+
+
+def checkpoint_entry(checkpoint_dir: Path, name: Any) -> Path | None:
+    """``checkpoint_dir / name`` when ``name`` is a plain entry name, else None.
+
+    A name read from a run's files (``latest.json``) is untrusted: ``..``, separators, hidden
+    names and non-strings would reach outside ``checkpoint_dir`` or into its temp files.
+    """
+    if not isinstance(name, str) or not name or name in (".", ".."):
+        return None
+    if "/" in name or "\\" in name or "\0" in name or name.startswith(".") or name == "latest.json":
+        return None
+    path = checkpoint_dir / name
+    return path if path.parent == checkpoint_dir else None
 
 
 def _remove(path: Path) -> None:

@@ -7,26 +7,34 @@ Layout of one run (``runs_dir()/<run_id>/``)::
                     error (traceback tail), error_message (one line), device
     progress.json   step, total, loss, eta_seconds, message, metrics, history (last N points)
     metrics.jsonl   one JSON line per progress call (appended, flushed; a torn last line is skipped)
-    control.json    the latest control request from outside: {"action": stop|pause|resume|cancel}
+    control.json    the pending control request: {"action": stop|pause|resume|cancel}; a request
+                    weaker than the pending one is refused, never overwrites it (cancel > stop >
+                    pause/resume)
     log.txt         worker stdout/stderr
     result.json     final metrics, written only on completion
     checkpoints/    for the kind; ``latest.json`` points at the newest complete checkpoint
     samples/        for the kind
 
 Every JSON file is written with :func:`core.io.atomic_write_json`; readers treat a missing or
-unparsable file as absent. Status changes are read-modify-write under a per-run ``flock`` so the
+unparsable file as absent, except ``status.json``: a run whose status is unreadable is ``broken``
+(shown, resumable and removable, never silently "queued"). Everything in a run directory is
+untrusted input: symlinked run folders are not runs, files are opened without following symlinks,
+checkpoint names stay inside ``checkpoints/``, and a recorded pid counts as this run's worker only
+when its process start time (``/proc/PID/stat``) matches the one recorded. Status changes are read-modify-write under a per-run ``flock`` so the
 worker, its heartbeat thread and outside readers never lose each other's updates.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import re
 import secrets
 import socket
+import stat
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -36,7 +44,9 @@ from typing import Any, Literal
 
 from core.io import atomic_write_json, runs_dir
 
-JobState = Literal["queued", "running", "paused", "stopped", "cancelled", "failed", "completed"]
+JobState = Literal[
+    "queued", "running", "paused", "stopped", "cancelled", "failed", "completed", "broken"
+]
 STATES: tuple[str, ...] = (
     "queued",
     "running",
@@ -45,9 +55,11 @@ STATES: tuple[str, ...] = (
     "cancelled",
     "failed",
     "completed",
+    "broken",
 )
 ACTIVE_STATES = frozenset({"queued", "running", "paused"})  # a worker process should exist
-TERMINAL_STATES = frozenset({"stopped", "cancelled", "failed", "completed"})
+# ``broken``: status.json unreadable; nothing waits on it (resume it or remove it).
+TERMINAL_STATES = frozenset({"stopped", "cancelled", "failed", "completed", "broken"})
 
 CONFIG, STATUS, PROGRESS, CONTROL, RESULT = (
     "config.json",
@@ -119,19 +131,42 @@ def locks_dir() -> Path:
     return path
 
 
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _is_run_dir(path: Path) -> bool:
+    """A real (not symlinked, not hidden) folder holding a real ``config.json``."""
+    config = path / CONFIG
+    return (
+        not path.name.startswith(".")
+        and _is_real_dir(path)
+        and config.is_file()
+        and not config.is_symlink()
+    )
+
+
 def _run_dirs() -> list[Path]:
     root = jobs_root()
     if not root.is_dir():
         return []
-    return [p for p in root.iterdir() if p.is_dir() and (p / CONFIG).is_file()]
+    return [p for p in root.iterdir() if _is_run_dir(p)]
 
 
 def run_path(run_id: str) -> Path:
-    """Directory of ``run_id``; ValueError listing the most recent ids when it does not exist."""
+    """Directory of ``run_id``; ValueError listing the most recent ids when it does not exist.
+
+    A symlinked run folder is refused: operating on it would act on files outside the runs dir.
+    """
     run_id = str(run_id).strip().rstrip("/")
     if run_id and _RUN_ID_RE.match(run_id):
         path = jobs_root() / run_id
-        if (path / CONFIG).is_file():
+        if path.is_symlink():
+            raise ValueError(
+                f"run {run_id}: {path} is a symbolic link, not a run folder; runs are real "
+                f"folders inside {jobs_root()} (remove the link)"
+            )
+        if _is_run_dir(path):
             return path
     recent = [r["run_id"] for r in list_runs(limit=5, refresh=False)]
     hint = f"recent runs: {', '.join(recent)}" if recent else f"no runs yet in {jobs_root()}"
@@ -141,10 +176,19 @@ def run_path(run_id: str) -> Path:
 # ---------------------------------------------------------------- reading and writing
 
 
+def read_bytes_nofollow(path: Path) -> bytes:
+    """Bytes of a regular file, refusing to follow a symlink at ``path`` (OSError ELOOP)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return f.read()
+
+
 def read_json(path: Path) -> Any:
-    """Parsed JSON at ``path``, or None if the file is missing or unreadable (never raises)."""
+    """Parsed JSON at ``path``, or None if missing, unreadable or a symlink (never raises)."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(read_bytes_nofollow(Path(path)))
     except (OSError, ValueError):
         return None
 
@@ -153,7 +197,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Lines of a JSON-lines file; a torn or unparsable line (killed mid-append) is skipped."""
     out: list[dict[str, Any]] = []
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = read_bytes_nofollow(Path(path)).decode("utf-8", errors="replace").splitlines()
     except OSError:
         return out
     for line in lines:
@@ -170,18 +214,47 @@ _thread_lock = threading.RLock()
 @contextlib.contextmanager
 def status_lock(run_dir: Path) -> Iterator[None]:
     """Exclusive lock over a run's status (flock across processes, a mutex across threads)."""
-    with _thread_lock, open(Path(run_dir) / ".status.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    with _thread_lock:
+        fd = os.open(Path(run_dir) / ".status.lock", flags, 0o644)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            os.close(fd)  # closing releases the flock
+
+
+def _broken(run_dir: Path, why: str) -> dict[str, Any]:
+    name = Path(run_dir).name
+    return {
+        "state": "broken",
+        "broken": why,
+        "error_message": (
+            f"{why}; resume it with `implosion jobs resume {name}` (continues from its last "
+            f"checkpoint) or delete it with `implosion jobs rm {name}`"
+        ),
+    }
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    """``status.json`` as written (no crash detection); an empty dict if missing."""
-    status = read_json(Path(run_dir) / STATUS)
-    return status if isinstance(status, dict) else {}
+    """``status.json`` as written (no crash detection).
+
+    A missing, truncated, non-object or unknown-state status is reported as state ``broken`` with
+    an ``error_message`` naming the way out (resume or rm), never as a live state.
+    """
+    try:
+        status = json.loads(read_bytes_nofollow(Path(run_dir) / STATUS))
+    except FileNotFoundError:
+        return _broken(run_dir, "status.json is missing")
+    except OSError as e:
+        return _broken(run_dir, f"status.json cannot be read ({e.strerror or e})")
+    except ValueError:
+        return _broken(run_dir, "status.json is corrupt (truncated or not JSON)")
+    if not isinstance(status, dict):
+        return _broken(run_dir, f"status.json holds a {type(status).__name__}, not an object")
+    if status.get("state") not in STATES or status.get("state") == "broken":
+        return _broken(run_dir, f"status.json has an unknown state {status.get('state')!r}")
+    return status
 
 
 def update_status(
@@ -197,6 +270,8 @@ def update_status(
         fields = change(dict(status))
         if fields is None:
             return status
+        if status.get("state") == "broken":  # rewritten from scratch, not merged into garbage
+            status = {}
         status.update(fields)
         status["updated"] = now_iso()
         atomic_write_json(Path(run_dir) / STATUS, status)
@@ -221,24 +296,91 @@ def _reap_children() -> None:
             _children.pop(pid, None)
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether ``pid`` is a live job worker on this host (zombies and reused pids count as dead)."""
-    if not pid:
+def process_start_time(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot (``/proc/PID/stat`` field 22).
+
+    With the pid it identifies one process for the life of the machine: a recycled pid has a
+    later start time. None where there is no /proc (macOS) or no such process.
+    """
+    try:
+        stat_line = Path(f"/proc/{int(pid)}/stat").read_text()
+        return int(stat_line.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _worker_cmdline_matches(pid: int, run_dir: Path | None) -> bool | None:
+    """Whether ``pid`` runs ``core.jobs.worker`` (for ``run_dir`` if given); None without /proc."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if b"core.jobs.worker" not in argv:
         return False
+    if run_dir is None:
+        return True
+    return bool(argv) and any(
+        a and Path(os.fsdecode(a)).name == Path(run_dir).name for a in argv[-2:]
+    )
+
+
+def pid_alive(pid: int | None, start_time: int | None = None, run_dir: Path | None = None) -> bool:
+    """Whether ``pid`` is a live job worker on this host (zombies and reused pids count as dead).
+
+    The process must run ``core.jobs.worker`` (for ``run_dir`` when given) and, when
+    ``start_time`` was recorded, have started at that time: a pid recycled by any other process,
+    even another run's worker, does not count. Without /proc (macOS) ``kill(pid, 0)`` decides.
+    """
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False  # also never kill(0 / -1, …): a crafted status must not reach other groups
     _reap_children()
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-            return False
-        return b"core.jobs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, IndexError):
+        pass  # exists but belongs to another user: /proc decides
+    except OverflowError:
+        return False
+    state = _proc_state(pid)
+    if state is None:
         return True  # no /proc (macOS): trust kill(0)
+    if state in ("Z", "X"):
+        return False
+    if start_time is not None and process_start_time(pid) != start_time:
+        return False
+    return bool(_worker_cmdline_matches(pid, run_dir))
+
+
+def worker_alive(status: dict[str, Any], run_dir: Path) -> bool:
+    """Whether the worker recorded in ``status`` (pid + start time) is alive and is this run's."""
+    return pid_alive(status.get("pid"), status.get("pid_start"), run_dir)
+
+
+def worker_pids(run_dir: Path) -> list[int]:
+    """Live ``core.jobs.worker`` processes for ``run_dir`` found in /proc (empty without /proc).
+
+    Used where status.json cannot be trusted (a broken run) before resuming or deleting it.
+    """
+    out: list[int] = []
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return out
+    for entry in entries:
+        pid = int(entry)
+        if pid == os.getpid() or _proc_state(pid) in (None, "Z", "X"):
+            continue
+        if _worker_cmdline_matches(pid, run_dir):
+            out.append(pid)
+    return out
 
 
 def _log_tail(run_dir: Path, n: int = 3) -> str:
@@ -261,7 +403,7 @@ def _death_reason(status: dict[str, Any], run_dir: Path) -> str | None:
         if waited is not None and waited > START_TIMEOUT_S:
             return f"worker did not start within {START_TIMEOUT_S:.0f} s"
         return None
-    if pid_alive(pid):
+    if worker_alive(status, run_dir):
         return None
     return f"worker process {pid} died unexpectedly (killed, out of memory or crashed)"
 
@@ -298,7 +440,16 @@ def read_log(run: str | Path, tail: int | None = None) -> str:
     """Worker log of a run (a run id or directory); only the last ``tail`` lines if given."""
     run_dir = Path(run) if isinstance(run, Path) else run_path(run)
     try:
-        with open(run_dir / LOG, "rb") as f:
+        # Never follow a symlinked log.txt: it would show another file's contents.
+        fd = os.open(run_dir / LOG, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"({LOG} is a symbolic link; not shown)\n"
+        return ""
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return f"({LOG} is not a regular file; not shown)\n"
             if tail is not None:
                 # Read only the end of big logs.
                 f.seek(0, os.SEEK_END)
@@ -319,7 +470,7 @@ def _summary(run_dir: Path, refresh: bool) -> dict[str, Any]:
     return {
         "run_id": run_dir.name,
         "kind": config.get("kind"),
-        "state": status.get("state", "queued"),
+        "state": status.get("state", "broken"),
         "device": config.get("device"),
         "created": config.get("created"),
         "step": progress.get("step"),

@@ -40,9 +40,20 @@ def _ours(pid: int, fields: dict[str, Any]) -> Any:
 
 def _finish(run_dir: Path, state: str, **fields: Any) -> None:
     now = store.now_iso()
-    store.update_status(
-        run_dir, _ours(os.getpid(), {"state": state, "finished": now, "heartbeat": now, **fields})
-    )
+    pid = os.getpid()
+    final = {"state": state, "finished": now, "heartbeat": now, **fields}
+
+    def change(s: dict[str, Any]) -> dict[str, Any] | None:
+        if s.get("pid") != pid or s.get("state") not in store.ACTIVE_STATES:
+            return None
+        # A cancel that arrived after the job saw "stop" still wins (read under the status lock
+        # that control requests take, so it is either seen here or refused).
+        control = store.read_json(run_dir / store.CONTROL)
+        if state == "stopped" and isinstance(control, dict) and control.get("action") == "cancel":
+            return {**final, "state": "cancelled"}
+        return final
+
+    store.update_status(run_dir, change)
 
 
 def _describe(e: BaseException, run_dir: Path) -> tuple[str, str]:
@@ -96,7 +107,12 @@ def run(run_dir: Path) -> int:
     def claim(s: dict[str, Any]) -> dict[str, Any]:
         if s.get("state") != "queued" or s.get("pid") not in (None, pid):
             raise ValueError(f"run is {s.get('state')} (pid {s.get('pid')}); not starting")
-        return {"pid": pid, "host": socket.gethostname(), "heartbeat": store.now_iso()}
+        return {
+            "pid": pid,
+            "pid_start": store.process_start_time(pid),  # pins this process (pids get recycled)
+            "host": socket.gethostname(),
+            "heartbeat": store.now_iso(),
+        }
 
     try:
         status = store.update_status(run_dir, claim)

@@ -16,10 +16,13 @@ from core import jobs
 from core.jobs import store
 
 COUNT = "core.jobs._testing:count"
+# Tests wait on events (a state, a step, a file); this bound only turns a hang into a failure, so
+# it is generous enough for a machine under heavy load (cold worker start-up included).
+PATIENCE = 120.0
 
 
-def wait_for(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``pred`` until truthy; fail the test after ``timeout`` seconds."""
+def wait_for(pred: Callable[[], Any], timeout: float = PATIENCE, what: str = "condition") -> Any:
+    """Poll ``pred`` until truthy; fail the test after ``timeout`` seconds (a hang guard)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = pred()
@@ -59,7 +62,7 @@ def start() -> Iterator[Callable[..., str]]:
     root = store.jobs_root()
     for run_dir in root.iterdir() if root.is_dir() else []:
         pid = store.read_status(run_dir).get("pid") if run_dir.is_dir() else None
-        if pid and store.pid_alive(pid):
+        if isinstance(pid, int) and store.pid_alive(pid):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:

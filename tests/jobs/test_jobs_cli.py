@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import COUNT, state, step, wait_for
+from conftest import COUNT, PATIENCE, state, step, wait_for
 
 from core import jobs
 from core.cli import main
@@ -41,8 +41,9 @@ def test_start_wait_list_show_logs(capsys, start):
     assert "finished: completed" in jobs.read_log(run_id, tail=1)
 
 
-def test_control_commands_and_errors(capsys, start):
-    run_id = _start_cli(capsys, "--config", '{"steps": 60, "step_seconds": 0.02}')
+def test_control_commands_and_errors(capsys, start, tmp_path):
+    hold = json.dumps({"steps": 60, "hold": str(tmp_path / "never"), "hold_at": 2})
+    run_id = _start_cli(capsys, "--config", hold)
     wait_for(lambda: step(run_id) >= 2, what="step 2")
     assert main(["jobs", "pause", run_id]) == 0
     wait_for(lambda: state(run_id) == "paused", what="paused")
@@ -69,24 +70,26 @@ def test_control_commands_and_errors(capsys, start):
     assert main(["jobs", "wait", run_id]) == 1
 
 
-def test_wait_timeout_and_busy_device(capsys, start):
-    run_id = _start_cli(capsys, "--config", '{"steps": 100, "step_seconds": 0.02}')
+def test_wait_timeout_and_busy_device(capsys, start, tmp_path):
+    hold = json.dumps({"steps": 100, "hold": str(tmp_path / "never")})
+    run_id = _start_cli(capsys, "--config", hold)
     assert main(["jobs", "wait", run_id, "--timeout", "0.2"]) == 124
     assert "still" in capsys.readouterr().err
     assert main(["jobs", "start", COUNT, "--device", "cpu"]) == 2
     assert f"device cpu is busy with run {run_id}" in capsys.readouterr().err
     queued = _start_cli(capsys, "--queue", "--config", '{"steps": 2}')
     assert main(["jobs", "cancel", run_id]) == 0
-    assert jobs.wait_job(queued, timeout=20)["state"] == "completed"
+    assert jobs.wait_job(queued, timeout=PATIENCE)["state"] == "completed"
 
 
 def test_cli_started_job_survives_the_cli_process():
+    # The CLI process has exited when run() returns; the worker must still finish the job.
     proc = subprocess.run(
         [sys.executable, "-m", "core.cli", "jobs", "start", "dummy", "--device", "cpu",
          "--config", '{"steps": 10}'],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=PATIENCE,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     run_id = proc.stdout.strip()
-    assert jobs.wait_job(run_id, timeout=20)["state"] == "completed"
+    assert jobs.wait_job(run_id, timeout=PATIENCE)["state"] == "completed"
     assert jobs.read_run(run_id)["result"]["sum"] == 55

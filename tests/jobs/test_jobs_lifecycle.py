@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import COUNT, all_json_parses, state, step, wait_for
+from conftest import COUNT, PATIENCE, all_json_parses, state, step, wait_for
 
 from core import jobs
 from core.jobs import store
@@ -14,7 +14,7 @@ from core.jobs import store
 
 def test_job_completes_with_files_progress_and_listing(start):
     run_id = start(steps=12, checkpoint_every=5)
-    status = jobs.wait_job(run_id, timeout=20)
+    status = jobs.wait_job(run_id, timeout=PATIENCE)
     assert status["state"] == "completed"
     run = jobs.read_run(run_id)
     assert run["result"]["sum"] == 12 * 13 // 2
@@ -40,17 +40,19 @@ def test_job_completes_with_files_progress_and_listing(start):
     assert summary["step"] == 12 and summary["kind"] == COUNT
 
 
-def test_stop_then_resume_continues_from_checkpoint(start):
-    run_id = start(steps=40, checkpoint_every=5, step_seconds=0.03)
+def test_stop_then_resume_continues_from_checkpoint(start, tmp_path):
+    gate = tmp_path / "go"  # held after step 6 until the gate exists: stopped mid-run for sure
+    run_id = start(steps=40, checkpoint_every=5, hold=str(gate), hold_at=6)
     wait_for(lambda: step(run_id) >= 6, what="step 6")
     jobs.stop_job(run_id)
-    assert jobs.wait_job(run_id, timeout=10)["state"] == "stopped"
+    assert jobs.wait_job(run_id, timeout=PATIENCE)["state"] == "stopped"
     stopped_at = step(run_id)
-    assert 6 <= stopped_at < 40
+    assert stopped_at == 6
+    gate.touch()
     with pytest.raises(ValueError, match="it is stopped"):
         jobs.stop_job(run_id)
     jobs.resume_job(run_id)
-    status = jobs.wait_job(run_id, timeout=20)
+    status = jobs.wait_job(run_id, timeout=PATIENCE)
     assert status["state"] == "completed" and status["attempt"] == 2
     result = jobs.read_run(run_id)["result"]
     assert result["sum"] == 40 * 41 // 2
@@ -58,8 +60,9 @@ def test_stop_then_resume_continues_from_checkpoint(start):
     assert result["attempt"] == 2
 
 
-def test_pause_blocks_and_resume_continues(start):
-    run_id = start(steps=30, step_seconds=0.02)
+def test_pause_blocks_and_resume_continues(start, tmp_path):
+    gate = tmp_path / "go"
+    run_id = start(steps=30, hold=str(gate), hold_at=2)
     wait_for(lambda: step(run_id) >= 2, what="step 2")
     jobs.pause_job(run_id)
     wait_for(lambda: state(run_id) == "paused", what="paused")
@@ -70,12 +73,13 @@ def test_pause_blocks_and_resume_continues(start):
     assert step(run_id) == frozen and state(run_id) == "paused"
     jobs.resume_job(run_id)
     wait_for(lambda: state(run_id) != "paused", what="running again")
-    assert jobs.wait_job(run_id, timeout=20)["state"] == "completed"
+    gate.touch()
+    assert jobs.wait_job(run_id, timeout=PATIENCE)["state"] == "completed"
     assert jobs.read_run(run_id)["result"]["sum"] == 30 * 31 // 2
 
 
-def test_cancel_running_job(start):
-    run_id = start(steps=200, step_seconds=0.02)
+def test_cancel_running_job(start, tmp_path):
+    run_id = start(steps=20, hold=str(tmp_path / "never"))
     wait_for(lambda: step(run_id) >= 1, what="step 1")
     status = jobs.cancel_job(run_id, wait=True)
     assert status["state"] == "cancelled"
@@ -89,15 +93,15 @@ def test_cancel_unresponsive_job_is_terminated_after_grace(start):
     wait_for(lambda: state(run_id) == "running", what="running")
     pid = jobs.read_run(run_id)["status"]["pid"]
     jobs.cancel_job(run_id)  # not waiting: the worker's own watchdog enforces the 1 s grace
-    status = jobs.wait_job(run_id, timeout=10)
+    status = jobs.wait_job(run_id, timeout=PATIENCE)
     assert status["state"] == "cancelled"
     assert "grace period" in status["error_message"]
-    wait_for(lambda: not store.pid_alive(pid), timeout=5, what="worker exit")
+    wait_for(lambda: not store.pid_alive(pid), what="worker exit")
 
 
 def test_failing_job_reports_traceback_tail(start):
     run_id = start(steps=10, fail_at=3)
-    status = jobs.wait_job(run_id, timeout=20)
+    status = jobs.wait_job(run_id, timeout=PATIENCE)
     assert status["state"] == "failed"
     assert status["error_message"] == "RuntimeError: boom at step 3"
     assert "Traceback" in status["error"] and "_testing.py" in status["error"]
@@ -106,7 +110,7 @@ def test_failing_job_reports_traceback_tail(start):
 
 def test_disk_full_fails_cleanly_and_keeps_earlier_files(start):
     run_id = start(steps=20, checkpoint_every=5, disk_full_at=10)
-    status = jobs.wait_job(run_id, timeout=20)
+    status = jobs.wait_job(run_id, timeout=PATIENCE)
     assert status["state"] == "failed"
     assert status["error_message"].startswith("disk full:")
     assert "IMPLOSION_RUNS" in status["error_message"]
