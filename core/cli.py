@@ -3,20 +3,63 @@
 Each subcommand lives in ``core/commands/<name>.py`` exposing ``register(subparsers)``; it parses
 arguments, calls one core function and prints. Errors that are the user's to fix are raised as
 ``CliError`` / ``ValueError`` and printed as one line naming the field and the fix (exit code 2).
+
+Start-up is lazy: ``COMMANDS`` names every subcommand with its module and one-line help, so
+``implosion --help`` imports no command module and ``implosion ad …`` imports only
+``core.commands.ad`` (whose register() may pull in config dataclasses, and those import torch).
+A module listed in ``COMMAND_MODULES`` but missing from ``COMMANDS`` still works: it is imported
+and registered on every call (slow but correct); tests/test_startup.py flags it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-# Order here is the order in ``implosion --help``.
+# Subcommand → (module, help). Order here is the order in ``implosion --help``; the help text must
+# equal the module's own add_parser(help=...) (tests/test_startup.py checks both).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train-base": ("core.commands.base", "train the mini latent diffusion model from scratch"),
+    "eval-base": (
+        "core.commands.base",
+        "judge generations of every concept (accuracy, incoherence)",
+    ),
+    "generate": ("core.commands.base", "generate a grid of images for a prompt"),
+    "ad": ("core.commands.ad", "Alignment Difficulty (AD) of image/text embedding pairs"),
+    "sweep": (
+        "core.commands.sweep",
+        "AD and implosion metrics over C_P (number of poisoned concepts)",
+    ),
+    "sweep-budget": (
+        "core.commands.sweep",
+        "attack success vs poison count, Nightshade-style vs dirty-label",
+    ),
+    "sweep-pack": ("core.commands.sweep", "copy a finished sweep into a demo pack the app opens"),
+    "finetune": (
+        "core.commands.sweep",
+        "poison chosen concepts and fine-tune the base (background job)",
+    ),
+    "defend": (
+        "core.commands.defend",
+        "detect poisoned training pairs (ROC/AUC per detector × method × C_P); defended sweep",
+    ),
+    "jobs": ("core.commands.jobs", "list, inspect and control background jobs"),
+    "real": (
+        "core.commands.real",
+        "real Stable Diffusion models and datasets (load, poison, fine-tune, evaluate)",
+    ),
+    "app": ("core.commands.app", "start the interactive explorer in your browser"),
+}
+
+# Every command module, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
     "core.commands.base",  # train-base, eval-base, generate
     "core.commands.ad",  # ad
     "core.commands.sweep",  # sweep, finetune
+    "core.commands.defend",  # defend: poison detectors, defended sweep
     "core.commands.jobs",  # jobs
     "core.commands.real",  # real: SD 1.x/2.x models and real datasets
     "core.commands.app",  # app
@@ -27,25 +70,82 @@ class CliError(Exception):
     """A user error: printed without a traceback, exit code 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def tune_blas_for_cpu() -> None:
+    """Use OpenBLAS's AVX-512 (SkylakeX) kernels on AMD CPUs that have AVX-512.
+
+    numpy's bundled OpenBLAS (0.3.31) does not recognise Zen 5 (family 0x1A) and falls back to its
+    AVX2 "Haswell" kernels: float32 GEMM at ~60 instead of ~110–135 GFLOP/s on a 2-core EPYC
+    (measured, bench/results/ad.md). ``OPENBLAS_CORETYPE`` is read when numpy loads OpenBLAS, so
+    this runs before any numpy import; an explicit setting by the user always wins.
+    """
+    if "OPENBLAS_CORETYPE" in os.environ or "numpy" in sys.modules:
+        return
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            head = f.read(8192)
+    except OSError:
+        return
+    flags: set[str] = set()
+    for line in head.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            break
+    needed = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"}
+    if "AuthenticAMD" in head and needed <= flags:
+        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+
+
+tune_blas_for_cpu()
+
+
+def _module_of(name: str) -> str | None:
+    entry = COMMANDS.get(name)
+    return entry[0] if entry else None
+
+
+def _selected(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first non-option argument), if known."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. With ``argv``, only the module of the subcommand it names is imported and the
+    other subcommands are name-and-help placeholders; without, every module is registered."""
     parser = argparse.ArgumentParser(
         prog="implosion",
         description="Implosion Lab: poisoning and model implosion in text-to-image diffusion.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # command not built yet in this checkout
-                continue
-            raise
-        module.register(sub)
+    chosen = _module_of(_selected(argv) or "") if argv is not None else None
+    known = {module for module, _ in COMMANDS.values()}
+    order = list(dict.fromkeys([m for m, _ in COMMANDS.values()] + list(COMMAND_MODULES)))
+    for name in order:
+        eager = argv is None or name == chosen or name not in known
+        if eager:
+            _register(name, sub)
+            continue
+        for cmd, (module, help_) in COMMANDS.items():
+            if module == name:
+                sub.add_parser(cmd, help=help_, add_help=False)
     return parser
 
 
+def _register(name: str, sub: argparse._SubParsersAction) -> None:
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name == name:  # command not built yet in this checkout
+            return
+        raise
+    module.register(sub)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -9,14 +9,7 @@ Public API::
     embed_folder(folder, embedder)      # image + .txt caption folders → (n, d) embeddings
 """
 
-from core.metrics.ad import (
-    CLIP_CALIBRATION,
-    CLIP_SCALE,
-    ADResult,
-    Calibration,
-    alignment_difficulty,
-    calibrate_scale,
-)
+from core.metrics.ad import alignment_difficulty, calibrate_scale
 from core.metrics.decompose import (
     ConceptShare,
     DeltaAttribution,
@@ -27,6 +20,7 @@ from core.metrics.decompose import (
     subset_ad,
 )
 from core.metrics.folder import FolderEmbeddings, embed_folder, find_pairs
+from core.metrics.result import CLIP_CALIBRATION, CLIP_SCALE, ADResult, Calibration
 from core.metrics.sampled import SampledAD, sampled_alignment_difficulty
 
 __all__ = [

@@ -14,115 +14,45 @@ captions; for other embedding spaces use :func:`calibrate_scale` on a clean refe
 ``scale=None``. The choice is recorded in :attr:`ADResult.calibration`.
 
 The structure term is computed exactly by a blocked Gram kernel (``core.metrics._engine``): O(n²·d)
-work, O(block² + n·d) memory, float64 accumulation, all CPU threads, CUDA when available. For very
-large n, ``sample=M`` estimates D_stru from M random pairs with a 95 % CI (:mod:`.sampled`).
+work in float32 or float64 GEMMs, O(block² + n·d) memory, float64 accumulation (equal to the float64
+reference to 1e-6 relative; ~1e-10 measured), all CPU threads, CUDA when available. The CPU path
+needs numpy only. For very large n, ``sample=M`` estimates D_stru from M random pairs with a 95 % CI
+(:mod:`.sampled`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from core.metrics import _engine
+from core.metrics import _backends, _engine
 from core.metrics._engine import ProgressFn
+from core.metrics.result import (
+    CLIP_CALIBRATION,
+    CLIP_SCALE,
+    ADResult,
+    Calibration,
+    check_alpha,
+    rescale,
+    resolve_scale,
+)
+from core.metrics.sampled import sampled_alignment_difficulty
 
-CLIP_SCALE: tuple[float, float] = (0.20, 0.45)
-CLIP_CALIBRATION = "clip-vit-b32-laion"
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A rescaling interval [lo, hi] for matched-pair cosines, with a name recorded in results."""
-
-    lo: float
-    hi: float
-    name: str
-
-    def __post_init__(self) -> None:
-        _check_interval(self.lo, self.hi)
-
-    def as_tuple(self) -> tuple[float, float]:
-        return (self.lo, self.hi)
-
-
-@dataclass(frozen=True)
-class ADResult:
-    """One AD evaluation. ``scale`` is ``(lo, hi)`` or None (no rescaling); ``ci`` (95 %, on AD and
-    D_stru) and ``samples`` are set only for the sampled estimate of D_stru."""
-
-    ad: float
-    d_fea: float
-    d_stru: float
-    n: int
-    alpha: float
-    scale: tuple[float, float] | None
-    calibration: str
-    ci: dict[str, Any] | None = None
-    samples: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: keys ``ad, feature, structure, n, alpha, scale`` (+ ``ci`` when sampled)."""
-        out: dict[str, Any] = {
-            "ad": self.ad,
-            "feature": self.d_fea,
-            "structure": self.d_stru,
-            "n": self.n,
-            "alpha": self.alpha,
-            "scale": list(self.scale) if self.scale is not None else None,
-        }
-        if self.ci is not None:
-            out["ci"] = self.ci
-        return out
-
-
-def _check_interval(lo: float, hi: float) -> None:
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"scale: lo and hi must be finite numbers, got ({lo}, {hi})")
-    if lo >= hi:
-        raise ValueError(
-            f"scale: lo must be below hi, got lo={lo:g} ≥ hi={hi:g}; "
-            "e.g. --scale 0.2 0.45, or --no-scale to use raw cosines"
-        )
-
-
-def check_alpha(alpha: float) -> float:
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"alpha: must be a number in [0, 1], got {alpha!r}") from e
-    if not (0.0 <= a <= 1.0):
-        raise ValueError(f"alpha: must be in [0, 1] (weight of D_fea), got {alpha!r}")
-    return a
-
-
-def resolve_scale(
-    scale: tuple[float, float] | Calibration | None, calibration: str | None = None
-) -> tuple[tuple[float, float] | None, str]:
-    """Normalise ``scale`` to ``((lo, hi) | None, calibration name)``."""
-    if scale is None:
-        return None, calibration or "none"
-    if isinstance(scale, Calibration):
-        return scale.as_tuple(), calibration or scale.name
-    try:
-        lo, hi = (float(v) for v in scale)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"scale: expected (lo, hi) or None, got {scale!r}") from e
-    _check_interval(lo, hi)
-    if calibration is None:
-        calibration = CLIP_CALIBRATION if (lo, hi) == CLIP_SCALE else f"custom [{lo:g}, {hi:g}]"
-    return (lo, hi), calibration
-
-
-def rescale(s: np.ndarray, scale: tuple[float, float] | None) -> np.ndarray:
-    """ŝ = clip((s − lo)/(hi − lo), 0, 1), or s itself when ``scale`` is None."""
-    if scale is None:
-        return s
-    lo, hi = scale
-    return np.clip((s - lo) / (hi - lo), 0.0, 1.0)
+__all__ = [
+    "CLIP_CALIBRATION",
+    "CLIP_SCALE",
+    "ADResult",
+    "Calibration",
+    "Exact",
+    "alignment_difficulty",
+    "calibrate_scale",
+    "check_alpha",
+    "evaluate",
+    "rescale",
+    "resolve_scale",
+]
 
 
 def calibrate_scale(
@@ -146,9 +76,8 @@ def calibrate_scale(
     if not (0.0 <= lo_q < hi_q <= 1.0):
         raise ValueError(f"lo_q/hi_q: need 0 ≤ lo_q < hi_q ≤ 1, got lo_q={lo_q}, hi_q={hi_q}")
     source = _engine.check_pairs(image_emb, text_emb)
-    device = _engine.resolve_device("cpu", source)
     with _engine.compute_context():
-        prep = _engine.Prepared(source, device, torch.float64, _engine.DEFAULT_BLOCK_CPU, False)
+        prep = _backends.prepare(source, "cpu", "float64", _engine.DEFAULT_BLOCK_CPU, False)
     lo, hi = (float(v) for v in np.quantile(prep.s, [lo_q, hi_q]))
     if not hi - lo > 1e-9:  # identical cosines up to rounding: no interval to map
         raise ValueError(
@@ -175,7 +104,7 @@ def evaluate(
     scale: tuple[float, float] | Calibration | None = CLIP_SCALE,
     block: int | None = None,
     *,
-    device: str | torch.device | None = None,
+    device: Any = None,
     precision: str | None = None,
     calibration: str | None = None,
     row_sums: bool = False,
@@ -187,11 +116,11 @@ def evaluate(
     lohi, cal = resolve_scale(scale, calibration)
     source = _engine.check_pairs(image_emb, text_emb)
     dev = _engine.resolve_device(device, source)
-    dtype = _engine.resolve_dtype(precision, dev)
+    prec = _engine.resolve_precision(precision, dev, source.n, source.d)
     blk = _engine.check_block(block, dev)
     with _engine.compute_context(threads):
-        prep = _engine.Prepared(source, dev, dtype, blk, keep=not source.streaming)
-        total, r = _engine.structure_sum(prep, row_sums=row_sums, on_step=on_step)
+        prep = _backends.prepare(source, dev, prec, blk, keep=not source.streaming)
+        total, r = prep.structure_sum(row_sums=row_sums, on_step=on_step)
     n = source.n
     s_hat = rescale(prep.s, lohi)
     d_fea = float(np.mean(1.0 - s_hat))
@@ -210,7 +139,7 @@ def alignment_difficulty(
     *,
     sample: int | None = None,
     seed: int = 0,
-    device: str | torch.device | None = None,
+    device: Any = None,
     precision: str | None = None,
     calibration: str | None = None,
     on_step: ProgressFn | None = None,
@@ -225,16 +154,20 @@ def alignment_difficulty(
         scale: ``(lo, hi)`` mapping matched cosines linearly to ŝ ∈ [0, 1] (clipped), a
             :class:`Calibration` from :func:`calibrate_scale`, or None for raw cosines.
         block: rows per Gram block (default 2048 on CPU, 8192 on CUDA); results do not depend on it
-            beyond float64 rounding. Memory ≈ 3·block²·8 bytes + the normalised n×2d inputs.
+            beyond rounding. Memory ≈ block² + n×2d values of the compute dtype (+ one block of
+            row copies when streaming a memmap).
         sample: if given, estimate D_stru from this many uniformly random ordered pairs i ≠ j
             (unbiased, 95 % normal CI in ``result.ci``); D_fea stays exact. See :mod:`.sampled`.
         seed: seed of the pair sampler.
-        device: "cpu" or "cuda"; default CUDA when available.
-        precision: matmul dtype, "float64" (CPU default, exact) or "float32" (CUDA default; TF32
-            is disabled so fp32 is true fp32). Reductions always accumulate in float64.
+        device: "cpu" or "cuda"; default CUDA when available (torch is only imported to check
+            this on a machine with an NVIDIA driver or when it is already loaded).
+        precision: GEMM dtype, "float64", "float32" or None (auto: float32 on CUDA with TF32
+            disabled; on CPU float64 while n²·d ≤ 2³⁰, float32 above). Reductions always
+            accumulate in float64; float32 stays within 1e-6 relative of float64.
         calibration: name recorded for ``scale`` (default: derived from it).
         on_step: ``on_step(done, total)`` called after each Gram block (for progress bars).
-        threads: CPU threads for torch (default all ``os.cpu_count()``), restored afterwards.
+        threads: CPU threads for BLAS and torch (default all ``os.cpu_count()``), restored
+            afterwards.
 
     Returns:
         :class:`ADResult` with ``ad``, ``d_fea``, ``d_stru`` (floats), ``n``, ``alpha``, ``scale``,
@@ -245,8 +178,6 @@ def alignment_difficulty(
         α outside [0, 1], lo ≥ hi.
     """
     if sample is not None:
-        from core.metrics.sampled import sampled_alignment_difficulty
-
         return sampled_alignment_difficulty(
             image_emb,
             text_emb,
@@ -255,6 +186,7 @@ def alignment_difficulty(
             scale=scale,
             seed=seed,
             device=device,
+            precision=precision,
             calibration=calibration,
             threads=threads,
         ).result

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from core.metrics import _engine
 from core.metrics.ad import CLIP_SCALE, ADResult, Calibration, alignment_difficulty, evaluate
+from core.metrics.sampled import sampled_alignment_difficulty
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,6 @@ def per_concept(
     n = _engine.check_pairs(image_emb, text_emb).n  # shapes first: fail fast on bad labels
     uniq, inv = check_labels(labels, n, labels_field)
     if sample is not None:
-        from core.metrics.sampled import sampled_alignment_difficulty
-
         sa = sampled_alignment_difficulty(image_emb, text_emb, sample, alpha, scale, seed, **kwargs)
         result, s_hat = sa.result, sa.s_hat
         m = sa.structure.samples
@@ -155,8 +153,8 @@ def subset_ad(image_emb: Any, text_emb: Any, index: Any, **kwargs: Any) -> ADRes
     """AD of the pairs selected by ``index`` (boolean mask (n,) or integer indices), recomputed as
     a dataset of its own (its own n). Memmapped inputs: only the selected rows are read."""
     idx = _as_index(index, len(image_emb), "index")
-    if isinstance(image_emb, torch.Tensor) or isinstance(text_emb, torch.Tensor):
-        t = torch.as_tensor(idx)
+    if _engine.is_tensor(image_emb) or _engine.is_tensor(text_emb):
+        t = _engine.torch_module().as_tensor(idx)
         return alignment_difficulty(image_emb[t], text_emb[t], **kwargs)
     return alignment_difficulty(image_emb[idx], text_emb[idx], **kwargs)
 

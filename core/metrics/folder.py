@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from PIL import Image
-from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # PIL and tqdm load only when a folder is embedded (fast `import core.metrics`)
+    from PIL import Image
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -77,6 +78,8 @@ def find_pairs(folder: str | Path) -> FolderPairs:
 
 
 def _load_rgb(path: Path) -> Image.Image:
+    from PIL import Image
+
     with Image.open(path) as im:
         im.load()
         return im.convert("RGB")
@@ -101,6 +104,9 @@ def embed_pairs(
 
     Images that PIL cannot decode are skipped (added to ``skipped``) together with their caption.
     """
+    from PIL import Image
+    from tqdm.auto import tqdm
+
     if batch_size < 1:
         raise ValueError(f"batch_size: must be ≥ 1, got {batch_size}")
     img_parts: list[np.ndarray] = []

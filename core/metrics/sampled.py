@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from core.metrics import _engine
-from core.metrics.ad import (
+from core.metrics import _backends, _engine
+from core.metrics.result import (
     CLIP_SCALE,
     ADResult,
     Calibration,
@@ -72,7 +71,7 @@ def sample_d_stru(
     v = np.empty(m, dtype=np.float64)
     for a in range(0, m, chunk):
         b = min(a + chunk, m)
-        v[a:b] = prep.pair_values(i[a:b], j[a:b]).cpu().numpy()
+        v[a:b] = prep.pair_values(i[a:b], j[a:b])
     factor = (n - 1) / n
     est = factor * float(v.mean())
     se = factor * float(v.std(ddof=1)) / math.sqrt(m)
@@ -87,7 +86,8 @@ def sampled_alignment_difficulty(
     scale: tuple[float, float] | Calibration | None = CLIP_SCALE,
     seed: int = 0,
     *,
-    device: str | torch.device | None = None,
+    device: Any = None,
+    precision: str | None = None,
     calibration: str | None = None,
     threads: int | None = None,
 ) -> SampledAD:
@@ -102,9 +102,11 @@ def sampled_alignment_difficulty(
     lohi, cal = resolve_scale(scale, calibration)
     source = _engine.check_pairs(image_emb, text_emb)
     dev = _engine.resolve_device(device, source)
+    # Same precision rule as the exact path, so D_fea is identical to the exact evaluation's.
+    prec = _engine.resolve_precision(precision, dev, source.n, source.d)
     with _engine.compute_context(threads):
         # Never materialise: the one full pass (validation + matched cosines) streams in blocks.
-        prep = _engine.Prepared(source, dev, torch.float64, _engine.default_block(dev), False)
+        prep = _backends.prepare(source, dev, prec, _engine.default_block(dev), False)
         stru = sample_d_stru(prep, m, seed)
     s_hat = rescale(prep.s, lohi)
     d_fea = float(np.mean(1.0 - s_hat))

@@ -11,6 +11,7 @@ from core.metrics import (
     CLIP_CALIBRATION,
     ADResult,
     Calibration,
+    _backends,
     _engine,
     alignment_difficulty,
     calibrate_scale,
@@ -121,8 +122,9 @@ def test_memmap_input_is_streamed(tmp_path):
     my = np.load(tmp_path / "y.npy", mmap_mode="r")
     src = _engine.check_pairs(mx, my)
     assert src.streaming
-    prep = _engine.Prepared(src, torch.device("cpu"), torch.float64, 32, keep=not src.streaming)
-    assert prep.z is None  # nothing n×d materialised in float64
+    prep = _backends.prepare(src, "cpu", "float64", 32, keep=not src.streaming)
+    assert isinstance(prep, _engine.HostPrepared)
+    assert prep.z is None  # nothing n×d materialised
     r = alignment_difficulty(mx, my, block=32)
     assert r.ad == pytest.approx(alignment_difficulty(x, y).ad, rel=1e-12)
     assert r.ad == pytest.approx(naive_ad(x, y)[0], rel=1e-9)
