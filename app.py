@@ -1,12 +1,29 @@
-"""Implosion Lab: routing only. Each page lives in pages/ and reads like its screen."""
+"""Implosion Lab: routing only. Each page lives in pages/ and reads like its screen.
+
+Before the page runs, the sidebar gets what every page shares: the run picker and the presenter
+mode switch (both also in the URL: ``?pack=…&present=1``).
+"""
+
+from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="Implosion Lab", page_icon=":material/science:", layout="wide")
+from pages._ui import PRESENTER_CSS, presenter, presenter_toggle, run_picker
+
+# The favicon is a file served by this server: a Material icon would be fetched from an internet
+# font host (a broken icon and a console error in a lecture hall without network).
+FAVICON = Path(__file__).parent / "assets" / "favicon.png"
+st.set_page_config(
+    page_title="Implosion Lab",
+    page_icon=str(FAVICON) if FAVICON.is_file() else None,
+    layout="wide",
+    initial_sidebar_state="collapsed" if presenter() else "auto",
+)
 
 PAGES = {
     "Learn": [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/story.py", title="Story", icon=":material/slideshow:", url_path="story"),
     ],
     "Explore results": [
         st.Page("pages/graph.py", title="Alignment graph", icon=":material/hub:", url_path="graph"),
@@ -43,4 +60,8 @@ PAGES = {
     ],
 }
 
-st.navigation(PAGES, expanded=True).run()
+page = st.navigation(PAGES, expanded=True)
+run_picker()
+if presenter_toggle():
+    st.html(PRESENTER_CSS)
+page.run()

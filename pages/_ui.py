@@ -6,6 +6,7 @@ Keys include the results file's mtime so a re-written pack is picked up without 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -46,13 +47,211 @@ def _load(path: str, stamp: float) -> Pack:
     return load_pack(Path(path))
 
 
+# ---------------------------------------------------------------- plain words
+# One definition per symbol, in the words of the Home story; every page's help text uses these.
+GLOSSARY: dict[str, str] = {
+    "C_P": "C_P: how many concepts the attacker poisoned (0 = the clean baseline).",
+    "AD": "AD (alignment difficulty): how hard it is to map captions onto images; "
+    "AD = α·D_fea + (1−α)·D_stru. Higher = more contradictory training pairs.",
+    "D_fea": "D_fea (feature term): how far each caption is from its own image "
+    "(1 − their rescaled cosine, averaged over pairs).",
+    "D_stru": "D_stru (structure term): how much the two graphs disagree: images that look "
+    "alike with captions that do not, or the reverse.",
+    "α": "α: the weight of D_fea in AD (0.8 by default; 1 − α weighs D_stru).",
+    "incoherence": "incoherence: how unsure a judge is about what a generated image shows "
+    "(entropy of its guess; 0 = clear picture, 1 = noise).",
+    "attack success": "attack success: share of poisoned prompts whose images show the "
+    "attacker's target concept instead.",
+    "related": "related: not poisoned, but shares at least two attribute words (size, colour, "
+    "shape) with a poisoned concept.",
+    "unrelated": "unrelated: not poisoned and shares at most one word with any poisoned concept.",
+    "poisoned": "poisoned (×, vermillion): its captions are also paired with images of a target.",
+}
+
+
+def terms(*names: str) -> str:
+    """Help text (hover ⓘ) explaining the given symbols, one per line."""
+    return "\n\n".join(GLOSSARY[n] for n in names)
+
+
+def intro(title: str, sentence: str, *symbols: str) -> None:
+    """Page heading: the title, one sentence of what the page shows, and the words it uses."""
+    st.title(title, help=terms(*symbols) if symbols else None)
+    st.markdown(sentence)
+
+
+# ---------------------------------------------------------------- presenter mode
+PRESENT_KEY = "present"
+
+
+def presenter() -> bool:
+    """Whether presenter mode is on: ``?present=1`` in the URL or the sidebar toggle. Page
+    switches drop query parameters, so the choice lives in session state and is written back."""
+    on = _from_url_or_session(PRESENT_KEY) not in (None, "0", "false", "")
+    _write_url(PRESENT_KEY, "1" if on else None)
+    return on
+
+
+def presenter_toggle() -> bool:
+    """The sidebar switch for presenter mode (app.py draws it once for every page)."""
+    on = presenter()
+    if st.session_state.get("present_toggle") != on:
+        st.session_state["present_toggle"] = on
+    st.sidebar.toggle(
+        "Presenter mode",
+        key="present_toggle",
+        on_change=lambda: st.session_state.__setitem__(
+            PRESENT_KEY, "1" if st.session_state["present_toggle"] else "0"
+        ),
+        help="For a projector: sidebar folded away, larger text on every figure, names on the "
+        "poisoned and selected graph nodes, few distinct colours. Also `?present=1` in the URL.",
+    )
+    return on
+
+
+def show(fig: Any, key: str, **kwargs: Any) -> Any:
+    """Draw a Plotly figure in the app's own style (the one exports use: ``theme=None``), with
+    presenter-mode text sizes when that is on."""
+    from core.figures.palette import present
+
+    if presenter():
+        present(fig)
+    return st.plotly_chart(fig, key=key, theme=None, **kwargs)
+
+
+# ---------------------------------------------------------------- run picker
+@dataclass(frozen=True)
+class RunChoice:
+    """One entry of the run picker: the demo pack or a run with results."""
+
+    id: str
+    name: str
+    created: str
+    model: str
+    levels: tuple[int, ...]
+    state: str
+    path: Path
+
+    @property
+    def label(self) -> str:
+        levels = ", ".join(map(str, self.levels)) or "no levels yet"
+        return f"{self.name} · {self.created} · {self.model} · C_P {levels} · {self.state}"
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _run_choice(name: str, path: str, stamp: float) -> RunChoice:
+    """Read the few fields the picker shows from a pack's results.json (cached by mtime)."""
+    import datetime as dt
+    import json
+
+    root = Path(path)
+    try:
+        results = json.loads((root / RESULTS).read_text())
+    except (OSError, ValueError):
+        results = {}
+    cfg = results.get("config", {})
+    levels = tuple(int(c) for c in cfg.get("levels", []))
+    done = {int(r.get("c_p", -1)) for r in results.get("records", [])}
+    state = (
+        "complete"
+        if levels and set(levels) <= done
+        else f"{len(done & set(levels))} of {len(levels)} levels"
+    )
+    preset = cfg.get("preset")
+    if name == "demo":
+        title = f"Demo pack ({preset} sweep)" if preset else "Demo pack"
+    elif cfg.get("name"):
+        title = str(cfg["name"])
+    else:
+        title = f"{preset} sweep" if preset else name
+    model = cfg.get("model") or "mini model (shipped base)"
+    if isinstance(model, dict):
+        model = model.get("name") or model.get("id") or "mini model"
+    created = dt.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M") if stamp else "—"
+    return RunChoice(name, title, created, str(model), levels, state, root)
+
+
+def run_choices() -> list[RunChoice]:
+    """The demo pack and every run with results, newest first (the run picker's entries)."""
+    return [_run_choice(n, str(p), _stamp(p)) for n, p in list_packs().items()]
+
+
 def pack_choices() -> dict[str, Path]:
     return list_packs()
 
 
+def _from_url_or_session(key: str) -> str | None:
+    """A choice kept both in ``?key=`` and in session state. A URL value this session has not
+    seen yet (a deep link, a reload, ``st.switch_page(..., query_params=...)``) wins; otherwise
+    the session's own (a sidebar page switch drops query parameters)."""
+    url = st.query_params.get(key)
+    seen = f"_{key}_url_seen"
+    if url is not None and url != st.session_state.get(seen):
+        st.session_state[seen] = url
+        st.session_state[key] = url
+    return st.session_state.get(key)
+
+
+def _write_url(key: str, value: str | None) -> None:
+    seen = f"_{key}_url_seen"
+    if value is None:
+        if key in st.query_params:
+            del st.query_params[key]
+    elif st.query_params.get(key) != value:
+        st.query_params[key] = value
+    st.session_state[seen] = value
+
+
+def chosen_pack_name(names: list[str]) -> str:
+    """The pack the URL or this session names, else the first (the demo)."""
+    wanted = _from_url_or_session(PACK_KEY)
+    return wanted if wanted in names else names[0]
+
+
+def run_picker() -> str | None:
+    """The one run picker (sidebar), shared by every page: app.py draws it before the page runs.
+    The choice is kept in session state and in ``?pack=``."""
+    choices = {c.id: c for c in run_choices()}
+    if not choices:
+        return None
+    names = list(choices)
+    current = chosen_pack_name(names)
+
+    def picked() -> None:
+        st.session_state[PACK_KEY] = st.session_state["pack_select"]
+
+    if st.session_state.get("pack_select") != current:
+        st.session_state["pack_select"] = current
+    name = st.sidebar.selectbox(
+        "Run",
+        names,
+        key="pack_select",
+        on_change=picked,
+        format_func=lambda n: choices[n].label,
+        help="The demo pack ships with the app; every run with results appears here: name, "
+        "date, model, C_P levels, state. Every page shows the run chosen here.",
+    )
+    st.session_state[PACK_KEY] = name
+    _write_url(PACK_KEY, name)
+    return name
+
+
+def open_pack(name: str) -> Pack | None:
+    """Load a pack by picker id (cached), or None with the reason shown."""
+    packs = list_packs()
+    if name not in packs:
+        st.error(f"No run “{name}”: pick one in the sidebar (Run).")
+        return None
+    try:
+        return _load(str(packs[name]), _stamp(packs[name]))
+    except (FileNotFoundError, ValueError) as e:
+        st.error(f"Cannot open run “{name}”: {e}")
+        return None
+
+
 def current_pack(sidebar: bool = True) -> Pack | None:
-    """The pack chosen in the sidebar (remembered in session state and ``?pack=``), or None
-    with an explanation of how to get one."""
+    """The run chosen in the picker (remembered in session state and ``?pack=``), or None
+    with an explanation of how to get one. Pages run alone (tests) resolve it without a picker."""
     packs = pack_choices()
     if not packs:
         st.warning(
@@ -61,28 +260,11 @@ def current_pack(sidebar: bool = True) -> Pack | None:
             "or run `implosion sweep --preset cpu-quick --out runs/my-sweep`."
         )
         return None
-    wanted = st.query_params.get(PACK_KEY) or st.session_state.get(PACK_KEY)
-    names = list(packs)
-    index = names.index(wanted) if wanted in names else 0
-    if sidebar:
-        name = st.sidebar.selectbox(
-            "Results pack",
-            names,
-            index=index,
-            key="pack_select",
-            help="The demo pack ships with the app; finished sweeps appear here too.",
-        )
-    else:
-        name = names[index]
+    name = chosen_pack_name(list(packs))
     st.session_state[PACK_KEY] = name
-    if st.query_params.get(PACK_KEY) != name:
-        st.query_params[PACK_KEY] = name
-    try:
-        pack = _load(str(packs[name]), _stamp(packs[name]))
-    except (FileNotFoundError, ValueError) as e:
-        st.error(f"Cannot open pack “{name}”: {e}")
-        return None
-    if pack.config.get("preset") == "synthetic":
+    _write_url(PACK_KEY, name)
+    pack = open_pack(name)
+    if pack is not None and pack.config.get("preset") == "synthetic":
         st.sidebar.warning("Synthetic pack: made-up numbers for trying the app, not results.")
     return pack
 
@@ -131,3 +313,60 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         cells = ["—" if r.get(c) is None else str(r.get(c)).replace("|", "/") for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# Presenter mode: less padding above the page so the main figure sits above the fold at 1280×720,
+# and larger widget labels.
+PRESENTER_CSS = """<style>
+.block-container {padding-top: 2.2rem !important; padding-bottom: 1rem !important;}
+h1 {font-size: 2.0rem !important; padding-bottom: 0.2rem !important;}
+[data-testid="stWidgetLabel"] p {font-size: 1.05rem !important;}
+</style>"""
+
+
+# ---------------------------------------------------------------- shared pack views
+@st.cache_data(show_spinner=False, max_entries=8)
+def graph_layout(key: tuple[str, float], method: str = "pca") -> dict:
+    """Graph positions of the pack with cache key ``key`` (:func:`pack_key`): from memory, else
+    from the disk cache (:mod:`core.results.figcache`), else computed once and saved."""
+    from core.results.figcache import cached_positions
+
+    return cached_positions(_load(*key), method)
+
+
+def layout_with_placeholder(pack: Pack, method: str = "pca") -> dict:
+    """:func:`graph_layout`, saying in place what is being computed when it is not cached yet
+    (the first view of a new run), so the page is never blank while it works."""
+    from core.results.figcache import is_cached
+
+    slot = st.empty()
+    if not is_cached(pack, method):
+        what = (
+            "Fitting UMAP on all levels: the first UMAP of a server session compiles its numba "
+            "code (about 3–4 minutes on 2 CPU cores); later ones take seconds."
+            if method == "umap"
+            else f"Laying out {len(pack.concepts)} concepts × {len(pack.levels)} C_P levels "
+            "(PCA, once per run; every later view reads it from disk)…"
+        )
+        slot.info(what, icon="⏳")
+    try:
+        return graph_layout(pack_key(pack), method)
+    finally:
+        slot.empty()
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def generations(key: tuple[str, float]) -> dict[int, Any]:
+    """Level → generated images (K, m, S, S, 3) uint8 of a pack; {} when it has none."""
+    try:
+        return _load(*key).generations()
+    except FileNotFoundError:
+        return {}
+
+
+def seeds_note(pack: Pack) -> str:
+    """“Mean over 5 seeds; bands are 95 % confidence intervals” in correct English."""
+    n = len(pack.config.get("seeds", []) or [])
+    if n <= 1:
+        return "One seed, so no confidence bands: run more seeds to see the spread."
+    return f"Mean over {n} seeds; shaded bands are 95 % confidence intervals."

@@ -1,19 +1,40 @@
 """Cross-attention maps: which pixels each prompt word attends to, clean vs poisoned model."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.figures.images import overlay_heatmap, upscale
 from core.results.pack import list_models
-from pages._ui import route_through_app
+from pages._ui import current_pack, intro, route_through_app
 
 route_through_app()
 
-st.title("Cross-attention maps")
-st.caption(
-    "Per-token attention of the UNet's cross-attention layers (attn2), averaged over heads, "
-    "layers and denoising steps. Bright = the word is used there. In a healthy model the colour "
-    "and shape words light up the object; after implosion the maps blur or drift."
+intro(
+    "Cross-attention maps",
+    "Which pixels each word of the prompt looks at, clean model beside poisoned: in a healthy "
+    "model the colour and shape words light up the object; after implosion the maps blur or "
+    "drift.",
+    "poisoned",
 )
+st.caption(
+    "Attention of the denoiser's cross-attention layers, averaged over heads, layers and "
+    "denoising steps. Bright = the word is used there."
+)
+
+
+def run_models(models: dict[str, Path], run_root: Path | None) -> tuple[str | None, str | None]:
+    """(clean, poisoned) model names saved by the chosen run, or None where it saved none. A run's
+    folder holds its checkpoints; names with "clean"/"baseline"/"c_p=0"/"level_0" are its clean
+    baseline, the others its poisoned models (the last, i.e. highest level, preselected)."""
+    if run_root is None:
+        return None, None
+    roots = {run_root.resolve(), run_root.resolve().parent}
+    mine = [n for n, p in models.items() if any(r in p.resolve().parents for r in roots)]
+    clean_words = ("clean", "baseline", "c_p=0", "cp0", "level_0", "c0")
+    clean = [n for n in mine if any(w in n.lower() for w in clean_words)]
+    poisoned = [n for n in mine if n not in clean]
+    return (clean[0] if clean else None), (poisoned[-1] if poisoned else None)
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
@@ -39,10 +60,21 @@ if not models:
     )
 else:
     names = list(models)
+    pack = current_pack()
+    run_clean, run_poisoned = run_models(models, pack.root if pack is not None else None)
+    if run_poisoned:
+        st.caption(f"Preselected: the poisoned model saved by the chosen run ({run_poisoned}).")
     with st.form("attention_form"):
         a, b = st.columns(2)
-        clean = a.selectbox("Clean model", names, index=0, key="att_clean")
-        poisoned = b.selectbox("Poisoned model", names, index=len(names) - 1, key="att_poisoned")
+        clean = a.selectbox(
+            "Clean model", names, index=names.index(run_clean) if run_clean else 0, key="att_clean"
+        )
+        poisoned = b.selectbox(
+            "Poisoned model",
+            names,
+            index=names.index(run_poisoned) if run_poisoned else len(names) - 1,
+            key="att_poisoned",
+        )
         p1, p2, p3 = st.columns([3, 1, 1])
         prompt = p1.text_input("Prompt", "a photo of a large red star", key="att_prompt")
         seed = p2.number_input("Seed", 0, 10_000, 0, key="att_seed")

@@ -4,11 +4,26 @@ import streamlit as st
 
 from core.figures.palette import METRIC_LABELS
 from core.figures.trajectory import compare_figure
-from pages._ui import _load, _stamp, export_buttons, markdown_table, pack_choices, route_through_app
+from pages._ui import (
+    _load,
+    _stamp,
+    export_buttons,
+    intro,
+    markdown_table,
+    pack_choices,
+    route_through_app,
+    show,
+    terms,
+)
 
 route_through_app()
 
-st.title("Compare runs & export")
+intro(
+    "Compare runs & export",
+    "One measure of several runs on the same C_P axis, and downloads of figures and whole runs.",
+    "C_P",
+    "AD",
+)
 packs = pack_choices()
 if not packs:
     st.info("Nothing to compare yet: play the demo from **Home** or finish a sweep in **Jobs**.")
@@ -16,7 +31,11 @@ if not packs:
 
 chosen = st.multiselect("Packs / runs", list(packs), default=list(packs)[:2], key="cmp_packs")
 metric = st.selectbox(
-    "Metric", list(METRIC_LABELS), format_func=METRIC_LABELS.get, key="cmp_metric"
+    "Metric",
+    list(METRIC_LABELS),
+    format_func=METRIC_LABELS.get,
+    key="cmp_metric",
+    help=terms("AD", "D_fea", "D_stru", "incoherence", "attack success", "related"),
 )
 
 loaded = {}
@@ -27,7 +46,7 @@ for name in chosen:
         st.error(f"Cannot open “{name}”: {e}")
 if loaded:
     fig = compare_figure({n: p.summary for n, p in loaded.items()}, metric)
-    st.plotly_chart(fig, key="cmp_chart")
+    show(fig, "cmp_chart")
     export_buttons(fig, f"compare-{metric}")
     st.markdown(
         markdown_table(

@@ -1,71 +1,118 @@
-"""Generations: prompts × C_P with identical seeds, rows grouped poisoned / related /
-unrelated; enlarge a cell; generate from a custom prompt with the base or a run's model."""
+"""Generations: the same prompts and seeds, clean baseline beside poisoned (or across every C_P),
+rows grouped poisoned / related / unrelated with the most imploding first and framed; enlarge a
+cell; generate from a custom prompt with the base or a run's model."""
 
 import numpy as np
 import streamlit as st
 
-from core.figures.images import generation_grid_figure, upscale
+from core.figures.images import accuracy_drop, generation_grid_figure, upscale
 from core.results.pack import list_models
-from pages._ui import current_pack, pack_key, route_through_app
+from pages._ui import current_pack, generations, intro, pack_key, route_through_app, show, terms
 
 route_through_app()
 
-st.title("Generations")
-st.caption(
-    "Every column uses the same seeds, so differences come from the model, not the noise. "
-    "Related = shares at least two attribute words with a poisoned concept."
+intro(
+    "Generations",
+    "What the model draws for the same prompts and the same seeds, clean baseline next to "
+    "poisoned: poisoned prompts turn into their targets, and past a point related and even "
+    "unrelated prompts fail too.",
+    "C_P",
+    "poisoned",
+    "related",
+    "unrelated",
 )
 
 pack = current_pack()
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def generations(key: tuple[str, float]) -> dict[int, np.ndarray]:
-    return pack.generations()
-
+HIGHLIGHT_DROP = 0.25  # rows whose judged accuracy fell by at least this much are framed
 
 if pack is not None:
-    try:
-        gens = generations(pack_key(pack))
-    except FileNotFoundError as e:
-        st.info(str(e))
-        gens = {}
+    gens = generations(pack_key(pack))
+    if not gens:
+        st.info("This run has no generated images (generations.npz): its sweep saves them.")
     if gens:
         levels = [c for c in pack.levels if c in gens]
-        c1, c2, c3 = st.columns([2, 1, 1])
+        poisoned_levels = [c for c in levels if c > 0] or levels
+        c1, c2, c3, c4 = st.columns([2, 1.2, 1, 1])
         ref = c1.select_slider(
-            "Group rows by the poisoned set at C_P =",
-            options=levels,
-            value=levels[min(len(levels) - 1, len(levels) // 2)],
+            "C_P: poisoned concepts",
+            options=poisoned_levels,
+            value=poisoned_levels[min(len(poisoned_levels) - 1, len(poisoned_levels) // 2)],
             key="gen_ref",
+            help=terms("C_P") + " Rows are grouped by the concepts poisoned at this level.",
+        )
+        view = c2.radio(
+            "Columns",
+            ["clean vs this C_P", "every C_P"],
+            key="gen_view",
+            help="Clean vs this C_P: for each seed, the clean baseline (C_P = 0) and the model "
+            "poisoned at this C_P side by side. Every C_P: one seed across all levels.",
         )
         m = gens[levels[0]].shape[1]
-        sample = c2.number_input("Sample (seed index)", 0, m - 1, 0, key="gen_sample")
-        per_group = c3.slider("Rows per group", 1, len(pack.concepts), 6, key="gen_rows")
+        sample = c3.number_input(
+            "Seed",
+            0,
+            m - 1,
+            0,
+            key="gen_sample",
+            disabled=view != "every C_P",
+            help="Which of the fixed sampling seeds (every level uses the same ones).",
+        )
+        per_group = c4.slider("Rows per group", 1, len(pack.concepts), 6, key="gen_rows")
         groups = pack.groups(ref)
         names = pack.concepts
-        stack = np.stack([gens[c][:, int(sample)] for c in levels], axis=1)  # (K, L, S, S, 3)
+        drop = accuracy_drop(pack.records, len(names), ref)
+        side_by_side = view == "clean vs this C_P" and 0 in gens
         for group, label in (
             ("poisoned", "Poisoned ×"),
             ("related", "Related"),
             ("unrelated", "Unrelated"),
         ):
-            ids = groups[group][:per_group]
+            ids = list(groups[group])
+            if drop is not None:  # the prompts that implode most first
+                ids.sort(key=lambda i: -drop[i])
+            ids = ids[:per_group]
             if not ids:
                 continue
             rows = [("× " if group == "poisoned" else "") + names[i] for i in ids]
-            fig = generation_grid_figure(
-                stack[ids],
-                rows,
-                [str(c) for c in levels],
-                title=f"{label}: {len(groups[group])} concepts (showing {len(ids)})",
+            if drop is not None:
+                rows = [f"{r} ({-drop[i]:+.0%})" for r, i in zip(rows, ids)]
+            marked = (
+                [k for k, i in enumerate(ids) if drop[i] >= HIGHLIGHT_DROP]
+                if drop is not None and group != "poisoned"
+                else []
             )
-            st.plotly_chart(fig, key=f"gen_grid_{group}", config={"displayModeBar": False})
+            if side_by_side:
+                # (R, 2·m, S, S, 3): seed 0 clean, seed 0 poisoned, seed 1 clean, …
+                stack = np.stack([gens[0][ids], gens[ref][ids]], axis=2)
+                stack = stack.reshape(len(ids), 2 * m, *stack.shape[3:])
+                cols = [f"{w} s{k}" for k in range(m) for w in ("clean", f"C_P={ref}")]
+                title_cols = "clean | poisoned, same seed side by side"
+            else:
+                stack = np.stack([gens[c][ids, int(sample)] for c in levels], axis=1)
+                cols = [str(c) for c in levels]
+                title_cols = "C_P"
+            fig = generation_grid_figure(
+                stack,
+                rows,
+                cols,
+                title=f"{label}: {len(groups[group])} concepts (showing {len(ids)})",
+                highlight=marked,
+                col_title=title_cols,
+            )
+            show(fig, f"gen_grid_{group}", config={"displayModeBar": False})
+        st.caption(
+            "In brackets: change in judged accuracy of that prompt since C_P = 0 (mean over "
+            f"seeds); ▼ and a vermillion frame: fell by {HIGHLIGHT_DROP:.0%} or more."
+            if drop is not None
+            else "This run's records have no per-prompt accuracy, so no row is highlighted."
+        )
 
         st.subheader("Enlarge")
         e1, e2 = st.columns(2)
         i = e1.selectbox("Prompt", range(len(names)), format_func=lambda k: names[k], key="gen_big")
-        c = e2.select_slider("C_P", options=levels, value=levels[-1], key="gen_big_cp")
+        c = e2.select_slider(
+            "C_P", options=levels, value=levels[-1], key="gen_big_cp", help=terms("C_P")
+        )
         imgs = gens[c][i]
         st.image(
             [upscale(x, 8) for x in imgs],

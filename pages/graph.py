@@ -1,41 +1,48 @@
 """Alignment graph: text graph | image graph at a chosen C_P, with poisoned pairs and the
 distortion arrows (caption → where the fine-tuned model lands it)."""
 
+from typing import Any
+
 import numpy as np
 import streamlit as st
 
-from core.figures.graph import alignment_graph_figure, graph_positions
+from core.figures.graph import alignment_graph_figure
 from core.figures.images import compose_grid
 from core.figures.nodes import concept_card, reference_images, selected_concept
-from pages._ui import current_pack, export_buttons, pack_key, route_through_app
+from pages._ui import (
+    current_pack,
+    export_buttons,
+    generations,
+    intro,
+    layout_with_placeholder,
+    open_pack,
+    pack_key,
+    presenter,
+    route_through_app,
+    run_choices,
+    show,
+    terms,
+)
 
 route_through_app()
 
-st.title("Alignment graph")
-st.caption(
-    "Nodes are concepts. Left: captions. Right: images, the training pairs that supervise the "
-    "mapping, and arrows from each caption to where the model sends it. Drag the C_P slider: "
-    "the layout is fitted once on every level, so only what changes moves. Click a node to "
-    "inspect its concept; switch on thumbnails to see every concept's images in place."
+intro(
+    "Alignment graph",
+    "Captions (left) and images (right) as two graphs, with the training pairs that join them "
+    "and where the model now sends each caption: drag C_P and watch poisoned pairs cross the map "
+    "and the landing points drift.",
+    "C_P",
+    "poisoned",
 )
 pack = current_pack()
 if pack is None:
     st.stop()
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def positions(key: tuple[str, float], method: str) -> dict:
-    levels = {c: pack.level_arrays(c) for c in pack.levels}
-    return graph_positions(pack.embeddings()["text_concept"], levels, method=method.lower())
-
-
 @st.cache_data(show_spinner=False, max_entries=4)
 def images(key: tuple[str, float]) -> tuple[np.ndarray | None, dict[int, np.ndarray]]:
     """(clean reference image per concept or None, level → generated (K, m, S, S, 3))."""
-    try:
-        gens = pack.generations()
-    except FileNotFoundError:
-        gens = {}
+    gens = generations(key)
     size = next(iter(gens.values())).shape[2] if gens else 32
     return reference_images(pack.concepts, image_size=size), gens
 
@@ -48,19 +55,22 @@ def on_select() -> None:
         st.session_state["graph_concept"] = i
 
 
+big = presenter()
 c1, c2, c3, c4 = st.columns([3, 1.2, 1.6, 1.2])
 c_p = c1.select_slider(
     "C_P: poisoned concepts",
     options=pack.levels,
     value=pack.levels[min(len(pack.levels) - 1, len(pack.levels) // 2)],
     key="graph_cp",
+    help=terms("C_P"),
 )
 method = c2.radio(
     "Layout",
     ["PCA", "UMAP"],
     horizontal=True,
     key="graph_layout",
-    help="PCA is instant. UMAP's first use compiles for a few minutes.",
+    help="PCA is instant (computed once per run and kept on disk). UMAP's first use compiles "
+    "for a few minutes.",
 )
 show_pairs = c3.toggle("Show individual pairs", value=False, key="graph_pairs")
 thumbs = c3.toggle(
@@ -70,17 +80,35 @@ thumbs = c3.toggle(
     help="Beside each caption: a clean training image of its concept. Beside each ◆: what the "
     "model generates for that caption at this C_P.",
 )
-knn = c4.slider("Similarity edges per node", 0, 5, 2, key="graph_knn")
-
-spinner = (
-    "Fitting UMAP on all levels… the first UMAP of a server session compiles its numba code "
-    "(about 3–4 minutes on 2 CPU cores); later ones take seconds."
-    if method == "UMAP"
-    else "Fitting the PCA layout on all levels…"
+knn = c4.slider("Similarity edges per node", 0, 5, 0 if big else 2, key="graph_knn")
+drift = c4.toggle(
+    "Drift arrows",
+    value=big,
+    key="graph_drift",
+    help="Arrows from where each caption landed at C_P = 0 to where it lands now: zero length "
+    "on the clean model, longer as C_P grows. Off: arrows from each caption to where it lands.",
 )
+others = {c.id: c.label for c in run_choices()}
+with st.expander("Show a second view beside it (another level or another run)"):
+    v1, v2 = st.columns(2)
+    other_run = v1.selectbox(
+        "Run",
+        [None, *others],
+        format_func=lambda n: "— none —" if n is None else others[n],
+        key="graph_other_run",
+    )
+    other_pack = open_pack(other_run) if other_run else None
+    other_levels = other_pack.levels if other_pack is not None else []
+    other_cp = v2.select_slider(
+        "C_P of the second view",
+        options=other_levels or [0],
+        value=0 if 0 in other_levels else (other_levels or [0])[0],
+        key="graph_other_cp",
+        disabled=other_pack is None,
+    )
+
 try:
-    with st.spinner(spinner):
-        pos = positions(pack_key(pack), method)
+    pos = layout_with_placeholder(pack, method.lower())
 except ImportError as e:
     st.error(f"UMAP is not available ({e}); install it with `pip install umap-learn` or use PCA.")
     st.stop()
@@ -89,28 +117,49 @@ except (FileNotFoundError, ValueError) as e:
     st.stop()
 
 clean, gens = images(pack_key(pack))
-fig = alignment_graph_figure(
-    pos,
-    pack.level_arrays(c_p),
-    c_p,
-    pack.concepts,
-    pack.poisoned_at(c_p),
-    pack.targets,
-    show_pairs=show_pairs,
-    knn=knn,
-    text_concept=pack.embeddings()["text_concept"],
-    thumbnails={"clean": clean, "generated": gens[c_p][:, 0] if c_p in gens else None}
-    if thumbs
-    else None,
-)
+
+
+def graph(p, where: dict, level: int, selected: int | None, height: int) -> Any:
+    """The alignment graph of run ``p`` at ``level`` with this page's options."""
+    poisoned = p.poisoned_at(level)
+    has_base = 0 in where["generated"] and 0 in p.levels
+    return alignment_graph_figure(
+        where,
+        p.level_arrays(level),
+        level,
+        p.concepts,
+        poisoned,
+        p.targets,
+        show_pairs=show_pairs,
+        knn=knn,
+        text_concept=p.embeddings()["text_concept"],
+        height=height,
+        labels=[*poisoned[: 4 if big else 8], *([] if selected is None else [selected])],
+        distortion="drift" if drift and has_base else "arrows",
+        baseline=p.level_arrays(0)["generated"] if has_base else None,
+        thumbnails={"clean": clean, "generated": gens[level][:, 0] if level in gens else None}
+        if thumbs and p is pack
+        else None,
+    )
+
+
+selected = st.session_state.get("graph_concept")
+fig = graph(pack, pos, c_p, selected, 520 if big else 620)
 
 left, right = st.columns([3.3, 1])
 with left:
-    st.plotly_chart(fig, key="graph_chart", on_select=on_select, selection_mode="points")
+    show(fig, "graph_chart", on_select=on_select, selection_mode="points")
     st.caption(
         "Click a caption, image or ◆ node to inspect it. Click legend entries to hide or show an "
         "edge class; double-click to isolate it."
     )
+    if other_pack is not None:
+        other_pos = layout_with_placeholder(other_pack, "pca")
+        fig2 = graph(other_pack, other_pos, other_cp, None, 520 if big else 620)
+        fig2.update_layout(
+            title_text=f"{others[other_run].split(' · ')[0]}: " + fig2.layout.title.text
+        )
+        show(fig2, "graph_chart_2")
     export_buttons(fig, f"alignment-graph-cp{c_p}")
 
 with right:
@@ -144,12 +193,12 @@ with right:
     if not gens:
         st.caption("This pack has no generated images.")
     base = concept_card(pack.level_arrays(0), i, names, [], {}) if 0 in pack.levels else None
-    align = "—" if card["alignment"] is None else f"{card['alignment']:.3f}"
+    align = "—" if card["alignment"] is None else f"{card['alignment']:.2f}"
     if base is not None and card["alignment"] is not None and base["alignment"] is not None:
-        align += f" (C_P = 0: {base['alignment']:.3f})"
+        align += f" (C_P = 0: {base['alignment']:.2f})"
     st.markdown(
         f"- training pairs with this caption: {card['clean_pairs']} clean, "
         f"{card['poisoned_pairs']} poisoned\n"
         f"- alignment, cos(generated, own images): {align}\n"
-        f"- lands nearest to: **{card['lands_on']}** (cos {card['lands_on_cos']:.3f})"
+        f"- lands nearest to: **{card['lands_on']}** (cos {card['lands_on_cos']:.2f})"
     )

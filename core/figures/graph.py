@@ -19,6 +19,22 @@ from core.figures.layout import fit_layout
 from core.figures.palette import BLACK, CLEAN, GENERATED, IMAGE, POISONED, TEXT, rgba, style
 
 WEBGL_THRESHOLD = 1000  # points per trace above which Scattergl is used
+# How the graph shows distortion. "arrows": caption → where the model lands it (length ≠ 0 even
+# at C_P = 0). "drift": where the caption landed at C_P = 0 → where it lands now, so the arrows
+# start at zero length and grow with C_P. Measured on the demo pack (mean over unpoisoned
+# concepts, in units of the layout's extent, C_P 0 → 24): arrows 0.09 → 0.30, drift 0.00 → 0.26,
+# tracking the embedding-space drift 1 − cos 0.00 → 0.24; so presenter mode uses "drift".
+DISTORTIONS: tuple[str, ...] = ("arrows", "drift")
+
+
+def drift(generated: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Per-concept 1 − cos(generated_c, generated_0): how far each caption's landing point moved
+    in embedding space since C_P = 0. (K, d), (K, d) → (K,) float64 in [0, 2]."""
+    a = np.asarray(generated, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    na = np.linalg.norm(a, axis=1).clip(1e-12)
+    nb = np.linalg.norm(b, axis=1).clip(1e-12)
+    return 1.0 - (a * b).sum(1) / (na * nb)
 
 
 def _concept_means(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -156,8 +172,17 @@ def alignment_graph_figure(
     text_concept: np.ndarray | None = None,
     height: int = 620,
     thumbnails: Mapping[str, np.ndarray | None] | None = None,
+    labels: Sequence[int] = (),
+    distortion: str = "arrows",
+    baseline: np.ndarray | None = None,
 ) -> go.Figure:
     """Text graph | image graph at level ``c_p`` (see module doc). One trace per edge class.
+
+    ``labels``: concept ids whose names are written beside their caption node and landing point
+    (the page passes the poisoned and the selected concepts, so a speaker can point at them).
+    ``distortion``: "arrows" (caption → landing point) or "drift" (landing point at C_P = 0 →
+    now; needs level 0 in ``pos``); ``baseline`` (K, d): generated embeddings at C_P = 0, for the
+    drift numbers in hover and title.
 
     Node traces carry the concept id as ``customdata`` (for click selection). ``thumbnails``:
     optional ``{"clean": (K, S, S, 3), "generated": (K, S, S, 3)}`` uint8 drawn beside the
@@ -166,17 +191,26 @@ def alignment_graph_figure(
     ``pos`` from :func:`graph_positions`; ``arrays`` the level's arrays (``caption_concept``,
     ``image_concept``, ``poisoned``, ``image``); ``poisoned`` the concept ids poisoned at c_p.
     """
+    if distortion not in DISTORTIONS:
+        raise ValueError(f"unknown distortion {distortion!r}; allowed: {', '.join(DISTORTIONS)}")
+    if distortion == "drift" and 0 not in pos["generated"]:
+        raise ValueError(
+            "distortion='drift' needs level C_P = 0 in the layout (the clean baseline); this pack "
+            "has none, use distortion='arrows'"
+        )
     targets = dict(targets or {})
     k = len(names)
     tpos, ipos, gpos = pos["text_concept"], pos["image_concept"], pos["generated"][c_p]
+    moved = (
+        drift(arrays["generated"], baseline)
+        if baseline is not None and len(baseline) == k
+        else None
+    )
     pset = set(int(i) for i in poisoned)
     fig = make_subplots(
         rows=1,
         cols=2,
-        subplot_titles=(
-            "Text graph (captions)",
-            "Image graph (images, where captions land)",
-        ),
+        subplot_titles=("Text graph: captions", "Image graph: where captions land"),
         horizontal_spacing=0.06,
     )
     # --- similarity edges (graph structure) -------------------------------------------------
@@ -262,16 +296,32 @@ def alignment_graph_figure(
                     1,
                     panel,
                 )
-    # --- arrows: caption text position → where it lands in image space -----------------------
-    xs, ys = _segments(tpos, gpos, [(i, i) for i in range(k)])
+    # --- arrows: caption text position (or its C_P = 0 landing) → where it lands now ----------
+    start = pos["generated"][0] if distortion == "drift" else tpos
+    xs, ys = _segments(start, gpos, [(i, i) for i in range(k)])
     sizes = [0, 11, 0] * k
+    if distortion == "drift":
+        fig.add_trace(
+            go.Scatter(
+                x=start[:, 0],
+                y=start[:, 1],
+                mode="markers",
+                name="where the caption landed at C_P = 0 ◇",
+                marker={"symbol": "diamond-open", "size": 10, "color": rgba(GENERATED, 0.6)},
+                hoverinfo="skip",
+            ),
+            1,
+            2,
+        )
     fig.add_trace(
         go.Scatter(
             x=xs,
             y=ys,
             mode="lines+markers",
-            name="caption → generated (learned mapping)",
-            line={"color": rgba(GENERATED, 0.75), "width": 1.5},
+            name="drift since C_P = 0 (longer = more distorted)"
+            if distortion == "drift"
+            else "caption → generated (learned mapping)",
+            line={"color": rgba(GENERATED, 0.8), "width": 2 if distortion == "drift" else 1.5},
             marker={"symbol": "arrow", "angleref": "previous", "size": sizes, "color": GENERATED},
             hoverinfo="skip",
         ),
@@ -326,6 +376,7 @@ def alignment_graph_figure(
         list(range(k)),
         [
             f"generated from “{names[i]}”<br>caption: “a photo of a {names[i]}” (C_P = {c_p})"
+            + ("" if moved is None else f"<br>moved {moved[i]:.2f} (1 − cos) since C_P = 0")
             for i in range(k)
         ],
         2,
@@ -334,12 +385,36 @@ def alignment_graph_figure(
         symbol="diamond",
         size=10,
     )
+    # --- names beside the nodes a speaker points at (poisoned, selected) --------------------------
+    named = sorted({int(i) for i in labels if 0 <= int(i) < k})
+    if named:
+        text = [("× " if i in pset else "") + names[i] for i in named]
+        for col, xy, where in ((1, tpos, "top center"), (2, gpos, "bottom center")):
+            fig.add_trace(
+                go.Scatter(
+                    x=xy[named, 0],
+                    y=xy[named, 1],
+                    mode="text",
+                    text=text,
+                    textposition=where,
+                    textfont={"size": 16, "color": BLACK},
+                    cliponaxis=False,
+                    hoverinfo="skip",
+                    showlegend=False,
+                    name="labels",
+                ),
+                1,
+                col,
+            )
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_layout(xaxis2={"matches": "x"}, yaxis2={"matches": "y"})
-    style(fig, f"Alignment graph at C_P = {c_p} ({len(pset)} of {k} concepts poisoned)", height)
-    fig.update_layout(legend={"y": -0.08, "yanchor": "top"}, margin={"b": 140}, hovermode="closest")
-    fig.update_annotations(font_size=16)
+    title = f"Alignment graph at C_P = {c_p} ({len(pset)} of {k} concepts poisoned)"
+    unpoisoned = [i for i in range(k) if i not in pset]
+    if moved is not None and unpoisoned:
+        title += f" · unpoisoned captions moved {float(moved[unpoisoned].mean()):.2f}"
+    style(fig, title, height)
+    fig.update_layout(hovermode="closest")
     if thumbnails:
         from core.figures.nodes import add_thumbnails
 

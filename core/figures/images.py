@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.figures.palette import style
+from core.figures.palette import VERMILLION, style
 
 
 def png_data_uri(image: np.ndarray) -> str:
@@ -92,18 +93,55 @@ def generation_grid_figure(
     title: str | None = None,
     factor: int = 2,
     pad: int = 3,
+    highlight: Sequence[int] = (),
+    col_title: str = "C_P",
 ) -> go.Figure:
-    """A prompts × C_P grid (R, C, S, S, 3) uint8 as one image with readable axis labels."""
+    """A prompts × columns grid (R, C, S, S, 3) uint8 as one image with readable axis labels.
+
+    ``highlight``: row indices framed in vermillion with a bold label (the prompts that implode
+    most); ``col_title``: the column axis title (C_P levels, or "clean | poisoned")."""
     grid = compose_grid(images, pad=pad, factor=factor)
     cell = images.shape[2] * factor + pad
     centres_r = [pad + cell * i + (cell - pad) / 2 for i in range(images.shape[0])]
     centres_c = [pad + cell * j + (cell - pad) / 2 for j in range(images.shape[1])]
+    marked = {int(i) for i in highlight}
+    labels = [f"<b>{t} ▼</b>" if i in marked else str(t) for i, t in enumerate(row_labels)]
     fig = go.Figure(go.Image(source=png_data_uri(grid), hoverinfo="skip"))
     fig.update_xaxes(
-        tickvals=centres_c, ticktext=list(col_labels), side="top", showgrid=False, title="C_P"
+        tickvals=centres_c, ticktext=list(col_labels), side="top", showgrid=False, title=col_title
     )
-    fig.update_yaxes(tickvals=centres_r, ticktext=list(row_labels), showgrid=False)
+    fig.update_yaxes(tickvals=centres_r, ticktext=labels, showgrid=False)
+    for i in sorted(marked):
+        y0 = pad + cell * i - pad / 2
+        fig.add_shape(
+            type="rect",
+            x0=0.5,
+            x1=grid.shape[1] - 0.5,
+            y0=y0,
+            y1=y0 + cell,
+            line={"color": VERMILLION, "width": 3},
+        )
     height = max(220, int(grid.shape[0] * 1.6) + 120)
     style(fig, title, height)
     fig.update_layout(margin={"l": 230, "r": 10, "t": 110 if title else 60, "b": 10})
     return fig
+
+
+def accuracy_drop(records: Sequence[Mapping[str, Any]], k: int, c_p: int) -> np.ndarray | None:
+    """Per concept, how much judged accuracy fell from C_P = 0 to ``c_p``: the mean over seeds of
+    ``per_concept_acc`` at 0 minus at ``c_p``, paired by seed. (K,) float64 (positive = the prompt
+    got worse), or None when the records carry no per-concept accuracy for both levels."""
+    base = {
+        int(r["seed"]): r["per_concept_acc"]
+        for r in records
+        if int(r["c_p"]) == 0 and len(r.get("per_concept_acc") or []) == k
+    }
+    diffs = [
+        np.asarray(base[int(r["seed"])], dtype=np.float64)
+        - np.asarray(r["per_concept_acc"], dtype=np.float64)
+        for r in records
+        if int(r["c_p"]) == int(c_p)
+        and int(r["seed"]) in base
+        and len(r.get("per_concept_acc") or []) == k
+    ]
+    return np.mean(diffs, axis=0) if diffs else None

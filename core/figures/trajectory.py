@@ -12,12 +12,15 @@ from core.figures.palette import (
     BLACK,
     BLUE,
     CLEAN,
+    LEVEL_DASHES,
     METRIC_COLOURS,
     METRIC_DASH,
     METRIC_LABELS,
     ORANGE,
     POISONED,
     VERMILLION,
+    integer_ticks,
+    level_colours,
     rgba,
     style,
 )
@@ -31,6 +34,53 @@ IMPLOSION_METRICS: tuple[str, ...] = (
     "attack_success",
 )
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "star")
+LEVEL_AXIS = "C_P (poisoned concepts)"
+
+
+def _levels_of(*summaries: Summary) -> list[int]:
+    """Every C_P value of every metric of the summaries (for integer ticks)."""
+    return sorted({int(c) for s in summaries for m in s.values() for c in m.get("c_p", [])})
+
+
+def mark_level(fig: go.Figure, c_p: int | None, annotate: bool = True) -> go.Figure:
+    """A dotted vertical line at ``c_p`` on every C_P axis of ``fig`` (the level on show), with
+    its value written once beside it (``annotate``; stacked panels would repeat it per panel)."""
+    if c_p is not None:
+        fig.add_vline(x=c_p, line_dash="dot", line_width=2.5, line_color=POISONED)
+        if annotate:
+            fig.add_annotation(
+                x=c_p,
+                y=1,
+                yref="y domain",
+                text=f"C_P = {c_p}",
+                showarrow=False,
+                xanchor="left",
+                yanchor="top",
+                font={"color": POISONED},
+            )
+    return fig
+
+
+def label_lines(fig: go.Figure) -> go.Figure:
+    """Write each line's name at its last point instead of a legend (readable in a narrow
+    column and from the back of a room); CI bands stay unlabelled."""
+    for t in fig.data:
+        if t.mode != "lines+markers" or not t.name or len(t.x) == 0:
+            continue
+        fig.add_annotation(
+            x=t.x[-1],
+            y=t.y[-1],
+            xref=t.xaxis,
+            yref=t.yaxis,
+            text=t.name.split(",")[0].split(" (")[0],  # "accuracy", "incoherence", "AD"
+            showarrow=False,
+            xanchor="right",
+            yanchor="bottom",
+            yshift=6,
+            font={"color": t.line.color},
+        )
+    fig.update_layout(showlegend=False)
+    return fig
 
 
 def _band(
@@ -96,20 +146,30 @@ def _line(
     return True
 
 
-def ad_components_figure(summary: Summary, height: int = 430) -> go.Figure:
-    """AD, D_fea and D_stru vs C_P, mean over seeds with 95 % CI bands."""
+def ad_components_figure(
+    summary: Summary, height: int = 430, marker_c: int | None = None
+) -> go.Figure:
+    """AD, D_fea and D_stru vs C_P, mean over seeds with 95 % CI bands (integer C_P ticks);
+    ``marker_c`` draws a dotted line at that level."""
     fig = go.Figure()
     for i, m in enumerate(("ad", "ad_feature", "ad_structure")):
         _line(fig, summary, m, i)
-    fig.update_xaxes(title="C_P (number of poisoned concepts)")
+    fig.update_xaxes(title=LEVEL_AXIS, **integer_ticks(_levels_of(summary)))
     fig.update_yaxes(title="value")
-    return style(fig, "Alignment difficulty grows with C_P", height)
+    style(fig, "Alignment difficulty grows with C_P", height)
+    return mark_level(fig, marker_c)
 
 
 def implosion_figure(
-    summary: Summary, metrics: Sequence[str] = IMPLOSION_METRICS, height: int = 640
+    summary: Summary,
+    metrics: Sequence[str] = IMPLOSION_METRICS,
+    height: int = 640,
+    marker_c: int | None = None,
+    direct_labels: bool = False,
 ) -> go.Figure:
-    """Top: AD with CI; bottom: implosion metrics; one shared C_P axis."""
+    """Top: AD with CI; bottom: implosion metrics; one shared C_P axis (integer ticks);
+    ``marker_c`` draws a dotted line at that level on both panels; ``direct_labels`` names each
+    line at its end instead of a legend."""
     fig = make_subplots(
         rows=2,
         cols=1,
@@ -121,11 +181,14 @@ def implosion_figure(
     _line(fig, summary, "ad", 0, row=1, col=1)
     for i, m in enumerate(metrics):
         _line(fig, summary, m, i + 1, row=2, col=1)
-    fig.update_xaxes(title="C_P (number of poisoned concepts)", row=2, col=1)
+    fig.update_xaxes(**integer_ticks(_levels_of(summary)))
+    fig.update_xaxes(title=LEVEL_AXIS, row=2, col=1)
     fig.update_yaxes(title="AD", row=1, col=1)
     fig.update_yaxes(title="rate", range=[-0.02, 1.02], row=2, col=1)
-    fig.update_annotations(font_size=16)
-    return style(fig, "AD and implosion on the same C_P axis", height)
+    style(fig, "AD and implosion on the same C_P axis", height)
+    if direct_labels:
+        label_lines(fig)
+    return mark_level(fig, marker_c, annotate=False)
 
 
 def concept_contributions_figure(
@@ -184,16 +247,14 @@ def theory_figure(curve: Mapping[str, Sequence[float]], marker_c: int | None = N
         "ad_feature": {"c_p": curve["c_p"], "mean": curve["d_fea"]},
         "ad_structure": {"c_p": curve["c_p"], "mean": curve["d_stru"]},
     }
-    fig = ad_components_figure(summary, height=420)
-    if marker_c is not None:
-        fig.add_vline(
-            x=marker_c, line_dash="dot", line_color=POISONED, annotation_text=f"C_P = {marker_c}"
-        )
+    fig = ad_components_figure(summary, height=420, marker_c=marker_c)
     fig.update_layout(title_text="Theory sandbox: AD vs C_P on synthetic embeddings")
     return fig
 
 
-def compare_figure(summaries: Mapping[str, Summary], metric: str = "ad") -> go.Figure:
+def compare_figure(
+    summaries: Mapping[str, Summary], metric: str = "ad", marker_c: int | None = None
+) -> go.Figure:
     """One metric vs C_P for several packs/runs (line style and marker differ per run)."""
     palette = [BLACK, BLUE, VERMILLION, ORANGE, CLEAN, "#009E73", "#CC79A7"]
     dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
@@ -203,9 +264,10 @@ def compare_figure(summaries: Mapping[str, Summary], metric: str = "ad") -> go.F
         if not s or not s.get("c_p"):
             continue
         _mean_trace(fig, s, label, palette[i % len(palette)], dashes[i % len(dashes)], i)
-    fig.update_xaxes(title="C_P (number of poisoned concepts)")
+    fig.update_xaxes(title=LEVEL_AXIS, **integer_ticks(_levels_of(*summaries.values())))
     fig.update_yaxes(title=METRIC_LABELS.get(metric, metric))
-    return style(fig, f"Compare runs: {METRIC_LABELS.get(metric, metric)}", 460)
+    style(fig, f"Compare runs: {METRIC_LABELS.get(metric, metric)}", 460)
+    return mark_level(fig, marker_c)
 
 
 def loss_curve_figure(
@@ -222,7 +284,7 @@ def loss_curve_figure(
             line={"color": BLUE, "width": 2.5},
         )
     )
-    fig.update_xaxes(title="step")
+    fig.update_xaxes(title="step", **integer_ticks([p[0] for p in pts]))
     fig.update_yaxes(title="loss")
     return style(fig, title, 320)
 
@@ -230,12 +292,10 @@ def loss_curve_figure(
 def training_steps_figure(
     training: Mapping[str, Mapping[str, Any]], levels: Sequence[int], smooth: int = 5
 ) -> go.Figure:
-    """Over fine-tuning steps, one line per C_P (sequential, colour-blind-safe Viridis; C_P also
-    in the legend and hover): the AD of the model's own generations and the judged accuracy of
+    """Over fine-tuning steps, one line per C_P (few distinct colour-blind-safe colours, light to
+    dark as C_P grows, each level with its own dash; C_P also in the legend and hover): the AD of the model's own generations and the judged accuracy of
     unpoisoned concepts at the probe steps (``training[c]["probe"]``), and the training loss
     (moving average over ``smooth`` steps). Packs without probes get the loss panel only."""
-    from plotly.colors import sample_colorscale
-
     levels = [c for c in levels if str(c) in training]
     has_probe = any("probe" in training[str(c)] for c in levels)
     rows = (
@@ -246,8 +306,9 @@ def training_steps_figure(
     fig = make_subplots(
         rows=len(rows), cols=1, shared_xaxes=True, subplot_titles=rows, vertical_spacing=0.08
     )
-    top = max(levels) if levels else 1
-    colours = sample_colorscale("Viridis", [0.9 * c / max(top, 1) for c in levels])
+    colours = level_colours(levels)
+    order = {c: i for i, c in enumerate(sorted(levels))}
+    steps: list[float] = []
     for c, colour in zip(levels, colours):
         t = training[str(c)]
         name, shown = f"C_P = {c}", False
@@ -277,7 +338,13 @@ def training_steps_figure(
                     name=name,
                     legendgroup=name,
                     showlegend=not shown,
-                    line={"color": colour, "width": 2.5},
+                    line={
+                        "color": colour,
+                        "width": 2.5,
+                        "dash": LEVEL_DASHES[order[c] % len(LEVEL_DASHES)]
+                        if len(levels) > 1
+                        else "solid",
+                    },
                     marker={"size": 6},
                     hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.3f}}<extra></extra>",
                 ),
@@ -285,5 +352,7 @@ def training_steps_figure(
                 col=1,
             )
             shown = True
+            steps += [float(p[0]) for p in pts]
+    fig.update_xaxes(**integer_ticks(steps))
     fig.update_xaxes(title="fine-tuning step", row=len(rows), col=1)
     return style(fig, "Over fine-tuning steps", 260 * len(rows) + 120)

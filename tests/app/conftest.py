@@ -22,8 +22,10 @@ def synthetic_assets(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def assets(synthetic_assets, monkeypatch) -> Path:
+def assets(synthetic_assets, monkeypatch, tmp_path) -> Path:
+    """The synthetic assets, and an empty runs folder per test (figure caches, jobs)."""
     monkeypatch.setenv("IMPLOSION_ASSETS", str(synthetic_assets))
+    monkeypatch.setenv("IMPLOSION_RUNS", str(tmp_path / "runs"))
     return synthetic_assets
 
 

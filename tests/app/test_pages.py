@@ -58,7 +58,7 @@ def test_graph_page(assets):
     at.select_slider(key="graph_cp").set_value(16).run()
     at.toggle(key="graph_pairs").set_value(True).run()
     assert not at.exception
-    assert at.query_params["pack"] == ["demo"] or at.query_params["pack"] == "demo"
+    assert at.query_params["pack"] == "demo" or at.query_params["pack"] == "demo"
 
 
 def _chart_spec(at) -> dict:
@@ -315,12 +315,13 @@ def test_poison_launch_starts_finetune_job(assets, monkeypatch):
     assert cfg["model"] == str(assets) and cfg["method"] == "dirty-label"
 
 
-def test_play_demo_switches_to_the_graph(assets):
+def test_play_demo_switches_to_the_story(assets):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     at.button(key="play_demo").click().run()
     assert not at.exception, at.exception
-    assert at.title[0].value == "Alignment graph"
+    assert at.title[0].value == "Story"
     assert at.session_state["pack"] == "demo"
+    assert at.query_params["pack"] == "demo"
 
 
 def test_jobs_page_selects_a_newly_started_sweep(finished_run, monkeypatch):
