@@ -119,7 +119,7 @@ def evaluate(
     prec = _engine.resolve_precision(precision, dev, source.n, source.d)
     blk = _engine.check_block(block, dev)
     with _engine.compute_context(threads):
-        prep = _backends.prepare(source, dev, prec, blk, keep=not source.streaming)
+        prep = _backends.prepare(source, dev, prec, blk, not source.streaming, threads=threads)
         total, r = prep.structure_sum(row_sums=row_sums, on_step=on_step)
     n = source.n
     s_hat = rescale(prep.s, lohi)

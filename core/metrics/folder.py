@@ -1,9 +1,10 @@
 """Read a folder of images with same-name ``.txt`` captions and embed them as AD input pairs.
 
-Layout: ``DIR/cat_001.png`` + ``DIR/cat_001.txt`` (UTF-8 caption). Image suffixes: .png .jpg .jpeg
-.webp (any case); only the top level of DIR is read, in sorted filename order. Images without a
-caption are reported as ``unpaired``; unreadable images or captions (and empty captions) are skipped
-and reported in ``skipped`` with the reason, never silently dropped.
+Layout: ``DIR/cat_001.png`` + ``DIR/cat_001.txt`` (UTF-8 caption). The folder rule and the pixel
+rule are the real-data loader's (:mod:`core.data.images`): sub-folders are read too, in sorted
+order; 16-bit images are scaled by their bit depth. Images without a caption are reported as
+``unpaired``; unreadable images or captions (and empty captions, duplicate names) are skipped and
+reported in ``skipped`` with the reason, never silently dropped.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import numpy as np
 
 if TYPE_CHECKING:  # PIL and tqdm load only when a folder is embedded (fast `import core.metrics`)
     from PIL import Image
-
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp")
 
 
 class Embedder(Protocol):
@@ -56,33 +55,29 @@ def find_pairs(folder: str | Path) -> FolderPairs:
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"--dataset: {root} is not a directory; pass a folder of images + .txt")
+    from core.data.images import walk_folder  # the one folder rule of every dataset reader
+
     images, captions, unpaired, skipped = [], [], [], []
-    for path in sorted(p for p in root.iterdir() if p.is_file()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        txt = path.with_suffix(".txt")
-        if not txt.is_file():
-            unpaired.append(path)
-            continue
-        try:
-            caption = txt.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as e:
-            skipped.append((path, f"unreadable caption {txt.name}: {e}"))
-            continue
-        if not caption:
-            skipped.append((path, f"empty caption {txt.name}"))
-            continue
-        images.append(path)
-        captions.append(caption)
+    reasons = {
+        "unreadable_caption": "unreadable caption",
+        "empty_caption": "empty caption",
+        "duplicate": "duplicate name",
+    }
+    for entry in walk_folder(root):
+        if entry.kind == "pair":
+            images.append(entry.path)
+            captions.append(str(entry.caption))
+        elif entry.kind == "image_without_caption":
+            unpaired.append(entry.path)
+        elif entry.kind in reasons:
+            skipped.append((entry.path, f"{reasons[entry.kind]} {entry.detail}".strip()))
     return FolderPairs(images, captions, unpaired, skipped)
 
 
 def _load_rgb(path: Path) -> Image.Image:
-    from PIL import Image
+    from core.data.images import read_rgb  # the one pixel rule (16-bit scaled by bit depth)
 
-    with Image.open(path) as im:
-        im.load()
-        return im.convert("RGB")
+    return read_rgb(path)
 
 
 def _check_batch(out: object, n: int, what: str) -> np.ndarray:

@@ -31,6 +31,7 @@ from core.metrics.result import (
 
 Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
 CHUNK = 16384  # pairs per gather; keeps memory O(CHUNK·d)
+COLLECT_BYTES = 2**28  # at most 256 MiB of sampled rows kept from the sequential pass
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,29 @@ def check_samples(samples: Any) -> int:
     return int(samples)
 
 
+def draw_pairs(n: int, samples: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``samples`` ordered pairs (i, j), i ≠ j, uniform over all n(n−1): two (m,) int64 arrays."""
+    m = check_samples(samples)
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, n, size=m, dtype=np.int64)
+    j = rng.integers(0, n - 1, size=m, dtype=np.int64)
+    j += j >= i  # uniform over the n − 1 rows other than i
+    return i, j
+
+
+def rows_to_collect(i: np.ndarray, j: np.ndarray, d: int, itemsize: int) -> np.ndarray | None:
+    """Sorted unique rows of the pairs, to be kept during the one sequential pass over the data,
+    or None when keeping them would exceed ``COLLECT_BYTES`` (then rows are read per chunk)."""
+    rows = np.unique(np.concatenate([i, j]))
+    return rows if len(rows) * 2 * d * itemsize <= COLLECT_BYTES else None
+
+
 def sample_d_stru(
     prep: _engine.Prepared, samples: int, seed: int = 0, chunk: int = CHUNK
 ) -> SampledStructure:
     """Estimate D_stru from ``samples`` uniformly random ordered pairs i ≠ j (see module doc)."""
     m, n = check_samples(samples), prep.n
-    rng = np.random.default_rng(seed)
-    i = rng.integers(0, n, size=m, dtype=np.int64)
-    j = rng.integers(0, n - 1, size=m, dtype=np.int64)
-    j += j >= i  # uniform over the n − 1 rows other than i
+    i, j = draw_pairs(n, m, seed)
     v = np.empty(m, dtype=np.float64)
     for a in range(0, m, chunk):
         b = min(a + chunk, m)
@@ -104,9 +119,15 @@ def sampled_alignment_difficulty(
     dev = _engine.resolve_device(device, source)
     # Same precision rule as the exact path, so D_fea is identical to the exact evaluation's.
     prec = _engine.resolve_precision(precision, dev, source.n, source.d)
+    # The pairs are drawn first so that the one sequential pass over the data (validation,
+    # matched cosines for D_fea) also keeps their rows: no random reads of a memmap afterwards.
+    i, j = draw_pairs(source.n, m, seed)
+    collect = rows_to_collect(i, j, source.d, 8 if prec == "float64" else 4)
     with _engine.compute_context(threads):
         # Never materialise: the one full pass (validation + matched cosines) streams in blocks.
-        prep = _backends.prepare(source, dev, prec, _engine.default_block(dev), False)
+        prep = _backends.prepare(
+            source, dev, prec, _engine.default_block(dev), False, collect=collect, threads=threads
+        )
         stru = sample_d_stru(prep, m, seed)
     s_hat = rescale(prep.s, lohi)
     d_fea = float(np.mean(1.0 - s_hat))

@@ -15,6 +15,7 @@ from core.metrics import (
     _engine,
     alignment_difficulty,
     calibrate_scale,
+    pair_contributions,
 )
 
 
@@ -170,11 +171,21 @@ def test_result_is_frozen():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_cpu():
+def test_cuda_matches_cpu(tmp_path):
     x, y = pairs(3000, d=64, seed=11, dtype=np.float32)
-    cpu = alignment_difficulty(x, y, device="cpu")
-    fp32 = alignment_difficulty(x, y, device="cuda", block=1024)
+    cpu = alignment_difficulty(x, y, device="cpu", precision="float64")
+    fp32 = alignment_difficulty(x, y, device="cuda", block=1024)  # TF32 off: true fp32
     fp64 = alignment_difficulty(x, y, device="cuda", precision="float64")
-    assert fp32.d_stru == pytest.approx(cpu.d_stru, rel=1e-5)
+    assert fp32.d_stru == pytest.approx(cpu.d_stru, rel=1e-6)
     assert fp64.d_stru == pytest.approx(cpu.d_stru, rel=1e-9)
+    on_device = alignment_difficulty(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+    assert on_device.ad == pytest.approx(cpu.ad, rel=1e-6)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    mx, my = np.load(tmp_path / "x.npy", mmap_mode="r"), np.load(tmp_path / "y.npy", mmap_mode="r")
+    assert alignment_difficulty(mx, my, device="cuda", block=512).ad == pytest.approx(
+        cpu.ad, rel=1e-6
+    )
+    pc = pair_contributions(x, y, device="cuda")
+    assert pc.structure.sum() == pytest.approx(cpu.d_stru, rel=1e-6)
     assert alignment_difficulty(x, y, device="cuda", sample=20_000).ci is not None
