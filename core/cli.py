@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "detect poisoned training pairs (ROC/AUC per detector × method × C_P); defended sweep",
     ),
     "jobs": ("core.commands.jobs", "list, inspect and control background jobs"),
+    "runs": ("core.commands.runs", "results packs: the demo pack and every sweep or fine-tune"),
     "real": (
         "core.commands.real",
         "real Stable Diffusion models and datasets (load, poison, fine-tune, evaluate)",
@@ -61,6 +62,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "core.commands.sweep",  # sweep, finetune
     "core.commands.defend",  # defend: poison detectors, defended sweep
     "core.commands.jobs",  # jobs
+    "core.commands.runs",  # runs: results packs (demo, sweeps, fine-tunes)
     "core.commands.real",  # real: SD 1.x/2.x models and real datasets
     "core.commands.app",  # app
 )
@@ -143,6 +145,26 @@ def _register(name: str, sub: argparse._SubParsersAction) -> None:
     module.register(sub)
 
 
+def describe_os_error(e: OSError) -> str:
+    """One line for an OSError: what failed, on which path, and what to do."""
+    import errno
+
+    fixes = {
+        errno.EISDIR: "it is a folder; give a file path",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EACCES: "no permission; choose a path you can read or write",
+        errno.EPERM: "not permitted; choose another path",
+        errno.ENOSPC: "the disk is full; free space or write to another disk",
+        errno.EROFS: "read-only file system; write somewhere else",
+        errno.ENAMETOOLONG: "a name is too long (at most 255 bytes per name)",
+        errno.ELOOP: "a symbolic link is in the way; remove it",
+        errno.EEXIST: "it already exists; choose a new path",
+    }
+    what = e.strerror or str(e)
+    fix = fixes.get(e.errno or -1, "check the path and try again")
+    return f"{what}: {e.filename} ({fix})" if e.filename is not None else f"{what} ({fix})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -151,9 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if getattr(args, "device", None) is not None:  # every --device, before any work
+            from core.jobs.devices import check_device
+
+            check_device(args.device)
         return int(args.func(args) or 0)
     except (CliError, ValueError, FileNotFoundError) as e:
         print(f"implosion {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path that is a folder, no permission, disk full…: one line
+        print(f"implosion {args.command}: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"implosion {args.command}: interrupted", file=sys.stderr)

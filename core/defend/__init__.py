@@ -1,0 +1,52 @@
+"""Defend: AD-based poison detection and the defended sweep (issue 16).
+
+Public API::
+
+    DefenseConfig(detector, fpr)                 # what a defended sweep drops (config.py)
+    DETECTORS / score(name, image, text, caption_concept) -> (n,) suspicion scores
+    roc(scores, truth) -> ROC (fpr, tpr, auc, recall_at, threshold_at); threshold_at_fpr
+    dirty_label_pairs / nightshade_pairs / level_pairs(pack, c_p, method) -> Pairs
+    evaluate_pack(pack, ...) -> DefenseReport;  pack_report(pack) stores defense.json
+    apply_defense(defense, x, y, caption_concept, poisoned) -> keep mask, record fields
+
+The defended sweep itself (``core.defend.sweep``, job kind ``defended-sweep``) and the
+attacked-vs-defended comparison (``core.defend.compare``) import the sweep and are not
+re-exported here, so ``core.sweep`` can import :mod:`core.defend.config` without a cycle.
+"""
+
+from core.defend.config import DETECTOR_NAMES, METHODS, DefenseConfig
+from core.defend.detectors import (
+    DETECTORS,
+    concept_share,
+    knn_disagreement,
+    misalignment,
+    score,
+    structural_outlier,
+)
+from core.defend.filter import apply_defense
+from core.defend.pairs import Pairs, dirty_label_pairs, level_pairs, nightshade_pairs
+from core.defend.report import DefenseReport, evaluate_pack, pack_report
+from core.defend.roc import ROC, roc, threshold_at_fpr
+
+__all__ = [
+    "DETECTORS",
+    "DETECTOR_NAMES",
+    "METHODS",
+    "ROC",
+    "DefenseConfig",
+    "DefenseReport",
+    "Pairs",
+    "apply_defense",
+    "concept_share",
+    "dirty_label_pairs",
+    "evaluate_pack",
+    "knn_disagreement",
+    "level_pairs",
+    "misalignment",
+    "nightshade_pairs",
+    "pack_report",
+    "roc",
+    "score",
+    "structural_outlier",
+    "threshold_at_fpr",
+]

@@ -1,0 +1,166 @@
+"""Evaluate detectors on a pack: ROC, AUC and recall at 1 % / 5 % FPR per detector × method × C_P.
+
+``defense.json`` in the pack holds the result ({"settings", "rows", "metadata"}); one row per
+(detector, method, c_p) with ``auc``, ``recall_at_1pct_fpr``, ``recall_at_5pct_fpr``, counts,
+seconds and the thinned ROC curve (``fpr``, ``tpr``). An existing file is never overwritten: the
+same settings return it, other settings need another ``out`` file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.defend.config import DETECTOR_NAMES, METHODS, check_detector
+from core.defend.detectors import score
+from core.defend.pairs import build_nightshade_cache, level_pairs
+from core.defend.roc import roc
+from core.io import atomic_write_json, run_metadata
+from core.results.pack import Pack
+
+DEFENSE = "defense.json"
+
+
+@dataclass(frozen=True)
+class DefenseReport:
+    """Rows of a pack's detector evaluation (see module docstring) and the settings that made them."""
+
+    settings: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "rows": self.rows, "metadata": self.metadata}
+
+    def table(self) -> list[dict[str, Any]]:
+        """Rows without the curves (for printing)."""
+        return [{k: v for k, v in r.items() if k not in ("fpr", "tpr")} for r in self.rows]
+
+    def best(self, method: str) -> dict[str, Any] | None:
+        """The row with the highest AUC for ``method`` (over detectors and C_P means)."""
+        rows = [r for r in self.rows if r["method"] == method]
+        if not rows:
+            return None
+        by_det: dict[str, list[float]] = {}
+        for r in rows:
+            by_det.setdefault(r["detector"], []).append(r["auc"])
+        det = max(by_det, key=lambda d: sum(by_det[d]) / len(by_det[d]))
+        vals = by_det[det]
+        return {"detector": det, "mean_auc": sum(vals) / len(vals), "min_auc": min(vals)}
+
+
+def check_choice(values: Sequence[str], allowed: Sequence[str], field: str) -> tuple[str, ...]:
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise ValueError(
+            f"{field}: unknown or empty {bad or list(values)}; choose from {list(allowed)}"
+        )
+    return tuple(values)
+
+
+def evaluate_pack(
+    pack: Pack,
+    detectors: Sequence[str] = DETECTOR_NAMES,
+    methods: Sequence[str] = ("dirty-label",),
+    levels: Sequence[int] | None = None,
+    epsilon: float = 16 / 255,
+    steps: int = 60,
+    on_progress: Callable[[int, int, str], None] | None = None,
+) -> DefenseReport:
+    """ROC per detector × method × C_P over the pack's poisoned levels (C_P > 0 by default).
+
+    Nightshade rows need the pack's model (builds and caches the poisons on first use)."""
+    detectors = tuple(check_detector(d, "detectors") for d in detectors)
+    methods = check_choice(methods, METHODS, "methods")
+    lv = [c for c in pack.levels if c > 0] if levels is None else list(levels)
+    missing = [c for c in lv if c not in pack.levels]
+    if missing:
+        raise ValueError(f"levels: {missing} not in this pack (it has {pack.levels})")
+    if not lv:
+        raise ValueError("levels: none with poison (C_P > 0); a ROC needs poisoned pairs")
+    settings = evaluate_settings(pack, detectors, methods, lv, epsilon, steps)
+    if "nightshade" in methods:
+        build_nightshade_cache(pack, epsilon, steps)
+    rows: list[dict[str, Any]] = []
+    total, done = len(lv) * len(methods) * len(detectors), 0
+    for method in methods:
+        for c in lv:
+            kw = {"epsilon": epsilon, "steps": steps} if method == "nightshade" else {}
+            p = level_pairs(pack, c, method, **kw)
+            for det in detectors:
+                if on_progress is not None:
+                    on_progress(done, total, f"{det} · {method} · C_P={c}")
+                t0 = time.perf_counter()
+                s = score(det, p.image, p.text, p.caption_concept)
+                r = roc(s, p.poisoned)
+                rows.append(
+                    {
+                        "detector": det,
+                        "method": method,
+                        "c_p": c,
+                        "n": len(p),
+                        **r.to_dict(),
+                        "seconds": round(time.perf_counter() - t0, 4),
+                    }
+                )
+                done += 1
+    return DefenseReport(settings, rows, {**run_metadata(None), "pack": str(pack.root)})
+
+
+def load_report(path: Path) -> DefenseReport | None:
+    """A stored report, or None if the file does not exist."""
+    if not Path(path).is_file():
+        return None
+    d = json.loads(Path(path).read_text())
+    return DefenseReport(d["settings"], d.get("rows", []), d.get("metadata", {}))
+
+
+def save_report(report: DefenseReport, path: Path) -> Path:
+    """Write ``report`` to ``path`` unless a file is there already (ValueError naming the fix)."""
+    path = Path(path)
+    if path.exists():
+        raise ValueError(
+            f"out: {path} exists (nothing was overwritten); pass another --out file, "
+            "or remove it yourself if it is stale"
+        )
+    atomic_write_json(path, report.to_dict())
+    return path
+
+
+def pack_report(
+    pack: Pack, out: Path | None = None, **kwargs: Any
+) -> tuple[DefenseReport, Path, bool]:
+    """Evaluate and store in the pack (``defense.json`` or ``out``). If the file exists with the
+    same settings it is returned as is (``False`` = not recomputed)."""
+    path = Path(out) if out is not None else pack.root / DEFENSE
+    prev = load_report(path)
+    if prev is not None:
+        want = evaluate_settings(pack, **kwargs)
+        if prev.settings == want:
+            return prev, path, False
+    report = evaluate_pack(pack, **kwargs)
+    save_report(report, path)
+    return report, path, True
+
+
+def evaluate_settings(
+    pack: Pack,
+    detectors: Sequence[str] = DETECTOR_NAMES,
+    methods: Sequence[str] = ("dirty-label",),
+    levels: Sequence[int] | None = None,
+    epsilon: float = 16 / 255,
+    steps: int = 60,
+    **_: Any,
+) -> dict[str, Any]:
+    """The ``settings`` dict :func:`evaluate_pack` would record (to recognise a stored report)."""
+    lv = [c for c in pack.levels if c > 0] if levels is None else list(levels)
+    return {
+        "detectors": list(detectors),
+        "methods": list(methods),
+        "levels": lv,
+        "nightshade": {"epsilon": epsilon, "steps": steps} if "nightshade" in methods else None,
+    }
