@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep-pack": ("core.commands.sweep", "copy a finished sweep into a demo pack the app opens"),
     "finetune": (
         "core.commands.sweep",
-        "poison chosen concepts and fine-tune the base (background job)",
+        "poison chosen concepts and fine-tune: clean baseline + poisoned level, as a pack",
     ),
     "defend": (
         "core.commands.defend",

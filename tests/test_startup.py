@@ -66,6 +66,15 @@ def test_jobs_list_imports_no_heavy_module(tmp_path):
     assert json.loads(proc.stdout) == []
 
 
+def test_runs_list_imports_no_heavy_module(tmp_path):
+    if "runs" not in cli.COMMANDS:
+        pytest.skip("no `implosion runs` in this checkout")
+    heavy, proc = _cli(tmp_path, "runs", "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert heavy == []
+    assert isinstance(json.loads(proc.stdout), list)
+
+
 def test_ad_on_embeddings_needs_numpy_only(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 16)).astype(np.float32)
