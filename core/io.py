@@ -119,6 +119,7 @@ def check_output(
     field: str = "--out",
     kind: str = "folder",
     resumable: Callable[[Path], bool] | None = None,
+    force_option: str | None = "--force",
 ) -> Path:
     """The one guard for output paths, called before any work starts; returns ``path``.
 
@@ -128,7 +129,8 @@ def check_output(
       ``resumable(path)`` says it holds this command's own unfinished work); a file is refused;
     * ``kind="file"``: an existing folder is refused; an existing file only with ``force``.
 
-    ValueError names ``field`` and the fix. Write the output with :func:`replace_output`
+    ValueError names ``field`` and the fix (``force_option`` is the option that allows
+    replacing, None where the command has none). Write the output with :func:`replace_output`
     (temp sibling, then rename) so nothing is half-replaced.
     """
     path = Path(path).expanduser()
@@ -146,15 +148,16 @@ def check_output(
         if path.is_dir():
             raise ValueError(f"{field} {path}: is a folder; give a file name inside it")
         if path.exists() and not force:
-            raise ValueError(f"{field} {path}: already exists; choose a new name or pass --force")
+            also = f" or pass {force_option}" if force_option else ""
+            raise ValueError(f"{field} {path}: already exists; choose a new name{also}")
         return path
     if path.exists() and not path.is_dir():
         raise ValueError(f"{field} {path}: is a file, not a folder; choose a folder path")
     if path.is_dir() and any(path.iterdir()) and not force:
         if resumable is None or not resumable(path):
+            also = f", or pass {force_option} to replace its contents" if force_option else ""
             raise ValueError(
-                f"{field} {path}: folder is not empty; choose a new or empty folder, or pass "
-                f"--force to replace its contents"
+                f"{field} {path}: folder is not empty; choose a new or empty folder{also}"
             )
     return path
 

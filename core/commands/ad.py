@@ -138,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
             image, text, labels, sample=args.sample, seed=args.seed, labels_field="--labels", **kw
         )
     else:
-        result = alignment_difficulty(image, text, sample=args.sample, seed=args.seed, **kw)
+        on_step = _exact_feedback(image, text, kw) if args.sample is None else None
+        result = alignment_difficulty(
+            image, text, sample=args.sample, seed=args.seed, on_step=on_step, **kw
+        )
     out = result.to_dict()
     if shares is not None:
         out["per_concept"] = {str(s.label): s.to_dict() for s in shares}
@@ -147,6 +150,37 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(result, out.get("per_concept")))
     return 0
+
+
+LONG_EXACT_N = 20_000  # exact AD above this many pairs gets the --sample hint and a progress bar
+
+
+def _exact_feedback(image: Any, text: Any, kw: dict[str, Any]) -> Any:
+    """For a long exact AD: print the --sample hint on stderr and return an
+    ``on_step(done, total)`` progress bar (with time left, measured as blocks finish); None for
+    small inputs."""
+    from tqdm.auto import tqdm
+
+    n = len(image)
+    if n < LONG_EXACT_N:
+        return None
+    print(
+        f"implosion ad: exact AD on {n:,} pairs compares every pair (n² = {n * n:.2g}), so time "
+        f"grows with n²; progress and time left below. For an estimate with a 95 % CI in time "
+        f"∝ N instead, add --sample N (e.g. --sample 1000000)",
+        file=sys.stderr,
+        flush=True,
+    )
+    bar = tqdm(total=None, desc="exact AD", unit="block", file=sys.stderr, mininterval=1.0)
+
+    def on_step(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return on_step
 
 
 def format_table(result: ADResult, per_concept: dict[str, Any] | None = None) -> str:

@@ -59,7 +59,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--model", type=Path, default=None, help="model folder (default: shipped base)")
     p.add_argument("--out", type=Path, required=True, help="output PNG")
+    p.add_argument("--force", action="store_true", help="replace --out if it already exists")
     p.set_defaults(func=_generate)
+
+
+MAX_IMAGES = 1024  # generate -n: one grid in memory; more is a job for several calls
+MAX_STEPS = 1000  # DDIM steps: the scheduler has 1000 training timesteps
+
+
+def check_sampling(args: argparse.Namespace) -> None:
+    """Validate sampling options before any model is loaded (ValueError naming the option)."""
+    import math
+
+    if not math.isfinite(args.guidance):
+        raise ValueError(
+            f"--guidance must be a finite number, got {args.guidance}; typical values are 1–7.5"
+        )
+    if not 1 <= args.steps <= MAX_STEPS:
+        raise ValueError(f"--steps must be in 1..{MAX_STEPS}, got {args.steps}")
+    n = getattr(args, "n", None)
+    if n is not None and not 1 <= n <= MAX_IMAGES:
+        raise ValueError(
+            f"-n must be ≥ 1 and ≤ {MAX_IMAGES}, got {n}; for more images run several times "
+            "with different --seed values"
+        )
 
 
 def _threads() -> None:
@@ -69,10 +92,12 @@ def _threads() -> None:
 
 
 def _train_base(args: argparse.Namespace) -> int:
+    from core.jobs.devices import check_device
     from core.models.config import ModelConfig
     from core.training.base import TrainConfig, train_base
     from core.world import WorldConfig
 
+    device = check_device(args.device)
     _threads()
     cfg = TrainConfig(
         n_per_concept=args.n_per_concept,
@@ -83,7 +108,7 @@ def _train_base(args: argparse.Namespace) -> int:
         unet_steps=args.unet_steps,
         unet_lr=args.unet_lr,
         seed=args.seed,
-        device=args.device,
+        device=device,
         precision=args.precision,
         world=WorldConfig(n_concepts=args.concepts, image_size=args.image_size),
         model=ModelConfig.tiny() if args.tiny else ModelConfig(),
@@ -105,6 +130,7 @@ def load_model(path: Path | None):
 def _eval_base(args: argparse.Namespace) -> int:
     from core.evaluate.judged import evaluate_model
 
+    check_sampling(args)
     _threads()
     ldm = load_model(args.model)
     r = evaluate_model(ldm, args.samples, args.seed, args.steps, args.guidance)
@@ -121,13 +147,14 @@ def _eval_base(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from core.io import ensure_writable_dir
+    from core.io import check_output, ensure_writable_dir
     from core.results.grid import save_grid
 
-    if args.n < 1:
-        raise ValueError(f"-n must be ≥ 1, got {args.n}")
+    check_sampling(args)
     if args.out.suffix.lower() != ".png":
         raise ValueError(f"--out must end in .png, got {args.out}")
+    # Checked before sampling: a bad --out must not cost the generated images.
+    check_output(args.out, force=args.force, kind="file", inputs=[("--model", args.model)])
     ensure_writable_dir(args.out.parent if str(args.out.parent) else Path("."), "--out")
     _threads()
     ldm = load_model(args.model)

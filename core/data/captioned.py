@@ -2,7 +2,8 @@
 
 Sources (:func:`iter_records`):
 
-* a folder of images with same-name ``.txt`` captions (``dog1.jpg`` + ``dog1.txt``), recursive;
+* a folder of images with same-name ``.txt`` captions (``dog1.jpg`` + ``dog1.txt``), by the one
+  folder rule of :func:`core.data.images.walk_folder` (recursive, sorted, UTF-8 captions);
 * a ``.csv`` / ``.jsonl`` file with an image-path column and a caption column (paths relative
   to the file's folder), or ``.parquet`` of the same (needs pyarrow).
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import warnings
 from collections.abc import Iterable, Iterator
@@ -26,7 +26,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+from core.data.images import IMAGE_EXTS as IMAGE_EXTS  # re-exported: one list of suffixes
+from core.data.images import to_rgb as _to_rgb
+from core.data.images import walk_folder
+
 IMAGE_KEYS = ("image", "image_path", "file_name", "filename", "file", "path")
 CAPTION_KEYS = ("caption", "text", "prompt")
 MAX_EXAMPLES = 20  # file names kept per skip reason in the report
@@ -116,35 +119,14 @@ def iter_records(
 
 
 def _folder_records(root: Path, report: DataReport) -> Iterator[Record]:
-    """Directory by directory (only one directory's listing in memory), sorted for determinism."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        d = Path(dirpath)
-        by_stem: dict[str, list[str]] = {}
-        texts: set[str] = set()
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in IMAGE_EXTS:
-                by_stem.setdefault(stem, []).append(name)
-            elif ext.lower() == ".txt":
-                texts.add(stem)
-            else:
-                report.skip("not_an_image", d / name)
-        for stem in sorted(texts - by_stem.keys()):
-            report.skip("caption_without_image", d / f"{stem}.txt")
-        for stem, names in sorted(by_stem.items()):
-            if len(names) > 1:  # dog.png + dog.jpg share dog.txt: ambiguous, keep the first
-                report.duplicates.extend(str(d / n) for n in names[1:])
-            if stem not in texts:
-                report.skip("image_without_caption", d / names[0])
-                continue
-            caption = (d / f"{stem}.txt").read_text(errors="replace").strip()
-            if not caption:
-                report.skip("empty_caption", d / names[0])
-                continue
-            yield Record(d / names[0], caption)
+    """The one folder rule (:func:`core.data.images.walk_folder`): recursive, sorted, reported."""
+    for entry in walk_folder(root):
+        if entry.kind == "pair":
+            yield Record(entry.path, str(entry.caption))
+        elif entry.kind == "duplicate":
+            report.duplicates.append(str(entry.path))
+        else:
+            report.skip(entry.kind, entry.path)
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -157,9 +139,11 @@ def _jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
         for i, line in enumerate(f, 1):
             if line.strip():
                 try:
-                    yield json.loads(line)
+                    row = json.loads(line)
                 except json.JSONDecodeError:
-                    yield {"__bad_line__": i}
+                    row = None
+                # valid JSON that is not an object (a list, a string) is a bad row too
+                yield row if isinstance(row, dict) else {"__bad_line__": i}
 
 
 def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -170,8 +154,22 @@ def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
             f"--data {path}: reading parquet needs pyarrow (`pip install pyarrow`); or convert "
             f"the table to .csv/.jsonl"
         ) from e
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        yield from batch.to_pylist()
+    import pyarrow as pa
+
+    try:
+        table = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(
+            f"--data {path}: not a readable parquet file ({type(e).__name__}: {str(e)[:120]}); "
+            f"check the file, or convert the table to .csv/.jsonl"
+        ) from e
+    try:
+        for batch in table.iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(
+            f"--data {path}: parquet file is corrupt ({type(e).__name__}: {str(e)[:120]})"
+        ) from e
 
 
 def _table_records(
@@ -209,7 +207,7 @@ def _pick_key(
             return k
     raise ValueError(
         f"--data {path}: no {what} column (looked for {list(candidates)}); columns are "
-        f"{sorted(row)}; rename one or pass --{what}-column"
+        f"{sorted(row)}; rename the {what} column to one of {list(candidates)}"
     )
 
 
@@ -256,24 +254,10 @@ def load_image(path: Path, resolution: int, report: DataReport | None = None) ->
 
 
 def to_rgb(im: Image.Image, report: DataReport | None = None) -> Image.Image:
-    """RGB copy of any PIL image; transparent pixels composited over white."""
-    mode = im.mode
-    if mode == "RGB":
-        return im.copy()
-    if report is not None:
-        report.converted[mode] = report.converted.get(mode, 0) + 1
-    if mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA"):
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(bg, rgba).convert("RGB")
-    if im.mode.startswith("I;16") or im.mode in ("I", "F"):  # 16-bit / float grayscale
-        arr = np.asarray(im, dtype=np.float32)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo + 1e-8) * 255
-        return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
-    return im.convert("RGB")
+    """RGB copy of any PIL image (:func:`core.data.images.to_rgb`), counting conversions."""
+    if report is not None and im.mode != "RGB":
+        report.converted[im.mode] = report.converted.get(im.mode, 0) + 1
+    return _to_rgb(im)
 
 
 def to_uint8_image(x: np.ndarray) -> Image.Image:

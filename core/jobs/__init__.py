@@ -28,7 +28,7 @@ from core.jobs.api import (
     wait_job,
 )
 from core.jobs.context import JobContext
-from core.jobs.devices import normalize_device
+from core.jobs.devices import check_device, normalize_device
 from core.jobs.kinds import kinds, register_kind
 from core.jobs.store import (
     ACTIVE_STATES,
@@ -48,6 +48,7 @@ __all__ = [
     "JobContext",
     "JobState",
     "cancel_job",
+    "check_device",
     "kinds",
     "list_runs",
     "normalize_device",

@@ -39,6 +39,39 @@ def normalize_device(device: str | None) -> str:
     return device
 
 
+def check_device(device: str | None, field: str = "--device") -> str:
+    """:func:`normalize_device`, then check this machine can run it; the CLI's one device check.
+
+    ValueError naming ``field`` and the fix for an unknown name (``tpu``), CUDA on a torch build
+    or machine without it, a CUDA index past the last GPU, or MPS where it is unavailable.
+    """
+    try:
+        name = normalize_device(device)
+    except ValueError:
+        raise ValueError(
+            f"{field} {device!r}: unknown device; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    import torch
+
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"
+            raise ValueError(
+                f"{field} {device}: CUDA is not available here (torch {torch.__version__}, "
+                f"{build}); use --device cpu, or install a CUDA build of torch on a GPU machine"
+            )
+        index, count = int(name.split(":")[1]), torch.cuda.device_count()
+        if index >= count:
+            raise ValueError(
+                f"{field} {device}: this machine has {count} GPU(s) (cuda:0..cuda:{count - 1})"
+            )
+    if name == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(f"{field} mps: Apple MPS is not available here; use --device cpu")
+    return name
+
+
 def _lock_path(device: str) -> Path:
     return store.locks_dir() / f"{device.replace(':', '_')}.lock"
 

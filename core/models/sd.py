@@ -213,14 +213,20 @@ def load_sd(
         root = _hub_source(src)
     try:
         tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer")
-        text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", dtype=dtype)
-        unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet", torch_dtype=dtype)
+        text_encoder = CLIPTextModel.from_pretrained(
+            root, subfolder="text_encoder", dtype=dtype, use_safetensors=True
+        )
+        unet = UNet2DConditionModel.from_pretrained(
+            root, subfolder="unet", torch_dtype=dtype, use_safetensors=True
+        )
         xl = unet.config.addition_embed_type == "text_time"
         tokenizer_2, text_encoder_2 = load_sdxl_text(root, dtype) if xl else (None, None)
         vae_cfg = AutoencoderKL.load_config(root, subfolder="vae")
         upcast = xl and dtype == torch.float16 and vae_cfg.get("force_upcast", True)
         vae_dtype = torch.float32 if upcast else dtype
-        vae = AutoencoderKL.from_pretrained(root, subfolder="vae", torch_dtype=vae_dtype)
+        vae = AutoencoderKL.from_pretrained(
+            root, subfolder="vae", torch_dtype=vae_dtype, use_safetensors=True
+        )
         sched_cfg = DDPMScheduler.load_config(root, subfolder="scheduler")
     except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError) as e:
         raise ValueError(
@@ -279,7 +285,31 @@ def check_sd_folder(path: Path) -> dict[str, Any]:
             f"model {path}: missing {', '.join(what)} (expected the diffusers layout "
             f"{'/, '.join(parts)}/ + model_index.json); {HOW_TO_GET_SDXL if xl else HOW_TO_GET}"
         )
+    for part in ("text_encoder", "vae", "unet", *(("text_encoder_2",) if xl else ())):
+        check_safetensors(path / part, f"model {path}")
     return index
+
+
+PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_safetensors(folder: Path, label: str) -> None:
+    """ValueError unless ``folder`` holds its weights as ``.safetensors``.
+
+    Nothing is ever unpickled: pickle weights (``.bin``, ``.pt``, ``.ckpt``…) can run code when
+    loaded, so they are refused with the way to convert them, never loaded.
+    """
+    names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    if any(n.endswith(".safetensors") for n in names):
+        return
+    pickled = sorted(n for n in names if n.endswith(PICKLE_WEIGHTS))
+    found = f"only pickle weights ({', '.join(pickled)})" if pickled else "no weights"
+    raise ValueError(
+        f"{label}: {folder.name}/ has {found}; only .safetensors weights are loaded (pickle "
+        f"files can run code when loaded). Download the safetensors variant, or convert a "
+        f"trusted copy: load it with diffusers/transformers and save_pretrained(..., "
+        f"safe_serialization=True)"
+    )
 
 
 def check_components(

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from core.data.captioned import DataReport, iter_records, load_image, shuffled
-from core.io import atomic_write_json, atomic_write_with, run_metadata
+from core.io import atomic_write_json, atomic_write_with, check_output, run_metadata
 from core.models.lora import (
     check_mode,
     load_trainable_state_dict,
@@ -87,6 +87,15 @@ class RealFinetuneConfig:
             )
         if self.resolution is not None and (self.resolution < 8 or self.resolution % 8):
             raise ValueError(f"resolution must be a multiple of 8, got {self.resolution}")
+        # The output never overwrites an input (the base model, a dataset) nor a foreign folder;
+        # a folder holding this fine-tune's own checkpoints is resumed.
+        check_output(
+            Path(self.out),
+            inputs=[("--model", self.model), *(("--data", d) for d in self.data)],
+            field="--out",
+            resumable=_own_finetune_folder,
+            force_option=None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy (data as a list)."""
@@ -107,6 +116,10 @@ class RealFinetuneConfig:
         return RealFinetuneConfig(**d)
 
 
+def _own_finetune_folder(path: Path) -> bool:
+    return (path / "checkpoints").is_dir() or (path / "finetune.json").is_file()
+
+
 class FolderCheckpoints:
     """``save_checkpoint`` / ``latest_checkpoint`` over ``<out>/checkpoints`` (CLI runs)."""
 
@@ -118,16 +131,24 @@ class FolderCheckpoints:
         self, name: str, writer: Callable[[Path], None], keep: int | None = None
     ) -> Path:
         """Atomically write checkpoint ``name``; keep only the newest ``keep``."""
+        if not name or "/" in name or name.startswith(".") or name in ("..", "latest.json"):
+            raise ValueError(f"checkpoint name {name!r}: use a plain file name like 'step-100.pt'")
         path = self.checkpoint_dir / name
         atomic_write_with(path, writer)
         if keep:
-            for old in sorted(self.checkpoint_dir.glob("step-*.pt"))[:-keep]:
+            for old in self._saved()[:-keep]:
                 old.unlink(missing_ok=True)
         return path
 
+    def _saved(self) -> list[Path]:
+        # Only regular files directly in checkpoint_dir: a symlink planted there is not ours.
+        return sorted(
+            p for p in self.checkpoint_dir.glob("step-*.pt") if p.is_file() and not p.is_symlink()
+        )
+
     def latest_checkpoint(self) -> Path | None:
         """Newest ``step-*.pt`` (names are zero-padded, so lexical order is step order)."""
-        found = sorted(self.checkpoint_dir.glob("step-*.pt"))
+        found = self._saved()
         return found[-1] if found else None
 
 
