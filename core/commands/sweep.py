@@ -72,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sweep_dir", type=Path, help="folder written by `implosion sweep --out`")
     p.add_argument("--out", type=Path, required=True, help="pack folder, e.g. assets/demo")
     p.add_argument("--note", type=Path, default=None, help="a README.md to put in the pack")
+    p.add_argument("--force", action="store_true", help="replace a pack already in --out")
     p.set_defaults(func=_sweep_pack)
 
     p = sub.add_parser(
@@ -167,6 +168,8 @@ def _sweep_budget(args: argparse.Namespace) -> int:
     from core.sweep.budget import BudgetSweepConfig, run_budget_sweep
     from core.training.finetune import FinetuneConfig
 
+    if args.eval_samples < 1:  # checked before the fine-tunes, not after them
+        raise ValueError(f"--eval-samples must be ≥ 1, got {args.eval_samples}")
     cfg = BudgetSweepConfig(
         concept=args.concept,
         target=args.target,
@@ -198,10 +201,17 @@ def _sweep_budget(args: argparse.Namespace) -> int:
 
 
 def _sweep_pack(args: argparse.Namespace) -> int:
+    from core.io import check_output, replace_output
     from core.results.write import write_pack
 
+    if args.note is not None and not args.note.is_file():
+        raise ValueError(f"--note {args.note}: not a file; give the path of a README.md")
     note = args.note.read_text() if args.note else None
-    sizes = write_pack(args.sweep_dir, args.out, note)
+    # Never into the sweep itself, never over another pack without --force, never mixed: the
+    # pack is built in a temp sibling and swapped in whole.
+    check_output(args.out, inputs=[("sweep_dir", args.sweep_dir)], force=args.force)
+    with replace_output(args.out) as tmp:
+        sizes = write_pack(args.sweep_dir, tmp, note)
     print(f"{len(sizes)} files, {sum(sizes.values()) / 1e6:.1f} MB → {args.out}")
     return 0
 
