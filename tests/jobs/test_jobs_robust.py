@@ -171,3 +171,38 @@ def test_run_id_path_tricks_are_unknown_runs(start):
         with pytest.raises(ValueError, match="unknown run"):
             jobs.read_run(bad)
     assert COUNT
+
+
+def test_helper_process_dies_with_its_parent(tmp_path):
+    """A sweep level worker that calls exit_with_parent() ends when its parent is killed."""
+    pid_file = tmp_path / "child.pid"
+    child = (
+        "import os, sys, time; from core.jobs.lifeline import exit_with_parent; "
+        "how = exit_with_parent(); "
+        f"open({str(pid_file)!r}, 'w').write(f'{{os.getpid()}} {{how}}'); "
+        "time.sleep(600)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); "
+         "time.sleep(600)"],
+    )  # fmt: skip
+    try:
+        wait_for(lambda: pid_file.exists() and " " in pid_file.read_text(), what="child up")
+        child_pid, how = pid_file.read_text().split()
+        assert how == "prctl"
+        os.kill(parent.pid, 9)
+        parent.wait()
+
+        def gone() -> bool:
+            try:
+                os.kill(int(child_pid), 0)
+            except ProcessLookupError:
+                return True
+            state = open(f"/proc/{child_pid}/stat").read().rsplit(")", 1)[1].split()[0]
+            return state in ("Z", "X")  # killed, waiting to be reaped by init
+
+        wait_for(gone, what="child killed with its parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
