@@ -370,3 +370,46 @@ def seeds_note(pack: Pack) -> str:
     if n <= 1:
         return "One seed, so no confidence bands: run more seeds to see the spread."
     return f"Mean over {n} seeds; shaded bands are 95 % confidence intervals."
+
+
+_WARMING: set[str] = set()
+
+
+def warm_in_background(folder: Path) -> None:
+    """Compute the input-independent figures of a pack (:func:`core.results.figcache.warm`) in a
+    daemon thread, once per server process, so the first picture after “Play the demo” is read
+    from disk. The thread makes no ``st.*`` call; a failure only means the page computes it."""
+    import threading
+
+    key = str(folder)
+    if key in _WARMING or not (Path(folder) / RESULTS).is_file():
+        return
+    _WARMING.add(key)
+
+    def work() -> None:
+        from core.results.figcache import warm
+
+        try:
+            warm(Path(folder))
+        except Exception:  # noqa: BLE001 — best effort: the page computes it on first view
+            pass
+
+    threading.Thread(target=work, name=f"warm-{Path(folder).name}", daemon=True).start()
+
+
+def run_models(models: dict[str, Path], run_root: Path | None) -> tuple[str | None, str | None]:
+    """(clean, poisoned) model names saved by the chosen run, or None where it saved none. A run's
+    folder holds its checkpoints; names with "clean"/"baseline"/"c_p=0"/"level_0" are its clean
+    baseline, the others its poisoned models (the last, i.e. highest level, preselected)."""
+    if run_root is None:
+        return None, None
+    from core.io import runs_dir
+
+    root, runs = run_root.resolve(), runs_dir().resolve()
+    if runs in root.parents:  # the run's own folder (its pack may sit in a sub-folder)
+        root = runs / root.relative_to(runs).parts[0]
+    mine = [n for n, p in models.items() if root in p.resolve().parents]
+    clean_words = ("clean", "baseline", "c_p=0", "cp0", "level_0", "c0")
+    clean = [n for n in mine if any(w in n.lower() for w in clean_words)]
+    poisoned = [n for n in mine if n not in clean]
+    return (clean[0] if clean else None), (poisoned[-1] if poisoned else None)

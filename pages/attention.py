@@ -1,12 +1,10 @@
 """Cross-attention maps: which pixels each prompt word attends to, clean vs poisoned model."""
 
-from pathlib import Path
-
 import streamlit as st
 
 from core.figures.images import overlay_heatmap, upscale
 from core.results.pack import list_models
-from pages._ui import current_pack, intro, route_through_app
+from pages._ui import current_pack, intro, route_through_app, run_models
 
 route_through_app()
 
@@ -21,20 +19,6 @@ st.caption(
     "Attention of the denoiser's cross-attention layers, averaged over heads, layers and "
     "denoising steps. Bright = the word is used there."
 )
-
-
-def run_models(models: dict[str, Path], run_root: Path | None) -> tuple[str | None, str | None]:
-    """(clean, poisoned) model names saved by the chosen run, or None where it saved none. A run's
-    folder holds its checkpoints; names with "clean"/"baseline"/"c_p=0"/"level_0" are its clean
-    baseline, the others its poisoned models (the last, i.e. highest level, preselected)."""
-    if run_root is None:
-        return None, None
-    roots = {run_root.resolve(), run_root.resolve().parent}
-    mine = [n for n, p in models.items() if any(r in p.resolve().parents for r in roots)]
-    clean_words = ("clean", "baseline", "c_p=0", "cp0", "level_0", "c0")
-    clean = [n for n in mine if any(w in n.lower() for w in clean_words)]
-    poisoned = [n for n in mine if n not in clean]
-    return (clean[0] if clean else None), (poisoned[-1] if poisoned else None)
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)

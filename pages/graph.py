@@ -28,9 +28,8 @@ route_through_app()
 
 intro(
     "Alignment graph",
-    "Captions (left) and images (right) as two graphs, with the training pairs that join them "
-    "and where the model now sends each caption: drag C_P and watch poisoned pairs cross the map "
-    "and the landing points drift.",
+    "Captions (left) and images (right) as two graphs: drag C_P and watch poisoned pairs cross "
+    "the map and where captions land drift.",
     "C_P",
     "poisoned",
 )
@@ -56,40 +55,47 @@ def on_select() -> None:
 
 
 big = presenter()
-c1, c2, c3, c4 = st.columns([3, 1.2, 1.6, 1.2])
-c_p = c1.select_slider(
+c_p = st.select_slider(
     "C_P: poisoned concepts",
     options=pack.levels,
     value=pack.levels[min(len(pack.levels) - 1, len(pack.levels) // 2)],
     key="graph_cp",
     help=terms("C_P"),
 )
-method = c2.radio(
-    "Layout",
-    ["PCA", "UMAP"],
-    horizontal=True,
-    key="graph_layout",
-    help="PCA is instant (computed once per run and kept on disk). UMAP's first use compiles "
-    "for a few minutes.",
-)
-show_pairs = c3.toggle("Show individual pairs", value=False, key="graph_pairs")
-thumbs = c3.toggle(
-    "Thumbnails at nodes",
-    value=False,
-    key="graph_thumbs",
-    help="Beside each caption: a clean training image of its concept. Beside each ◆: what the "
-    "model generates for that caption at this C_P.",
-)
-knn = c4.slider("Similarity edges per node", 0, 5, 0 if big else 2, key="graph_knn")
-drift = c4.toggle(
-    "Drift arrows",
-    value=big,
-    key="graph_drift",
-    help="Arrows from where each caption landed at C_P = 0 to where it lands now: zero length "
-    "on the clean model, longer as C_P grows. Off: arrows from each caption to where it lands.",
-)
+# In presenter mode the options fold away so the graph sits above the fold at 1280×720.
+options = st.expander("Graph options") if big else st.container()
+with options:
+    c2, c3, c4 = st.columns([1.2, 1.6, 1.6])
+    method = c2.radio(
+        "Layout",
+        ["PCA", "UMAP"],
+        horizontal=True,
+        key="graph_layout",
+        help="PCA is instant (computed once per run and kept on disk). UMAP's first use compiles "
+        "for a few minutes.",
+    )
+    show_pairs = c3.toggle("Show individual pairs", value=False, key="graph_pairs")
+    thumbs = c3.toggle(
+        "Thumbnails at nodes",
+        value=False,
+        key="graph_thumbs",
+        help="Beside each caption: a clean training image of its concept. Beside each ◆: what "
+        "the model generates for that caption at this C_P.",
+    )
+    knn = c4.slider("Similarity edges per node", 0, 5, 0 if big else 2, key="graph_knn")
+    drift = c4.toggle(
+        "Drift arrows",
+        value=big,
+        key="graph_drift",
+        help="Arrows from where each caption landed at C_P = 0 to where it lands now: zero "
+        "length on the clean model, longer as C_P grows. Off: arrows from each caption to where "
+        "it lands.",
+    )
 others = {c.id: c.label for c in run_choices()}
-with st.expander("Show a second view beside it (another level or another run)"):
+second = "Second view: another level or another run"
+with options, st.container() if big else st.expander(second):  # expanders cannot nest
+    if big:
+        st.markdown(f"**{second}**")
     v1, v2 = st.columns(2)
     other_run = v1.selectbox(
         "Run",
@@ -134,7 +140,8 @@ def graph(p, where: dict, level: int, selected: int | None, height: int) -> Any:
         knn=knn,
         text_concept=p.embeddings()["text_concept"],
         height=height,
-        labels=[*poisoned[: 4 if big else 8], *([] if selected is None else [selected])],
+        labels=poisoned[: 4 if big else 8],
+        selected=selected,
         distortion="drift" if drift and has_base else "arrows",
         baseline=p.level_arrays(0)["generated"] if has_base else None,
         thumbnails={"clean": clean, "generated": gens[level][:, 0] if level in gens else None}
@@ -144,18 +151,27 @@ def graph(p, where: dict, level: int, selected: int | None, height: int) -> Any:
 
 
 selected = st.session_state.get("graph_concept")
-fig = graph(pack, pos, c_p, selected, 520 if big else 620)
+fig = graph(pack, pos, c_p, selected, 420 if big else 620)
+KEY = (
+    "■ caption (× poisoned) · ● a concept's images · ◆ where its caption lands · blue lines: "
+    "clean training pairs · dashed vermillion: poisoned pairs · purple arrows: "
+    + ("drift since C_P = 0 (◇)" if drift else "caption → where it lands")
+)
+if big:  # a projector legend would take a third of the screen: one line of key instead
+    fig.update_layout(showlegend=False, margin={"t": 60, "b": 10})
 
 left, right = st.columns([3.3, 1])
 with left:
     show(fig, "graph_chart", on_select=on_select, selection_mode="points")
     st.caption(
-        "Click a caption, image or ◆ node to inspect it. Click legend entries to hide or show an "
-        "edge class; double-click to isolate it."
+        KEY + "."
+        if big
+        else "Click a caption, image or ◆ node to inspect it. Click legend "
+        "entries to hide or show an edge class; double-click to isolate it."
     )
     if other_pack is not None:
         other_pos = layout_with_placeholder(other_pack, "pca")
-        fig2 = graph(other_pack, other_pos, other_cp, None, 520 if big else 620)
+        fig2 = graph(other_pack, other_pos, other_cp, None, 420 if big else 620)
         fig2.update_layout(
             title_text=f"{others[other_run].split(' · ')[0]}: " + fig2.layout.title.text
         )

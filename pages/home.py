@@ -5,7 +5,7 @@ import streamlit as st
 from core.io import runs_dir
 from core.results.pack import demo_dir
 from pages._claims import render_claims_panel
-from pages._ui import GLOSSARY, intro, route_through_app
+from pages._ui import GLOSSARY, intro, route_through_app, warm_in_background
 
 route_through_app()
 
@@ -108,3 +108,7 @@ st.caption(
 )
 with st.expander("Words used in this app"):
     st.markdown("\n".join(f"- {line}" for line in GLOSSARY.values()))
+
+# While the newcomer reads, lay out the demo's graph off the script thread (once per server), so
+# “Play the demo” draws from the disk cache.
+warm_in_background(demo_dir())

@@ -76,7 +76,7 @@ gens = generations(pack_key(pack))
 baseline = pack.level_arrays(0)["generated"] if 0 in levels else None
 poisoned = pack.poisoned_at(c_p)
 
-left, mid, right = st.columns([2.3, 1.15, 1.05])
+left, mid, right = st.columns([2.2, 1.1, 1.2])
 with left:
     fig = alignment_graph_figure(
         pos,
@@ -107,6 +107,7 @@ with mid:
         direct_labels=True,
     )
     fig_ad.update_layout(title_text=None, margin={"t": 40, "b": 10, "l": 70, "r": 10})
+    fig_ad.update_xaxes(title_text="C_P", row=2, col=1)
     show(fig_ad, "story_ad")
 
 with right:
@@ -124,12 +125,18 @@ with right:
         rows += ids[:PER_GROUP]
         labels += [mark + pack.concepts[i] for i in ids[:PER_GROUP]]
     if gens and 0 in gens and c_p in gens and rows:
-        worst = None if drop is None or c_p == 0 else rows[int(np.argmax(drop[rows]))]
-        h1, h2, h3 = st.columns([1.8, 1, 1])
+        # the unpoisoned prompt that fell most: implosion reaching prompts nobody poisoned
+        healthy = [i for i in rows if i not in groups["poisoned"]]
+        worst = (
+            None
+            if drop is None or c_p == 0 or not healthy
+            else healthy[int(np.argmax(drop[healthy]))]
+        )
+        h1, h2, h3 = st.columns([1.6, 1, 1])
         h2.markdown("**clean**")
-        h3.markdown(f"**C_P={c_p}**")
+        h3.markdown(f"**C_P {c_p}**")
         for i, label in zip(rows, labels):
-            r1, r2, r3 = st.columns([1.8, 1, 1], vertical_alignment="center")
+            r1, r2, r3 = st.columns([1.6, 1, 1], vertical_alignment="center")
             name = f":red[**{label} ▼**]" if i == worst else label
             r1.markdown(name)
             r2.image(upscale(gens[0][i, 0], 2), width="stretch")

@@ -226,3 +226,150 @@ def test_training_steps_figure_probe_and_loss_panels():
     assert list(fig.data[4].y) == [1.0]  # None skipped
     loss_only = training_steps_figure({"0": {"step": [1, 2], "loss": [0.2, 0.1]}}, [0])
     assert len(loss_only.data) == 1
+
+
+# ---------------------------------------------------------------- on stage (issue 14)
+def _texts(fig: go.Figure) -> list[float]:
+    """Every font size a figure sets explicitly or inherits from layout.font."""
+    base = fig.layout.font.size
+    sizes = [base, fig.layout.legend.font.size or base, fig.layout.hoverlabel.font.size or base]
+    sizes += [a.font.size or base for a in fig.layout.annotations]
+    return sizes
+
+
+def test_style_legible_and_legend_at_container_bottom(pack):
+    from core.figures.palette import FONT_SIZE
+
+    fig = implosion_figure(pack.summary)
+    assert min(_texts(fig)) >= 16 and FONT_SIZE >= 16
+    legend = fig.layout.legend
+    assert legend.yref == "container" and legend.yanchor == "bottom"  # no empty export band
+    assert fig.layout.margin.b <= 60
+
+
+def test_present_raises_every_text(pack, pos):
+    from core.figures.palette import present
+
+    fig = alignment_graph_figure(
+        pos, pack.level_arrays(4), 4, pack.concepts, pack.poisoned_at(4), labels=[0, 1]
+    )
+    present(fig, 20)
+    assert min(_texts(fig)) >= 20
+    assert fig.layout.xaxis.tickfont.size == 20 and fig.layout.yaxis.title.font.size == 20
+    assert all(t.textfont.size == 20 for t in fig.data if t.mode == "text")
+
+
+def test_integer_ticks_levels_and_colours():
+    from core.figures.palette import LEVEL_COLOURS, integer_ticks, level_colours, spread_levels
+
+    t = integer_ticks([0, 1, 2, 4, 8, 16, 24, 32])
+    assert t["tickvals"] == [0, 4, 8, 16, 24, 32]
+    assert all(isinstance(v, int) for v in t["tickvals"])
+    assert integer_ticks([0, 2, 4])["tickvals"] == [0, 2, 4]
+    assert integer_ticks([]) == {}
+    assert spread_levels([0, 1, 2, 4, 8, 16, 24, 32], 4) == [0, 8, 24, 32]
+    assert spread_levels([0, 4], 4) == [0, 4]
+    few = level_colours([0, 8, 32])
+    assert len(set(few)) == 3 and set(few) <= set(LEVEL_COLOURS)
+    many = level_colours(list(range(8)))
+    assert set(many) <= set(LEVEL_COLOURS) and len(set(many)) == len(LEVEL_COLOURS)
+    # a C_P axis carries integer ticks only
+    fig = ad_components_figure({"ad": {"c_p": [0, 1, 2], "mean": [0.1, 0.2, 0.3]}}, marker_c=1)
+    assert list(fig.layout.xaxis.tickvals) == [0, 1, 2]
+    assert fig.layout.shapes[0].x0 == 1  # the marker line at C_P = 1
+
+
+def test_graph_labels_and_drift(pack, pos):
+    from core.figures.graph import drift
+
+    a0, a16 = pack.level_arrays(0), pack.level_arrays(16)
+    fig = alignment_graph_figure(
+        pos,
+        a16,
+        16,
+        pack.concepts,
+        pack.poisoned_at(16)[:3],
+        labels=pack.poisoned_at(16)[:3],
+        selected=5,
+        distortion="drift",
+        baseline=a0["generated"],
+    )
+    text = [t for t in fig.data if t.mode == "text"]
+    assert len(text[0].text) == 4 and list(text[1].text) == [pack.concepts[5]]
+    names = [t.name for t in fig.data]
+    assert "where the caption landed at C_P = 0 ◇" in names
+    assert any(n.startswith("drift since C_P = 0") for n in names)
+    assert "drift" in fig.layout.title.text
+    # drift is 1 − cos against the C_P = 0 landing points: zero for the baseline itself
+    np.testing.assert_allclose(drift(a0["generated"], a0["generated"]), 0, atol=1e-6)
+    x = np.array([[1.0, 0.0], [0.0, 2.0]])
+    np.testing.assert_allclose(drift(x, np.array([[0.0, 1.0], [0.0, 1.0]])), [1.0, 0.0])
+    with pytest.raises(ValueError, match="allowed: arrows, drift"):
+        alignment_graph_figure(pos, a16, 16, pack.concepts, [], distortion="stretch")
+    no_base = {**pos, "generated": {16: pos["generated"][16]}}
+    with pytest.raises(ValueError, match="needs level C_P = 0"):
+        alignment_graph_figure(no_base, a16, 16, pack.concepts, [], distortion="drift")
+
+
+def test_accuracy_drop_against_a_naive_loop():
+    from core.figures.images import accuracy_drop
+
+    rng = np.random.default_rng(0)
+    records = [
+        {"c_p": c, "seed": s, "per_concept_acc": list(rng.random(4))}
+        for c in (0, 2)
+        for s in (0, 1, 2)
+    ]
+    naive = np.zeros(4)
+    for s in (0, 1, 2):
+        r0 = next(r for r in records if r["c_p"] == 0 and r["seed"] == s)
+        r2 = next(r for r in records if r["c_p"] == 2 and r["seed"] == s)
+        naive += (np.array(r0["per_concept_acc"]) - np.array(r2["per_concept_acc"])) / 3
+    np.testing.assert_allclose(accuracy_drop(records, 4, 2), naive)
+    assert accuracy_drop(records, 5, 2) is None  # wrong K: no per-concept numbers
+    assert accuracy_drop([{"c_p": 2, "seed": 0}], 4, 2) is None
+
+
+def test_generation_grid_highlights_rows():
+    imgs = np.zeros((3, 2, 8, 8, 3), dtype=np.uint8)
+    fig = generation_grid_figure(imgs, ["a", "b", "c"], ["clean", "C_P 4"], highlight=[1])
+    assert len(fig.layout.shapes) == 1
+    assert list(fig.layout.yaxis.ticktext) == ["a", "<b>b ▼</b>", "c"]
+
+
+def test_figcache_computes_once_and_never_overwrites(pack, tmp_path, monkeypatch):
+    from core.results import figcache
+
+    monkeypatch.setenv("IMPLOSION_RUNS", str(tmp_path / "runs"))
+    assert not figcache.is_cached(pack)
+    calls = []
+
+    def compute(p, method):
+        calls.append(method)
+        return figcache.compute_positions(p, method)
+
+    first = figcache.cached_positions(pack, "pca", compute=compute)
+    assert calls == ["pca"] and figcache.is_cached(pack)
+    path = figcache.cache_folder(pack.root) / "positions-pca.npz"
+    stamp = path.stat().st_mtime_ns
+
+    def fail(p, method):
+        raise AssertionError("recomputed although cached on disk")
+
+    again = figcache.cached_positions(pack, "PCA", compute=fail)
+    assert path.stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(first["text_concept"], again["text_concept"])
+    assert set(again["generated"]) == set(first["generated"])
+    for c in first["pairs"]:
+        for key in ("image", "text", "index"):
+            np.testing.assert_array_equal(first["pairs"][c][key], again["pairs"][c][key])
+    # nothing is written inside the pack; warm() reports the cache file
+    assert not list(pack.root.glob("positions*"))
+    assert figcache.warm(pack.root) == [path]
+    # a re-written pack gets a new cache folder (the old file is left as it was)
+    import os
+
+    results = pack.root / "results.json"
+    st = results.stat()
+    os.utime(results, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert figcache.cache_folder(pack.root) != path.parent and path.is_file()

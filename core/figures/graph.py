@@ -173,13 +173,15 @@ def alignment_graph_figure(
     height: int = 620,
     thumbnails: Mapping[str, np.ndarray | None] | None = None,
     labels: Sequence[int] = (),
+    selected: int | None = None,
     distortion: str = "arrows",
     baseline: np.ndarray | None = None,
 ) -> go.Figure:
     """Text graph | image graph at level ``c_p`` (see module doc). One trace per edge class.
 
-    ``labels``: concept ids whose names are written beside their caption node and landing point
-    (the page passes the poisoned and the selected concepts, so a speaker can point at them).
+    ``labels``: concept ids whose names are written beside their caption node (the page passes
+    the poisoned ones, so a speaker can point at them); ``selected``: one concept named beside
+    its caption and its landing point ◆.
     ``distortion``: "arrows" (caption → landing point) or "drift" (landing point at C_P = 0 →
     now; needs level 0 in ``pos``); ``baseline`` (K, d): generated embeddings at C_P = 0, for the
     drift numbers in hover and title.
@@ -210,7 +212,7 @@ def alignment_graph_figure(
     fig = make_subplots(
         rows=1,
         cols=2,
-        subplot_titles=("Text graph: captions", "Image graph: where captions land"),
+        subplot_titles=("Text graph: captions", "Image graph"),
         horizontal_spacing=0.06,
     )
     # --- similarity edges (graph structure) -------------------------------------------------
@@ -386,16 +388,24 @@ def alignment_graph_figure(
         size=10,
     )
     # --- names beside the nodes a speaker points at (poisoned, selected) --------------------------
-    named = sorted({int(i) for i in labels if 0 <= int(i) < k})
+    named = sorted({int(i) for i in [*labels, *([] if selected is None else [selected])]})
+    named = [i for i in named if 0 <= i < k]
     if named:
         text = [("× " if i in pset else "") + names[i] for i in named]
-        for col, xy, where in ((1, tpos, "top center"), (2, gpos, "bottom center")):
+        in_image = [j for j, i in enumerate(named) if i == selected]
+        for col, xy, where, rows in (
+            (1, tpos, "top center", list(range(len(named)))),
+            (2, gpos, "bottom center", in_image),
+        ):
+            if not rows:
+                continue
+            ids = [named[j] for j in rows]
             fig.add_trace(
                 go.Scatter(
-                    x=xy[named, 0],
-                    y=xy[named, 1],
+                    x=xy[ids, 0],
+                    y=xy[ids, 1],
                     mode="text",
-                    text=text,
+                    text=[text[j] for j in rows],
                     textposition=where,
                     textfont={"size": 16, "color": BLACK},
                     cliponaxis=False,
@@ -409,10 +419,10 @@ def alignment_graph_figure(
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_layout(xaxis2={"matches": "x"}, yaxis2={"matches": "y"})
-    title = f"Alignment graph at C_P = {c_p} ({len(pset)} of {k} concepts poisoned)"
+    title = f"C_P = {c_p}: {len(pset)} of {k} concepts poisoned"
     unpoisoned = [i for i in range(k) if i not in pset]
     if moved is not None and unpoisoned:
-        title += f" · unpoisoned captions moved {float(moved[unpoisoned].mean()):.2f}"
+        title += f" · unpoisoned drift {float(moved[unpoisoned].mean()):.2f}"
     style(fig, title, height)
     fig.update_layout(hovermode="closest")
     if thumbnails:

@@ -400,3 +400,113 @@ def test_jobs_page_real_sweep_form(assets, monkeypatch, tmp_path):
         7,
     ]
     assert at.query_params["run"] in (rid, [rid])
+
+
+# ---------------------------------------------------------------- on stage (issue 14, 10.4)
+def test_story_page_one_control_drives_three_views(assets):
+    at = run("story")
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Story"
+    assert at.select_slider(key="story_cp").value == 4
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # graph and AD curve; the strip is images
+    n_images = len(at.get("image"))
+    assert n_images > 0 and n_images % 2 == 0  # clean | poisoned per prompt
+    at.select_slider(key="story_cp").set_value(16).run()
+    assert not at.exception, at.exception
+    assert any("C_P 16" in m.value for m in at.markdown)
+    assert len(at.get("image")) == 4  # all 16 poisoned: two poisoned prompts, clean | C_P = 16
+    at.toggle(key="story_play").set_value(True).run()  # the player is a fragment: no error
+    assert not at.exception, at.exception
+
+
+# AppTest re-runs app.py's page directly after the first run (legacy pages/ detection, see
+# conftest), so the sidebar app.py draws is checked on the first run and pages via their URL.
+def test_presenter_mode_from_the_url(assets):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["present"] = "1"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.toggle(key="present_toggle").value is True
+    assert at.query_params["present"] == "1"
+    at = run("graph", query={"present": "1"})
+    assert not at.exception, at.exception
+    assert at.toggle(key="graph_drift").value is True  # presenter default: drift arrows
+    assert at.query_params["present"] == "1" and at.query_params["pack"] == "demo"
+    at = run("graph", query={"present": "1"}, present="0", _present_url_seen="1")
+    assert "present" not in at.query_params  # switched off in this session: the URL follows
+
+
+def test_run_picker_lists_runs_and_pages_follow_the_url(assets):
+    import os
+    from pathlib import Path
+
+    from core.results.synthetic import write_synthetic_demo_pack
+
+    runs = Path(os.environ["IMPLOSION_RUNS"])
+    write_synthetic_demo_pack(runs / "20260101-000000-sweep-mine", n_concepts=16, levels=(0, 4))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["pack"] = "20260101-000000-sweep-mine"
+    at.run()
+    assert not at.exception, at.exception
+    picker = at.selectbox(key="pack_select")
+    assert picker.value == "20260101-000000-sweep-mine"
+    assert picker.options[0].startswith("Demo pack") and "complete" in picker.options[0]
+    assert any("C_P 0, 4" in o for o in picker.options)
+    at = run("trajectory", query={"pack": "20260101-000000-sweep-mine"})
+    assert not at.exception, at.exception
+    assert at.session_state["pack"] == "20260101-000000-sweep-mine"
+    # a sidebar page switch drops the query: the session's choice is written back
+    at = run("generations", pack="20260101-000000-sweep-mine")
+    assert at.query_params["pack"] == "20260101-000000-sweep-mine"
+
+
+def test_generations_clean_beside_poisoned(assets):
+    at = run("generations")
+    assert not at.exception, at.exception
+    assert at.radio(key="gen_view").value == "clean vs this C_P"
+    assert at.number_input(key="gen_sample").proto.disabled
+    at.radio(key="gen_view").set_value("every C_P").run()
+    assert not at.exception, at.exception
+
+
+def test_graph_second_view(assets):
+    at = run("graph")
+    at.selectbox(key="graph_other_run").set_value("demo").run()
+    assert not at.exception, at.exception
+    at.select_slider(key="graph_other_cp").set_value(16).run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_trajectory_two_runs_together(assets):
+    import os
+    from pathlib import Path
+
+    from core.results.synthetic import write_synthetic_demo_pack
+
+    write_synthetic_demo_pack(
+        Path(os.environ["IMPLOSION_RUNS"]) / "20260101-000000-sweep-b", n_concepts=16
+    )
+    at = run("trajectory")
+    at.selectbox(key="traj_other").set_value("20260101-000000-sweep-b").run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_attention_preselects_the_runs_poisoned_model(tmp_path, monkeypatch):
+    from pages._ui import run_models
+
+    monkeypatch.setenv("IMPLOSION_RUNS", str(tmp_path / "runs"))
+    run_root = tmp_path / "runs" / "r1"
+    models = {
+        "shipped base (clean)": tmp_path / "assets" / "base",
+        "run: r1/clean": run_root / "clean",
+        "run: r1/poisoned": run_root / "poisoned",
+        "run: r2/poisoned": tmp_path / "runs" / "r2" / "poisoned",
+    }
+    for p in models.values():
+        p.mkdir(parents=True)
+    assert run_models(models, run_root / "pack") == ("run: r1/clean", "run: r1/poisoned")
+    assert run_models(models, tmp_path / "runs" / "r3") == (None, None)
+    assert run_models(models, None) == (None, None)

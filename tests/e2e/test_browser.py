@@ -1,7 +1,7 @@
-"""End to end in headless Chromium: Home → Play the demo (the committed pack) → graph with
-thumbnails and a clicked node → every page → PNG/SVG export; a job watched live and re-attached
-after a reload; a ci-smoke sweep. Screenshots, exported files and timings.json go to the
-artifacts dir."""
+"""End to end in headless Chromium: Home → Play the demo (the committed pack) → Story → every
+page in presenter mode at 1280×720 → graph with thumbnails and a clicked node → PNG/SVG export,
+with no request leaving 127.0.0.1 and no console error; a job watched live and re-attached after a
+reload; a ci-smoke sweep. Screenshots, exported files and timings.json go to the artifacts dir."""
 
 from __future__ import annotations
 
@@ -17,17 +17,20 @@ from tests.e2e.conftest import ROOT, artifacts_dir, wait_idle
 
 pytestmark = pytest.mark.e2e
 
-PAGES = [  # (sidebar label, page title)
-    ("AD trajectory", "AD trajectory"),
-    ("Generations", "Generations"),
-    ("Cross-attention", "Cross-attention maps"),
-    ("Compare & export", "Compare runs & export"),
-    ("Poison setup", "Poison setup"),
-    ("Jobs", "Jobs"),
-    ("Alignment graph", "Alignment graph"),
-    ("Home", "Implosion Lab"),
+PAGES = [  # (sidebar label, page title, URL path)
+    ("Alignment graph", "Alignment graph", "/graph"),
+    ("AD trajectory", "AD trajectory", "/trajectory"),
+    ("Generations", "Generations", "/generations"),
+    ("Cross-attention", "Cross-attention maps", "/attention"),
+    ("Compare & export", "Compare runs & export", "/compare"),
+    ("Poison setup", "Poison setup", "/poison"),
+    ("Jobs", "Jobs", "/jobs"),
+    ("Story", "Story", "/story"),
+    ("Home", "Implosion Lab", "/"),
 ]
 TIMINGS: dict[str, object] = {}
+LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
+PROJECTOR = {"width": 1280, "height": 720}
 
 
 def _title(page, text: str):
@@ -42,7 +45,8 @@ def _write_timings() -> None:
 
 # Pixel position and concept id of the first node of a named trace (plotly's own axis maps).
 _NODE_JS = """(name) => {
-  const gd = document.querySelector('.js-plotly-plot');
+  const gd = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(g => (g._fullData || []).some(d => d.name && d.name.startsWith(name)));
   const i = gd._fullData.findIndex(d => d.name && d.name.startsWith(name));
   const t = gd._fullData[i], pt = gd.calcdata[i][0];
   const fl = gd._fullLayout;
@@ -50,6 +54,20 @@ _NODE_JS = """(name) => {
   const r = gd.getBoundingClientRect();
   return {x: r.left + xa._offset + xa.c2p(pt.x), y: r.top + ya._offset + ya.c2p(pt.y),
           id: Number(t.customdata[0]), text: t.text[0], images: (fl.images || []).length};
+}"""
+# Whether some drawn figure shows level C_P = c (the ◆ hover text names the level).
+_SHOWS_LEVEL_JS = """(c) => [...document.querySelectorAll('.js-plotly-plot')].some(g =>
+  (g._fullData || []).some(d => Array.isArray(d.text) && d.text.some(
+    s => typeof s === 'string' && s.includes('(C_P = ' + c + ')'))))"""
+# Smallest font (px) of any text plotly drew, and the top of the first figure (px).
+_FIGURE_TEXT_JS = """() => {
+  const sizes = [...document.querySelectorAll('.js-plotly-plot text')]
+    .filter(t => t.textContent.trim() && t.getBoundingClientRect().width > 0)
+    .map(t => parseFloat(getComputedStyle(t).fontSize));
+  const g = document.querySelector('.js-plotly-plot');
+  return {min_px: sizes.length ? Math.min(...sizes) : null, n: sizes.length,
+          top: g ? g.getBoundingClientRect().top : null,
+          bottom: g ? g.getBoundingClientRect().bottom : null};
 }"""
 
 
@@ -62,6 +80,25 @@ def _download(page, label: str, path) -> float:
     return round(time.monotonic() - t0, 2)
 
 
+def _figures_drawn(page, n: int = 1, timeout_ms: int = 60_000) -> None:
+    page.wait_for_function(
+        f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n}",
+        timeout=timeout_ms,
+    )
+
+
+def _sidebar(page, open_: bool) -> None:
+    """Unfold (to click a page) or fold (presenter screenshots) the sidebar."""
+    expand = page.get_by_test_id("stExpandSidebarButton")
+    if open_ and expand.is_visible():
+        expand.click()
+        page.get_by_test_id("stSidebarNav").wait_for(state="visible", timeout=10_000)
+    elif not open_ and not expand.is_visible():
+        page.get_by_test_id("stSidebar").hover()
+        page.get_by_test_id("stSidebarCollapseButton").locator("button").click()
+        expand.wait_for(state="visible", timeout=10_000)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _timings_file():
     """Write timings.json after the module, also when a test failed half-way."""
@@ -70,87 +107,137 @@ def _timings_file():
         _write_timings()
 
 
-def test_home_demo_and_every_page(demo_server, browser_context):
-    """The newcomer's path on the committed demo pack: Home → Play the demo → the graph (with
-    thumbnails, a clicked node) → every page; then a PNG/SVG export from Compare & export."""
+def test_home_demo_story_and_every_page_presenter(demo_server, browser_context):
+    """The newcomer's path on the committed demo pack, in presenter mode on a 1280×720
+    projector: Home → Play the demo → Story (a C_P step, ▶ Play) → every page (URL names the
+    page and carries the pack) → the graph with thumbnails and a clicked node → PNG/SVG export.
+    No request may leave 127.0.0.1 and the browser console must stay free of errors."""
     server = demo_server
     shots = artifacts_dir()
     page = browser_context.new_page()
+    page.set_viewport_size(PROJECTOR)
+    remote: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(LOCAL) else remote.append(r.url))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
     t0 = time.monotonic()
-    page.goto(server["url"])
+    page.goto(f"{server['url']}/?present=1")
     play = page.get_by_role("button", name="Play the demo")
-    play.wait_for(state="visible", timeout=30_000)
+    play.wait_for(state="visible", timeout=60_000)
     wait_idle(page)
     now = time.monotonic()
     preset = json.loads((ROOT / "assets" / "demo" / "results.json").read_text())["config"]
     TIMINGS["pack"] = f"assets/demo (committed {preset.get('preset')} sweep)"
+    TIMINGS["viewport"] = PROJECTOR
     TIMINGS["machine"] = {"cpus": os.cpu_count(), "loadavg_1m_at_start": os.getloadavg()[0]}
     TIMINGS["server_healthy_s"] = round(server["healthy_s"], 2)
     TIMINGS["first_interactive_s"] = round(now - t0, 2)
-    TIMINGS["first_interactive_since_healthy_s"] = round(now - server["ready"], 2)
-    TIMINGS["first_interactive_since_server_start_s"] = round(now - server["started"], 2)
-    page.screenshot(path=str(shots / "home.png"), full_page=True)
+    TIMINGS["cold_start_to_home_s"] = round(now - server["started"], 2)
+    assert "present=1" in page.url
+    page.screenshot(path=str(shots / "home.png"))
+    page.screenshot(path=str(shots / "home_full.png"), full_page=True)
 
+    # Play the demo → the Story view with its graph drawn
     t0 = time.monotonic()
     play.click()
-    _title(page, "Alignment graph").wait_for(timeout=30_000)
-    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
-    wait_idle(page)
+    _title(page, "Story").wait_for(timeout=60_000)
+    page.wait_for_function(_SHOWS_LEVEL_JS, arg=8, timeout=60_000)
     TIMINGS["play_demo_to_graph_s"] = round(time.monotonic() - t0, 2)
-    assert "pack=demo" in page.url
+    _figures_drawn(page, 2)
+    wait_idle(page, 60_000)
+    TIMINGS["play_demo_to_story_idle_s"] = round(time.monotonic() - t0, 2)
+    assert "/story" in page.url and "pack=demo" in page.url and "present=1" in page.url
     assert not page.locator('[data-testid="stException"]').count()
     page.wait_for_timeout(500)  # let plotly finish drawing
-    page.screenshot(path=str(shots / "alignment_graph.png"), full_page=True)
+    legible = page.evaluate(_FIGURE_TEXT_JS)
+    TIMINGS["story_figure_text_min_px"] = legible["min_px"]
+    TIMINGS["story_figure_top_bottom_px"] = [legible["top"], legible["bottom"]]
+    page.screenshot(path=str(shots / "story.png"))
+    assert legible["min_px"] >= 16, legible  # presenter mode: every figure text ≥ 16 px
+    assert legible["top"] < PROJECTOR["height"] / 2, legible  # the graph starts above the fold
 
-    # thumbnails at the nodes
+    # one C_P step with the keyboard (the slider's thumb), until the figures show C_P = 16
+    t0 = time.monotonic()
+    page.get_by_role("slider").first.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(_SHOWS_LEVEL_JS, arg=16, timeout=60_000)
+    TIMINGS["cp_step_to_figure_s"] = round(time.monotonic() - t0, 2)
+    wait_idle(page, 60_000)
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(shots / "story_cp16.png"))
+
+    # ▶ Play steps on to the next level by itself
+    t0 = time.monotonic()
+    page.get_by_text("▶ Play").click()
+    page.wait_for_function(_SHOWS_LEVEL_JS, arg=24, timeout=90_000)
+    TIMINGS["play_first_step_s"] = round(time.monotonic() - t0, 2)
+    page.get_by_text("▶ Play").click()  # stop
+    wait_idle(page, 60_000)
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(shots / "story_played.png"))
+
+    switches: dict[str, float] = {}
+    for label, title, path in PAGES:
+        _sidebar(page, True)
+        t0 = time.monotonic()
+        page.locator('[data-testid="stSidebarNav"] a').filter(has_text=label).first.click()
+        _title(page, title).wait_for(timeout=60_000)
+        wait_idle(page, 60_000)
+        switches[label] = round(time.monotonic() - t0, 2)
+        assert not page.locator('[data-testid="stException"]').count(), f"exception on {label}"
+        url = page.url.split("?")[0].rstrip("/")
+        assert url == server["url"] + path.rstrip("/"), (label, page.url)
+        assert "pack=demo" in page.url and "present=1" in page.url, (label, page.url)
+        _sidebar(page, False)
+        page.wait_for_timeout(600)
+        slug = label.lower().replace(" & ", "_").replace(" ", "_").replace("-", "_")
+        page.screenshot(path=str(shots / f"page_{slug}.png"))
+    TIMINGS["page_switch_s"] = switches
+    TIMINGS["page_switch_max_s"] = max(switches.values())
+
+    # the graph: thumbnails at the nodes, then a clicked poisoned caption fills the side panel
+    _sidebar(page, True)
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Alignment graph").click()
+    _title(page, "Alignment graph").wait_for(timeout=60_000)
+    wait_idle(page, 60_000)
+    _sidebar(page, False)
+    page.get_by_text("Graph options").click()
     t0 = time.monotonic()
     page.get_by_text("Thumbnails at nodes").click()
     page.wait_for_function(
-        "() => (document.querySelector('.js-plotly-plot')._fullLayout.images || []).length > 0",
-        timeout=30_000,
+        "() => [...document.querySelectorAll('.js-plotly-plot')]"
+        ".some(g => (g._fullLayout.images || []).length > 0)",
+        timeout=60_000,
     )
-    wait_idle(page)
+    wait_idle(page, 60_000)
     TIMINGS["graph_thumbnails_on_s"] = round(time.monotonic() - t0, 2)
     page.wait_for_timeout(500)
     assert page.evaluate(_NODE_JS, "where the caption lands")["images"] == 64  # 32 + 32
+    page.get_by_text("Graph options").click()  # fold the options again
+    page.wait_for_timeout(500)
     page.screenshot(path=str(shots / "alignment_graph_thumbnails.png"), full_page=True)
-
-    # click a poisoned caption node: the side panel shows that concept
     node = page.evaluate(_NODE_JS, "caption (poisoned concept)")
     name = node["text"].split("<b>")[1].split("</b>")[0]
     t0 = time.monotonic()
     page.mouse.click(node["x"], node["y"])
     page.get_by_test_id("stMarkdown").filter(has_text=f"caption “a photo of a {name}”").filter(
         has_text="poisoned at C_P"
-    ).first.wait_for(timeout=30_000)
-    wait_idle(page)
+    ).first.wait_for(timeout=60_000)
+    wait_idle(page, 60_000)
     TIMINGS["graph_node_click_to_panel_s"] = round(time.monotonic() - t0, 2)
     assert not page.get_by_text("not poisoned at C_P").count()  # a poisoned node was clicked
-    page.get_by_text("lands nearest to").first.wait_for(timeout=10_000)
     page.wait_for_timeout(400)
     page.screenshot(path=str(shots / "alignment_graph_selected_node.png"), full_page=True)
 
-    switches: dict[str, float] = {}
-    for label, title in PAGES:
-        t0 = time.monotonic()
-        page.locator('[data-testid="stSidebarNav"] a').filter(has_text=label).first.click()
-        _title(page, title).wait_for(timeout=30_000)
-        wait_idle(page)
-        switches[label] = round(time.monotonic() - t0, 2)
-        assert not page.locator('[data-testid="stException"]').count(), f"exception on {label}"
-        page.wait_for_timeout(400)
-        slug = label.lower().replace(" & ", "_").replace(" ", "_").replace("-", "_")
-        page.screenshot(path=str(shots / f"page_{slug}.png"), full_page=True)
-    TIMINGS["page_switch_s"] = switches
-    TIMINGS["page_switch_max_s"] = max(switches.values())
-
     # export: PNG (the first starts the shared headless browser), again, then SVG
+    _sidebar(page, True)
     page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Compare & export").click()
-    _title(page, "Compare runs & export").wait_for(timeout=30_000)
-    wait_idle(page)
+    _title(page, "Compare runs & export").wait_for(timeout=60_000)
+    wait_idle(page, 60_000)
     page.get_by_text("Export “compare-ad”").click()
     page.get_by_role("button", name="Download PNG").first.wait_for(timeout=10_000)
-    page.screenshot(path=str(shots / "compare_export_buttons.png"), full_page=True)
     png = shots / "export_compare_ad.png"
     TIMINGS["export_png_first_s"] = _download(page, "Download PNG", png)
     TIMINGS["export_png_again_s"] = _download(page, "Download PNG", png)
@@ -158,7 +245,11 @@ def test_home_demo_and_every_page(demo_server, browser_context):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (shots / "export_compare_ad.svg").read_bytes().lstrip()[:4] == b"<svg"
     TIMINGS["machine"]["loadavg_1m_at_end"] = os.getloadavg()[0]
+    TIMINGS["requests_off_localhost"] = remote
+    TIMINGS["console_errors"] = errors
     page.close()
+    assert not remote, f"requests left 127.0.0.1: {remote[:5]}"
+    assert not errors, f"browser console errors: {errors[:5]}"
 
 
 def test_job_live_progress_and_reattach(server, browser_context, monkeypatch):
