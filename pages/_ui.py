@@ -387,6 +387,10 @@ def warm_in_background(folder: Path) -> None:
     _WARMING.add(key)
 
     def work() -> None:
+        # the figure modules (plotly) take seconds to import on a loaded machine: import them
+        # here too, so the first explorer page of a fresh server does not pay for it
+        import core.figures.graph  # noqa: F401
+        import core.figures.trajectory  # noqa: F401
         from core.results.figcache import warm
 
         try:

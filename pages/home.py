@@ -2,10 +2,19 @@
 
 import streamlit as st
 
+from core.figures.trajectory import ad_components_figure
 from core.io import runs_dir
 from core.results.pack import demo_dir
 from pages._claims import render_claims_panel
-from pages._ui import GLOSSARY, intro, route_through_app, warm_in_background
+from pages._ui import (
+    GLOSSARY,
+    intro,
+    open_pack,
+    pack_choices,
+    route_through_app,
+    show,
+    warm_in_background,
+)
 
 route_through_app()
 
@@ -73,6 +82,13 @@ st.markdown(
     "match); $D_{\\mathrm{stru}}$ is large when images that look alike have captions that do not, "
     "or the reverse. α = 0.8 by default."
 )
+# The demo's own AD curve: the claim above, measured. (Drawing a chart here also loads the
+# browser's plotting code while the reader is on Home, so “Play the demo” draws sooner.)
+demo = open_pack("demo") if "demo" in pack_choices() else None
+if demo is not None:
+    fig = ad_components_figure(demo.summary, height=340)
+    fig.update_layout(title_text="In the demo run: AD grows with C_P (mean over seeds, 95 % CI)")
+    show(fig, "home_ad")
 
 st.subheader("3 · Poisoning adds contradictory supervision")
 st.markdown(
