@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sweep-pack": ("core.commands.sweep", "copy a finished sweep into a demo pack the app opens"),
     "finetune": (
-        "core.commands.sweep",
+        "core.commands.runs",
         "poison chosen concepts and fine-tune: clean baseline + poisoned level, as a pack",
     ),
     "defend": (
@@ -106,33 +106,50 @@ def _module_of(name: str) -> str | None:
 
 
 def _selected(argv: Sequence[str]) -> str | None:
-    """The subcommand named on the command line (the first non-option argument), if known."""
+    """The subcommand named on the command line: the first non-option argument."""
     for arg in argv:
         if not arg.startswith("-"):
-            return arg if arg in COMMANDS else None
+            return arg
     return None
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser. With ``argv``, only the module of the subcommand it names is imported and the
-    other subcommands are name-and-help placeholders; without, every module is registered."""
+    other subcommands are name-and-help placeholders; without, every module is registered. If
+    ``COMMANDS`` is out of date with a module (the named command is not where the table says),
+    every module is registered: slower, never wrong."""
+    if argv is not None:
+        chosen = _selected(argv)
+        try:
+            parser, real = _parser(_module_of(chosen or ""), everything=False)
+        except argparse.ArgumentError:  # a placeholder name clashes with a module's command
+            return _parser(None, everything=True)[0]
+        if chosen is None or chosen in real or chosen not in COMMANDS:
+            return parser
+    return _parser(None, everything=True)[0]
+
+
+def _parser(chosen: str | None, everything: bool) -> tuple[argparse.ArgumentParser, set[str]]:
+    """Parser registering module ``chosen`` (or every module), and modules missing from
+    ``COMMANDS``, for real and the rest as placeholders; also the names registered for real."""
     parser = argparse.ArgumentParser(
         prog="implosion",
         description="Implosion Lab: poisoning and model implosion in text-to-image diffusion.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    chosen = _module_of(_selected(argv) or "") if argv is not None else None
     known = {module for module, _ in COMMANDS.values()}
     order = list(dict.fromkeys([m for m, _ in COMMANDS.values()] + list(COMMAND_MODULES)))
+    real: set[str] = set()
     for name in order:
-        eager = argv is None or name == chosen or name not in known
-        if eager:
+        if everything or name == chosen or name not in known:
+            before = set(sub.choices)
             _register(name, sub)
+            real |= set(sub.choices) - before
             continue
         for cmd, (module, help_) in COMMANDS.items():
             if module == name:
                 sub.add_parser(cmd, help=help_, add_help=False)
-    return parser
+    return parser, real
 
 
 def _register(name: str, sub: argparse._SubParsersAction) -> None:

@@ -124,3 +124,21 @@ def test_lazy_parser_registers_only_the_chosen_module(argv, capsys):
         cli.main(argv)
     assert e.value.code == 0
     assert f"usage: implosion {argv[0]}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"ad": "core.commands.app", "zz-moved": "core.commands.ad"},  # command not where listed
+        {"ad": "core.commands.jobs", "jobs": "core.commands.ad"},  # placeholder name clashes
+    ],
+)
+def test_out_of_date_table_falls_back_to_every_module(change, monkeypatch, capsys):
+    table = dict(cli.COMMANDS)
+    for name, module in change.items():
+        table[name] = (module, table.get(name, ("", "moved"))[1])
+    monkeypatch.setattr(cli, "COMMANDS", table)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["ad", "--help"])
+    assert e.value.code == 0
+    assert "usage: implosion ad" in capsys.readouterr().out

@@ -341,9 +341,11 @@ class HostPrepared:
         if out is None:
             out = np.empty((len(x), 2 * d), self.dtype)
         if x.dtype == self.dtype:  # same-dtype multiply: numpy's casting path is ~20× slower
-            rx, ry = rx.astype(self.dtype), ry.astype(self.dtype)
-        np.multiply(x, rx[:, None], out=out[:, :d], casting="unsafe")
-        np.multiply(y, ry[:, None], out=out[:, d:], casting="unsafe")
+            np.multiply(x, rx.astype(self.dtype)[:, None], out=out[:, :d])
+            np.multiply(y, ry.astype(self.dtype)[:, None], out=out[:, d:])
+        else:  # float64 rows of extreme magnitude: scale in float64, then round
+            np.multiply(x, rx[:, None], out=out[:, :d], casting="unsafe")
+            np.multiply(y, ry[:, None], out=out[:, d:], casting="unsafe")
         return out
 
     def z_rows(self, a: int, b: int) -> np.ndarray:
@@ -361,14 +363,18 @@ class HostPrepared:
         Returns the float64 total and, if ``row_sums``, r (n,) with ``r_i = Σ_{j≠i} |…|``.
         """
         ranges = block_ranges(self.n, self.block)
-        buf = np.empty((min(self.block, self.n),) * 2, dtype=self.dtype)
+        side = min(self.block, self.n)
+        buf = np.empty((side, side), dtype=self.dtype)  # reused: no fresh pages per block
+        w_buf = np.empty((side, 2 * self.source.d), dtype=self.dtype)
         total = 0.0
         r = np.zeros(self.n, dtype=np.float64) if row_sums else None
         steps, done = len(ranges) * (len(ranges) + 1) // 2, 0
         for bi, (a, b) in enumerate(ranges):
             z_i = self.z_rows(a, b)
             for c, e in ranges[bi:]:
-                w_j = (z_i if c == a else self.z_rows(c, e)) * self.sign
+                w_j = np.multiply(
+                    z_i if c == a else self.z_rows(c, e), self.sign, out=w_buf[: e - c]
+                )
                 g = buf[: b - a, : e - c]
                 np.matmul(z_i, w_j.T, out=g)  # G_x − G_y for block (I, J): the O(n²·d) work
                 np.abs(g, out=g)
