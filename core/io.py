@@ -240,6 +240,43 @@ def atomic_save_npz(path: Path, arrays: dict[str, Any], compressed: bool = False
     atomic_write_with(Path(path), write)
 
 
+def read_json_file(path: Path, field: str, fix: str) -> Any:
+    """Parsed JSON at ``path``; a missing, unreadable or corrupt file is one ValueError line
+    naming ``field``, the file, what is wrong and ``fix`` (never a bare library message)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ValueError(f"{field}: {path} does not exist; {fix}") from None
+    except OSError as e:
+        raise ValueError(f"{field}: cannot read {path} ({e.strerror or e}); {fix}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        where = f" at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise ValueError(f"{field}: {path} is corrupt (not valid JSON{where}); {fix}") from None
+
+
+PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_safetensors(folder: Path, label: str) -> None:
+    """ValueError unless ``folder`` holds its weights as ``.safetensors``.
+
+    Nothing is ever unpickled: pickle weights (``.bin``, ``.pt``, ``.ckpt``…) can run code when
+    loaded, so they are refused with the way to convert them, never loaded.
+    """
+    names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    if any(n.endswith(".safetensors") for n in names):
+        return
+    pickled = sorted(n for n in names if n.endswith(PICKLE_WEIGHTS))
+    found = f"only pickle weights ({', '.join(pickled)})" if pickled else "no weights"
+    raise ValueError(
+        f"{label}: {folder.name}/ has {found}; only .safetensors weights are loaded (pickle "
+        f"files can run code when loaded). Download the safetensors variant, or convert a "
+        f"trusted copy: load it with diffusers/transformers and save_pretrained(..., "
+        f"safe_serialization=True)"
+    )
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}

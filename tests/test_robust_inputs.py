@@ -131,3 +131,34 @@ def test_tables_with_bad_rows_or_corrupt_files_give_clear_messages(tmp_path):
     with pytest.raises(ValueError) as e:
         list(iter_records(cols))
     assert "--image-column" not in str(e.value) and "rename the image column" in str(e.value)
+
+
+def test_corrupt_files_are_one_clear_line_not_a_library_message(tmp_path, capsys):
+    text = tmp_path / "emb.npz"
+    text.write_text("hello, not numpy")
+    assert main(["ad", "--embeddings", str(text)]) == 2
+    err = _err(capsys)
+    assert "is not an .npz archive" in err and "unsafely" not in err and "pickle" not in err
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    for name in ("results.json", "embeddings.npz", "generations.npz", "training.json"):
+        (sweep / name).write_text('{"complete": tr')
+    assert main(["sweep-pack", str(sweep), "--out", str(tmp_path / "pack")]) == 2
+    err = _err(capsys)
+    assert "results.json is corrupt (not valid JSON at line 1)" in err
+    assert "different sweep" not in err
+
+
+def test_corrupt_clip_weights_are_a_clear_error(tmp_path):
+    from core.models.dual import ClipEmbedder
+    from core.models.tiny import build_tiny_clip
+
+    clip = build_tiny_clip(tmp_path / "clip", image_size=32)
+    weights = clip / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"--clip .*cannot load this CLIP folder \(Safetensor"):
+        ClipEmbedder(clip)
+    weights.unlink()
+    (clip / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ValueError, match=r"only pickle weights \(pytorch_model.bin\)"):
+        ClipEmbedder(clip)

@@ -65,6 +65,11 @@ def load_npz(path: Path, labels_key: str | None) -> tuple[np.ndarray, np.ndarray
     if not path.is_file():
         raise ValueError(f"--embeddings: {path} does not exist or is not a file")
     fix = "save it with np.savez(FILE, image=..., text=...)"
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+        # np.load would call any other file "pickled data" and suggest loading it unsafely
+        raise ValueError(f"--embeddings: {path} is not an .npz archive (not a NumPy file); {fix}")
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:

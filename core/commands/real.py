@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from core.commands._args import seed as seed_arg
 from core.jobs import register_kind
 
 register_kind("real-finetune", "core.training.real:run_job")
@@ -131,7 +132,7 @@ def _add_sweep(s: Any) -> None:
     )  # fmt: skip
     q.add_argument("--auto-concepts", type=int, default=C.auto_concepts)
     q.add_argument("--levels", type=int, nargs="+", default=list(C.levels), help="C_P values")
-    q.add_argument("--seeds", type=int, nargs="+", default=list(C.seeds))
+    q.add_argument("--seeds", type=seed_arg, nargs="+", default=list(C.seeds))
     q.add_argument(
         "--out", type=Path, default=None,
         help="results folder (resumes); with --job defaults to the run's folder",

@@ -7,6 +7,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from core.commands._args import seed as seed_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, required=True, help="output folder (resumes if it holds the same sweep)"
     )
     p.add_argument("--levels", type=int, nargs="+", default=None, help="C_P values, e.g. 0 4 8 16")
-    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--seeds", type=seed_arg, nargs="+", default=None)
     p.add_argument("--steps", type=int, default=None, help="fine-tune steps per level")
     p.add_argument("--model", default=None, help="base model folder (default: shipped base)")
     p.add_argument("--device", default=None, help="cpu or cuda")

@@ -51,8 +51,18 @@ class ClipEmbedder:
                 f"--clip {path}: no config.json; download a CLIP in transformers format (e.g. "
                 f"openai/clip-vit-base-patch32) on a machine with network and copy the folder here"
             )
-        self.model = CLIPModel.from_pretrained(str(path)).to(device).eval()
-        self.processor = CLIPProcessor.from_pretrained(str(path))
+        from core.io import check_safetensors
+
+        check_safetensors(path, f"--clip {path}")  # weights load as safetensors only
+        try:
+            self.model = CLIPModel.from_pretrained(str(path), use_safetensors=True)
+            self.processor = CLIPProcessor.from_pretrained(str(path))
+        except Exception as e:  # noqa: BLE001 — corrupt weights raise SafetensorError, OSError…
+            raise ValueError(
+                f"--clip {path}: cannot load this CLIP folder ({type(e).__name__}: "
+                f"{str(e)[:160]}); re-download it (transformers format, model.safetensors)"
+            ) from e
+        self.model = self.model.to(device).eval()
         self.device = device
 
     @torch.no_grad()

@@ -30,6 +30,7 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel
 
+from core.io import check_safetensors as check_safetensors  # re-exported
 from core.models.sampling import Conditioning, LatentDiffusion
 from core.models.sdxl import (
     HOW_TO_GET_SDXL,
@@ -288,28 +289,6 @@ def check_sd_folder(path: Path) -> dict[str, Any]:
     for part in ("text_encoder", "vae", "unet", *(("text_encoder_2",) if xl else ())):
         check_safetensors(path / part, f"model {path}")
     return index
-
-
-PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-
-
-def check_safetensors(folder: Path, label: str) -> None:
-    """ValueError unless ``folder`` holds its weights as ``.safetensors``.
-
-    Nothing is ever unpickled: pickle weights (``.bin``, ``.pt``, ``.ckpt``…) can run code when
-    loaded, so they are refused with the way to convert them, never loaded.
-    """
-    names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
-    if any(n.endswith(".safetensors") for n in names):
-        return
-    pickled = sorted(n for n in names if n.endswith(PICKLE_WEIGHTS))
-    found = f"only pickle weights ({', '.join(pickled)})" if pickled else "no weights"
-    raise ValueError(
-        f"{label}: {folder.name}/ has {found}; only .safetensors weights are loaded (pickle "
-        f"files can run code when loaded). Download the safetensors variant, or convert a "
-        f"trusted copy: load it with diffusers/transformers and save_pretrained(..., "
-        f"safe_serialization=True)"
-    )
 
 
 def check_components(

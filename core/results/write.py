@@ -8,13 +8,18 @@ copied atomically, and the copy is loaded back with core.results.pack.load_pack 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.io import atomic_save_npz, atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from core.io import (
+    atomic_save_npz,
+    atomic_write_bytes,
+    atomic_write_json,
+    ensure_writable_dir,
+    read_json_file,
+)
 from core.results.pack import EMBEDDINGS, GENERATIONS, TRAINING, load_pack
 
 PACK_FILES = ("results.json", "embeddings.npz", "generations.npz", "training.json")
@@ -29,7 +34,9 @@ def write_pack(sweep_dir: Path, out: Path, note: str | None = None) -> dict[str,
             f"sweep_dir: {sweep_dir} lacks {missing}; let the sweep finish (or resume it with "
             f"the same `implosion sweep` command) before packing"
         )
-    results = json.loads((sweep_dir / "results.json").read_text())
+    results = read_json_file(
+        sweep_dir / "results.json", "sweep_dir", "resume the sweep with the same command first"
+    )
     if not results.get("complete", True):
         raise ValueError(f"sweep_dir: {sweep_dir} holds an unfinished sweep; resume it first")
     seed = results["config"]["seeds"][0]
