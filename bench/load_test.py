@@ -28,7 +28,7 @@ LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
 FIGURES_JS = "(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n"
 
 
-async def session(browser, url: str, i: int, timeout_ms: int) -> dict:
+async def session(browser, url: str, i: int, timeout_ms: int, shots: Path | None = None) -> dict:
     """One visitor's walk; returns its timings and problems (never raises)."""
     ctx = await browser.new_context(viewport={"width": 1280, "height": 720})
     page = await ctx.new_page()
@@ -59,6 +59,10 @@ async def session(browser, url: str, i: int, timeout_ms: int) -> dict:
             out["errors"].append("a Streamlit exception is shown on the page")
     except Exception as e:  # noqa: BLE001 — a failed session is a result, not a crash
         out["errors"].append(f"{type(e).__name__}: {str(e).splitlines()[0]}")
+        if shots is not None:
+            shots.mkdir(parents=True, exist_ok=True)
+            out["screenshot"] = str(shots / f"session_{i}_failed.png")
+            await page.screenshot(path=out["screenshot"])
     finally:
         await ctx.close()
     return out
@@ -72,7 +76,7 @@ def p95(xs: list[float]) -> float | None:
     return s[max(0, min(len(s) - 1, -(-95 * len(s) // 100) - 1))]
 
 
-async def run(url: str, sessions: int, timeout_s: float) -> dict:
+async def run(url: str, sessions: int, timeout_s: float, shots: Path | None = None) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -84,7 +88,10 @@ async def run(url: str, sessions: int, timeout_s: float) -> dict:
         try:
             results = await asyncio.wait_for(
                 asyncio.gather(
-                    *(session(browser, url, i, int(timeout_s * 1000)) for i in range(sessions))
+                    *(
+                        session(browser, url, i, int(timeout_s * 1000), shots)
+                        for i in range(sessions)
+                    )
                 ),
                 timeout=timeout_s + 60,
             )
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=10, help="concurrent browser sessions")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds per wait (bound)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load_test.json")
+    ap.add_argument("--shots", type=Path, help="folder for screenshots of failed sessions")
     args = ap.parse_args(argv)
     if not 1 <= args.sessions <= 20:
         ap.error("--sessions must be 1 … 20 (a bounded test on one machine)")
@@ -116,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("Debian chromium is needed: apt-get install chromium")
     load0 = os.getloadavg()[0]
     if args.url:
-        summary = asyncio.run(run(args.url, args.sessions, args.timeout))
+        summary = asyncio.run(run(args.url, args.sessions, args.timeout, args.shots))
     else:
         sys.path.insert(0, str(ROOT))
         from tests.e2e.conftest import _streamlit
@@ -124,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "runs").mkdir()
             with _streamlit(ROOT / "assets", Path(tmp) / "runs", Path(tmp) / "server.log") as s:
-                summary = asyncio.run(run(s["url"], args.sessions, args.timeout))
+                summary = asyncio.run(run(s["url"], args.sessions, args.timeout, args.shots))
     summary["machine"] = {
         "cpus": os.cpu_count(),
         "loadavg_1m_at_start": round(load0, 2),

@@ -93,7 +93,7 @@ with left:
         baseline=baseline,
     )
     fig.update_layout(title_text=None, showlegend=False, margin={"t": 40, "b": 10})
-    show(fig, "story_graph")
+    show(fig, "story_graph", config={"displayModeBar": False})
     st.caption(
         "■ caption · ● a concept's images · ◆ where its caption lands now, ◇ at C_P = 0 · "
         "purple arrows: how far each landing point drifted · dashed vermillion: poisoned pairs."
@@ -108,7 +108,9 @@ with mid:
     )
     fig_ad.update_layout(title_text=None, margin={"t": 40, "b": 10, "l": 70, "r": 10})
     fig_ad.update_xaxes(title_text="C_P", row=2, col=1)
-    show(fig_ad, "story_ad")
+    fig_ad.layout.annotations[0].text = "AD rises"  # the subplot titles, short for this column
+    fig_ad.layout.annotations[1].text = "unpoisoned prompts"
+    show(fig_ad, "story_ad", config={"displayModeBar": False})
 
 with right:
     # Prompts by the poisoned set at this C_P (at C_P = 0: the set the first poisoned level uses,

@@ -89,16 +89,14 @@ with tabs[0]:
             show(fig_cmp, "traj_compare")
             export_buttons(fig_cmp, f"compare-{metric}")
     elif pack is None:
-        st.info("Pick a results pack to see its trajectory; the Theory sandbox works without one.")
+        st.info("Pick a run in the sidebar to see its trajectory; the Theory sandbox needs none.")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def shares(key: tuple[str, float], c_p: int) -> tuple[list[dict], str]:
     a = pack.level_arrays(c_p)
-    try:
-        from core.metrics import per_concept
-    except ImportError:
-        return [], "core.metrics is not installed in this checkout"
+    from core.metrics import per_concept
+
     scale = pack.config.get("ad_scale")  # the calibration the sweep recorded (None: raw cosines)
     scale = tuple(scale) if scale else None
     result, rows = per_concept(a["image"], a["text"], a["caption_concept"], scale=scale, threads=1)
