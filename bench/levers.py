@@ -82,8 +82,9 @@ def main() -> None:
             if (name, c_p) in done:
                 continue
             t0 = time.time()
-            rec = runner.run_level(c_p, args.seed)
-            assert rec is not None
+            result = runner.run_level(c_p, args.seed)
+            assert result is not None
+            rec = result.record
             row = {
                 "variant": name,
                 "c_p": c_p,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.sweep.driver import METRICS, SweepConfig, poisoning_plan, preset, run_sweep, summarize
+from core.poison.plan import poisoning_plan
+from core.sweep.driver import METRICS, SweepConfig, preset, run_sweep, summarize
 
 
 def smoke(model_dir, **kw):
@@ -56,7 +57,10 @@ def test_sweep_pack_copies_a_loadable_pack(tiny_model_dir, tmp_path, capsys):
     # an unfinished sweep is refused, and the existing pack is left as it was
     run_sweep(smoke(tiny_model_dir), tmp_path / "u", should_stop=lambda: True)
     before = (tmp_path / "pack" / "results.json").read_bytes()
-    assert main(["sweep-pack", str(tmp_path / "u"), "--out", str(tmp_path / "pack")]) == 2
+    argv = ["sweep-pack", str(tmp_path / "u"), "--out", str(tmp_path / "pack")]
+    assert main(argv) == 2  # a pack is there: refused without --force
+    assert "--force" in capsys.readouterr().err
+    assert main([*argv, "--force"]) == 2  # even with --force, a bad sweep replaces nothing
     assert "sweep_dir" in capsys.readouterr().err
     assert (tmp_path / "pack" / "results.json").read_bytes() == before
 
@@ -148,39 +152,6 @@ def test_sweep_as_background_job(tiny_model_dir, tmp_path):
     assert json.loads((tmp_path / "j" / "results.json").read_text())["complete"]
 
 
-def test_finetune_job_end_to_end(tiny_model_dir):
-    from core.jobs import read_run, start_job, wait_job
-
-    cfg = {
-        "concepts": ["small red circle"],
-        "steps": 3,
-        "batch": 4,
-        "n_clean_per_concept": 2,
-        "probe_every": 2,
-        "eval_samples": 1,
-        "model": str(tiny_model_dir),
-    }
-    run_id = start_job("finetune", cfg)
-    st = wait_job(run_id, timeout=120)
-    run = read_run(run_id)
-    assert st["state"] == "completed", run
-    res = run["result"]
-    assert res["ad_poisoned"]["n"] > res["ad_clean"]["n"]
-    assert res["probes"]["poisoned"] == ["small red circle"]
-    run_dir = run["run_dir"]
-    from pathlib import Path
-
-    assert sorted(p.name for p in (Path(run_dir) / "samples").glob("*.png"))
-    from core.models.ldm import MiniLDM
-
-    MiniLDM.from_pretrained(Path(run_dir) / "model")  # the fine-tuned model is loadable
-
-
-def test_finetune_cli_rejects_bad_concepts(tiny_model_dir, capsys):
-    rc = main(["finetune", "--concepts", "purple dog", "--model", str(tiny_model_dir)])
-    assert rc == 2 and "valid concepts" in capsys.readouterr().err
-
-
 def test_budget_sweep_tiny(tiny_model_dir, tmp_path, capsys):
     rc = main(
         [
@@ -251,7 +222,9 @@ def test_parallel_workers_match_the_serial_sweep(tiny_model_dir, tmp_path):
         assert key(a) == key(b)
         assert a["ad"] == pytest.approx(b["ad"], abs=1e-9)  # same pairs, same calibration
     assert (tmp_path / "par" / "embeddings.npz").is_file()
-    assert len(list((tmp_path / "par" / "records").glob("cp*.json"))) == 4
+    assert len(list((tmp_path / "par" / "levels").glob("cp*.npz"))) == 4
+    status = json.loads((tmp_path / "par" / "levels.json").read_text())
+    assert [s["state"] for s in status["levels"]] == ["done"] * 4
     saved = json.loads((tmp_path / "par" / "results.json").read_text())
     assert saved["summary"]["ad"]["c_p"] == [0, 2] and saved["complete"]
 
@@ -259,10 +232,9 @@ def test_parallel_workers_match_the_serial_sweep(tiny_model_dir, tmp_path):
 def test_parallel_stop_then_resume(tiny_model_dir, tmp_path):
     cfg = smoke(tiny_model_dir, seeds=(0, 1))
     out = tmp_path / "p"
-    # stop at once: workers (which take seconds to start) see .stop before their first level
+    # stop at once: no level is handed to the workers
     res = run_sweep(cfg, out, workers=2, should_stop=lambda: True)
     assert not res["complete"] and len(res["records"]) < 4
-    assert not (out / ".stop").exists()
     res = run_sweep(cfg, out, workers=2)
     assert res["complete"] and len(res["records"]) == 4
     assert len({(r["c_p"], r["seed"]) for r in res["records"]}) == 4

@@ -164,6 +164,9 @@ def _add_sweep(s: Any) -> None:
         help="auto: bf16 where the device runs it natively, else float32",
     )
     q.add_argument("--device", default="cpu")
+    from core.commands.sweep import add_executor_args
+
+    add_executor_args(q)
     q.add_argument("--job", action="store_true", help="run as a background job; print its id")
     q.add_argument("--queue", action="store_true", help="with --job: wait if the device is busy")
     q.add_argument("--json", action="store_true", help="print the summary as one JSON line")
@@ -190,11 +193,17 @@ def _sweep(args: argparse.Namespace) -> int:
 
         form = {k: v for k, v in cfg.to_dict().items() if k != "device"}
         out = None if args.out is None else str(args.out)
-        print(start_real_sweep_job(form, args.device, args.queue, out=out))
+        from core.commands.sweep import executor_settings
+
+        ex = executor_settings(args)
+        print(start_real_sweep_job(form, args.device, args.queue, out=out, executor=ex))
         return 0
     if args.out is None:
         raise ValueError("out: required without --job; pass --out runs/NAME (resumable)")
     check_inputs(cfg)  # before the progress bar: bad input is one clear line
+    from core.commands.sweep import executor_options
+
+    executor, options = executor_options(args)
     from tqdm.auto import tqdm
 
     from core.sweep.real import run_real_sweep
@@ -207,7 +216,7 @@ def _sweep(args: argparse.Namespace) -> int:
         bar.set_postfix_str(msg if loss is None else f"{msg} loss {loss:.4f}")
         bar.refresh()
 
-    res = run_real_sweep(cfg, args.out, progress)
+    res = run_real_sweep(cfg, args.out, progress, executor=executor, options=options)
     bar.close()
     if args.json:
         print(json.dumps({"out": str(args.out), "summary": res["summary"]}))

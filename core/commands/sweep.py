@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from core.commands._args import seed as seed_arg
 
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="processes running levels side by side on the device (default: 8 for gpu-full, else 1)",
     )
+    add_executor_args(p)
     p.add_argument(
         "--background", action="store_true", help="run as a background job; print its id"
     )
@@ -106,6 +108,47 @@ def _budget(x: float) -> int | float:
     return int(x) if x > 1 and float(x).is_integer() else x
 
 
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """--executor / --address / --gpus-per-level / --cpus-per-level (core/sweep/executors)."""
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where levels run: local (this process or --workers processes) or ray (one task "
+        'per level; needs pip install -e ".[cluster]")',
+    )
+    p.add_argument(
+        "--address", default=None, help="with --executor ray: cluster address (default: local)"
+    )
+    p.add_argument(
+        "--gpus-per-level", type=float, default=None, help="ray: GPUs per level (0.25 packs 4)"
+    )
+    p.add_argument(
+        "--cpus-per-level", type=float, default=None, help="ray: CPUs (= torch threads) per level"
+    )
+
+
+def executor_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The executor flags that were given, as job-config / keyword fields."""
+    given = {
+        "address": args.address,
+        "gpus_per_level": args.gpus_per_level,
+        "cpus_per_level": args.cpus_per_level,
+    }
+    return {"executor": args.executor, **{k: v for k, v in given.items() if v is not None}}
+
+
+def executor_options(args: argparse.Namespace, workers: int = 1) -> tuple[str, Any]:
+    """(executor name, ExecutorOptions) from the flags; bad values are ValueErrors (exit 2)."""
+    from core.sweep.executors import ExecutorOptions, make_executor
+
+    s = executor_settings(args)
+    name = s.pop("executor")
+    options = ExecutorOptions(workers=workers, **s)
+    make_executor(name, options)  # fail before any model loads (e.g. Ray not installed)
+    return name, options
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from core.sweep.driver import preset, run_sweep
 
@@ -133,6 +176,8 @@ def _sweep(args: argparse.Namespace) -> int:
             job_cfg["finetune"] = {k: v for k, v in ft.items() if v is not None}
         if args.workers is not None:
             job_cfg["workers"] = args.workers
+        executor_options(args, args.workers or 1)  # refused here, not in the worker
+        job_cfg.update(executor_settings(args))
         run_id = start_job("sweep", job_cfg, device=cfg.device, queue=args.queue)
         print(run_id)
         return 0
@@ -148,7 +193,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from core.sweep.driver import DEFAULT_WORKERS
 
     workers = args.workers if args.workers is not None else DEFAULT_WORKERS.get(args.preset, 1)
-    res = run_sweep(cfg, args.out, progress, workers=workers)
+    executor, options = executor_options(args, workers)
+    res = run_sweep(cfg, args.out, progress, workers=workers, executor=executor, options=options)
     bar.close()
     s = res["summary"]
     print(f"{'C_P':>4} {'AD':>7} {'acc_unp':>8} {'acc_poi':>8} {'align':>7} {'incoh':>7}")

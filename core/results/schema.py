@@ -114,6 +114,8 @@ class LevelRecord(TypedDict, total=False):
     finetune_seconds: float
     wall_seconds: float
     n_pairs: int
+    n_poison: int  # real sweep: poison pairs added at this level
+    final_loss: float  # real sweep: last fine-tune loss
 
 
 class SummaryRow(TypedDict):

@@ -1,21 +1,34 @@
-"""One level of the implosion sweep: build pairs, measure AD, fine-tune, judge (see core/sweep/driver.py)."""
+"""The mini-model level runner: build pairs, measure AD, fine-tune, judge (core/sweep/driver.py).
+
+:class:`SweepRunner` implements :class:`core.sweep.runner.LevelRunner`; the driver
+(core/sweep/engine.py) saves what :meth:`SweepRunner.run_level` returns. Workers rebuild it with
+:func:`from_spec` (the AD calibration travels in the spec, so every worker uses the parent's)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from core.evaluate.judged import Generations, score_generations
-from core.io import atomic_save_npz
 from core.metrics import alignment_difficulty, calibrate_scale
 from core.models.ldm import MiniLDM, to_uint8
-from core.results.grid import save_grid
+from core.poison.plan import PoisonLevel, plan_level
+from core.results.schema import RESULTS, LevelRecord
 from core.results.write import write_pack_files
-from core.sweep.driver import SweepConfig, new_results, poisoning_plan
+from core.sweep.config import SweepConfig, seed_plan
+from core.sweep.runner import (
+    SWEEP_CONFIG,
+    LevelResult,
+    RunnerSpec,
+    StepFn,
+    StopFn,
+    level_record,
+    new_results,
+)
 from core.training.finetune import encode_images, finetune_unet, make_pairs
 
 
@@ -47,8 +60,7 @@ class TrainingProbe:
     def __init__(self, runner: SweepRunner, c_p: int, seed: int) -> None:
         self.runner, self.seed = runner, seed
         world = runner.world
-        order, _ = runner.plans[seed]
-        self.unpoisoned = [i for i in range(world.n_concepts) if i not in set(order[:c_p])]
+        self.unpoisoned = list(runner.level(c_p, seed).unpoisoned)
         self.concept = torch.arange(world.n_concepts)
         self.prompts = [c.caption(0) for c in world.concepts]
         self.rows: list[tuple[int, float, float]] = []
@@ -83,6 +95,7 @@ class SweepRunner:
     def __init__(self, config: SweepConfig, out: Path) -> None:
         self.config = config
         self.out = out
+        self.steps_per_level = config.finetune.steps
         self.ldm = _load_model(config)
         self.world = self.ldm.world
         bad = [c for c in config.levels if c > self.world.n_concepts]
@@ -91,26 +104,60 @@ class SweepRunner:
                 f"levels: C_P values {bad} exceed K={self.world.n_concepts} concepts of this model"
             )
         self.base_state = {k: v.clone() for k, v in self.ldm.unet.state_dict().items()}
-        self.plans = {s: poisoning_plan(self.world.n_concepts, s) for s in config.seeds}
+        self.plans = {s: seed_plan(config, self.world.n_concepts, s) for s in config.seeds}
         self._clean: dict[int, dict[str, Any]] = {}
         self.calibration: Any = None
         (out / "levels").mkdir(exist_ok=True)
         (out / "grids").mkdir(exist_ok=True)
 
+    def level(self, c_p: int, seed: int) -> PoisonLevel:
+        """The poisoning plan at (c_p, seed): core.poison.plan.PoisonLevel."""
+        order, targets = self.plans[seed]
+        return plan_level(
+            self.world.n_concepts,
+            c_p,
+            seed,
+            relation=self.world.relation,
+            order=order,
+            targets=targets,
+        )
+
     # ------------------------------------------------------------------ bookkeeping
-    def load_previous(self, path: Path) -> dict[str, Any]:
-        """Previous results if they belong to the same config (resume), else a fresh dict."""
+    def spec(self) -> RunnerSpec:
+        """How a worker rebuilds this runner (:func:`from_spec`), with the parent's calibration."""
+        return RunnerSpec(
+            "core.sweep.level:from_spec",
+            self.config.to_dict(),
+            str(self.out),
+            {"calibration": list(self.calibration)},
+        )
+
+    def open(self) -> dict[str, Any]:
+        """Previous results if they belong to the same config (resume), else a fresh dict;
+        ValueError if ``out`` holds a different sweep."""
+        path = self.out / RESULTS
         if path.exists():
             try:
                 prev = json.loads(path.read_text())
-                same = {k: prev["config"].get(k) for k in self.config.to_dict()} == json.loads(
-                    json.dumps(self.config.to_dict())
-                )
+                want = json.loads(json.dumps(self.config.to_dict()))
+                # the SweepConfig as given (results config's "concepts"/"targets" are the
+                # pack's names and target map); packs written before it: the shared keys
+                saved = prev["config"].get(SWEEP_CONFIG) or {
+                    k: prev["config"].get(k)
+                    for k in want
+                    if not (k in ("concepts", "targets") and want[k] is None)
+                }
+                same = saved == {k: want[k] for k in saved}
                 if same:
                     cal = prev["config"].get("ad_scale")
                     self.calibration = tuple(cal) if cal else None
                     return prev
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except json.JSONDecodeError as e:  # corrupt, not "a different sweep"
+                raise ValueError(
+                    f"out: {path} is corrupt (not valid JSON: {e.msg}, line {e.lineno}); move "
+                    f"it away to start over, or choose a new --out folder (nothing was overwritten)"
+                ) from e
+            except (KeyError, TypeError, AttributeError):
                 pass
             raise ValueError(
                 f"out: {path} holds results of a different sweep; choose a new --out folder "
@@ -122,7 +169,7 @@ class SweepRunner:
             "ad_scale": list(self.calibration),
             "ad_calibration": "dual-encoder clean pairs, 5th–95th percentile",
         }
-        return new_results(self.config, self.world.names, self.plans, extra)
+        return new_results(self.config.to_dict(), self.world.names, self.plans, extra)
 
     def _calibrate(self) -> tuple[float, float]:
         clean = self.clean(self.config.seeds[0])
@@ -175,7 +222,10 @@ class SweepRunner:
             "poisoned": np.asarray(poisoned),
         }
 
-    def run_level(self, c_p: int, seed: int, should_stop: Any = None) -> dict[str, Any] | None:
+    def run_level(
+        self, c_p: int, seed: int, on_step: StepFn | None = None, stop: StopFn | None = None
+    ) -> LevelResult | None:
+        """Pairs → AD → fine-tune from the clean base → judge one (C_P, seed); None if stopped."""
         cfg, ldm, world = self.config, self.ldm, self.world
         ldm.unet.load_state_dict(self.base_state)
         clean = self.clean(seed)
@@ -186,6 +236,20 @@ class SweepRunner:
         pos = {c: i for i, c in enumerate(uniq)}
         x = clean["image_emb"][p["image"]]
         y = t_u[[pos[c] for c in p["captions"]]]
+        # ---- defense (core/defend): drop the pairs the detector flags, before AD and fine-tune
+        defense_fields: dict[str, Any] = {}
+        if cfg.defense is not None:
+            from core.defend.filter import apply_defense
+
+            keep, defense_fields = apply_defense(
+                cfg.defense, x, y, np.asarray(p["caption_concept"]), np.asarray(p["poisoned"])
+            )
+            p = {
+                k: [v[i] for i in np.flatnonzero(keep)] if isinstance(v, list) else v[keep]
+                for k, v in p.items()
+            }
+            x, y = x[keep], y[keep]
+        # ---- end defense
         ad = alignment_difficulty(x, y, scale=self.calibration)
         # fine-tune from the clean base
         data = make_pairs(
@@ -197,12 +261,14 @@ class SweepRunner:
         if probes is not None:
             probes(0)
 
-        def on_step(step: int, total: int, loss: float) -> None:
+        def step_done(step: int, total: int, loss: float) -> None:
             losses.append(loss)
             if probes is not None and (step % cfg.probe_every == 0 or step == total):
                 probes(step)
+            if on_step is not None:
+                on_step(step, loss)
 
-        ft = finetune_unet(ldm, data, ft_cfg, on_step=on_step, should_stop=should_stop)
+        ft = finetune_unet(ldm, data, ft_cfg, on_step=step_done, should_stop=stop)
         if ft["steps"] < ft_cfg.steps:
             return None
         # judge generations of every concept
@@ -211,10 +277,13 @@ class SweepRunner:
         prompts = [world.concepts[int(i)].caption(0) for i in concept]
         images = ldm.sample(prompts, seed=seed, steps=cfg.eval_steps, guidance=cfg.guidance)
         sc = score_generations(ldm, Generations(images, concept, prompts))
-        rec = self._record(c_p, seed, ad, sc, concept, ft["seconds"])
-        rec["ad_generated"] = generated_ad(ldm, images, prompts, self.calibration)
-        self._save_level(c_p, seed, images, p, x, y, losses, probes.arrays() if probes else {})
-        return rec
+        record = self._record(c_p, seed, ad, sc, concept, ft["seconds"])
+        record["ad_generated"] = generated_ad(ldm, images, prompts, self.calibration)
+        # defended sweeps only (core/defend/filter.py): fields beyond the schema's
+        cast(dict[str, Any], record).update(defense_fields)
+        return self._level_result(
+            record, images, p, x, y, losses, probes.arrays() if probes else {}
+        )
 
     def _record(
         self,
@@ -224,66 +293,39 @@ class SweepRunner:
         sc: dict[str, Any],
         concept: torch.Tensor,
         seconds: float,
-    ) -> dict[str, Any]:
-        world = self.world
-        order, targets = self.plans[seed]
-        pois = set(order[:c_p])
-        names = world.names
-        acc = np.array([sc["per_concept"][n] for n in names])
-        align = np.array([sc["per_concept_alignment"][n] for n in names])
-        incoh = np.array([sc["per_concept_incoherence"][n] for n in names])
-        unp = [i for i in range(len(names)) if i not in pois]
-        # related: shares ≥ 2 attribute words with some poisoned concept; unrelated: ≤ 1 with all
-        rel = [i for i in unp if pois and max(world.relation[i, j] for j in pois) >= 2]
-        unrel = [i for i in unp if pois and i not in rel]
-        pred = np.asarray(sc["predicted"])
-        conc = concept.numpy()
-        hits = [float((pred[conc == a] == targets[a]).mean()) for a in pois]
+    ) -> LevelRecord:
+        """The level's record from the judge's scores ``sc`` of the generations (prompt concept
+        ``concept`` (N,)) and the training pairs' AD, via the one record builder."""
+        names = self.world.names
+        record = level_record(
+            self.level(c_p, seed),
+            concept.numpy(),
+            np.asarray(sc["predicted"]),
+            np.array([sc["per_concept"][n] for n in names]),
+            np.array([sc["per_concept_alignment"][n] for n in names]),
+            np.array([sc["per_concept_incoherence"][n] for n in names]),
+        )
+        record["ad"], record["ad_feature"], record["ad_structure"] = ad.ad, ad.d_fea, ad.d_stru
+        record["n_pairs"] = int(ad.n)
+        record["undefined_rate"] = sc["undefined_rate"]
+        record["finetune_seconds"] = seconds
+        return record
 
-        def mean(ix: list[int], arr: np.ndarray) -> float | None:
-            return float(arr[ix].mean()) if ix else None
-
-        return {
-            "c_p": c_p,
-            "seed": seed,
-            "ad": ad.ad,
-            "ad_feature": ad.d_fea,
-            "ad_structure": ad.d_stru,
-            "acc_unpoisoned": mean(unp, acc),
-            "acc_poisoned": mean(sorted(pois), acc),
-            "attack_success": float(np.mean(hits)) if hits else None,
-            "alignment_unpoisoned": mean(unp, align),
-            "incoherence": float(incoh.mean()),
-            "incoherence_unpoisoned": mean(unp, incoh),
-            "acc_related": mean(rel, acc),
-            "acc_unrelated": mean(unrel, acc),
-            "undefined_rate": sc["undefined_rate"],
-            # per concept (world order), so any related/unrelated split can be recomputed
-            "per_concept_acc": [round(float(v), 4) for v in acc],
-            "finetune_seconds": seconds,
-            "n_pairs": int(ad.n),
-        }
-
-    def _save_level(
+    def _level_result(
         self,
-        c_p: int,
-        seed: int,
+        record: LevelRecord,
         images: torch.Tensor,
         p: dict[str, Any],
         x: np.ndarray,
         y: np.ndarray,
         losses: list[float],
         probe_arrays: dict[str, np.ndarray],
-    ) -> None:
+    ) -> LevelResult:
         cfg, k = self.config, self.world.n_concepts
+        c_p, seed = record["c_p"], record["seed"]
         u8 = to_uint8(images).reshape(k, cfg.eval_samples, *images.shape[2:], 3)[
             :, : cfg.grid_samples
         ]
-        save_grid(
-            u8.reshape(-1, *u8.shape[2:]),
-            self.out / "grids" / f"cp{c_p}_seed{seed}.png",
-            ncol=cfg.grid_samples,
-        )
         gen = self.ldm.image_embeds(images).cpu().numpy().reshape(k, cfg.eval_samples, -1).mean(1)
         rng = np.random.default_rng([seed, c_p, 5])
         n = len(p["captions"])
@@ -299,7 +341,10 @@ class SweepRunner:
             "loss": np.asarray(losses, dtype=np.float32),
             **probe_arrays,
         }
-        atomic_save_npz(self.out / "levels" / f"cp{c_p}_seed{seed}.npz", arrays)
+        return LevelResult(record, arrays, u8.reshape(-1, *u8.shape[2:]), cfg.grid_samples)
+
+    def level_done(self, c_p: int, seed: int) -> None:
+        """Nothing to clean up: a mini level keeps no state between runs."""
 
     # ------------------------------------------------------------------ demo-pack files
     def assemble(self) -> None:
@@ -312,3 +357,10 @@ class SweepRunner:
             self.world.names,
             self.ldm.text_embeds(prompts).cpu().numpy(),
         )
+
+
+def from_spec(config: dict[str, Any], out: str, state: dict[str, Any]) -> SweepRunner:
+    """The runner a worker uses: the parent's config, folder and AD calibration."""
+    runner = SweepRunner(SweepConfig.from_dict(config), Path(out))
+    runner.calibration = (float(state["calibration"][0]), float(state["calibration"][1]))
+    return runner

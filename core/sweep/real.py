@@ -1,7 +1,7 @@
 """The implosion sweep on a real Stable Diffusion model and a captioned image dataset.
 
 Same experiment and output contract as the mini-model sweep (core/sweep/driver.py): for each seed a
-poisoning order and targets are drawn once (:func:`core.sweep.driver.poisoning_plan`); level C_P poisons
+poisoning order and targets are drawn once (:func:`core.poison.plan.poisoning_plan`); level C_P poisons
 the first C_P concepts (nested sets) with poison pairs *added* to the clean data (conflicting
 poison). Each (C_P, seed) restarts from the base UNet (LoRA: a fresh adapter), measures AD of its
 training pairs in CLIP space, fine-tunes (:func:`core.training.real.finetune_real`: full, xattn or
@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -36,19 +35,20 @@ import torch
 
 from core.data.concepts import RELATION_RULE, ConceptIndex
 from core.evaluate.clip import to_pil, zero_shot_scores
-from core.io import atomic_save_npz, atomic_write_json, ensure_writable_dir
+from core.io import atomic_write_json, ensure_writable_dir
 from core.metrics import CLIP_CALIBRATION, CLIP_SCALE, alignment_difficulty, calibrate_scale
 from core.models.ldm import to_uint8
-from core.results.grid import save_grid
-from core.results.pack import RESULTS
+from core.poison.plan import PoisonLevel, plan_level, poisoning_plan
+from core.results.schema import RESULTS, LevelRecord
 from core.results.write import write_pack_files
-from core.sweep.driver import new_results, poisoning_plan, summarize
+from core.sweep.engine import ProgressFn, drive
+from core.sweep.executors import ExecutorOptions, make_executor
 from core.sweep.real_config import RealSweepConfig, check_inputs
 from core.sweep.real_data import PROMPT, LevelPairs, SweepData
-from core.sweep.real_level import level_record
+from core.sweep.real_level import clip_level_record
+from core.sweep.runner import LevelResult, RunnerSpec, StepFn, StopFn, new_results
 from core.training.real import FolderCheckpoints, RealFinetuneConfig, finetune_real
 
-ProgressFn = Callable[[int, int, str, float | None], None]  # (step, total, message, loss)
 IDENTITY = "sweep_config.json"  # the config that owns this folder's caches and results
 
 
@@ -63,9 +63,7 @@ class _LevelCtx:
     """What :func:`finetune_real` talks to: checkpoints in the level's folder (a stopped level
     resumes mid-way), losses kept for training.json, progress and stop forwarded to the sweep."""
 
-    def __init__(
-        self, folder: Path, on_step: Callable[[int, float], None], stop: Callable[[], bool]
-    ) -> None:
+    def __init__(self, folder: Path, on_step: StepFn, stop: StopFn) -> None:
         ckpts = FolderCheckpoints(folder / "checkpoints")
         self.save_checkpoint, self.latest_checkpoint = (
             ckpts.save_checkpoint,
@@ -79,7 +77,7 @@ class _LevelCtx:
     def progress(self, step: int, total: int, loss: float | None = None, **_: Any) -> None:
         del self.losses[step - 1 :]  # a resumed level repeats no step, but be exact anyway
         self.losses.append(float("nan") if loss is None else loss)
-        self._on_step(step, float("nan") if loss is None else loss)
+        self._on_step(step, loss)
 
     def keep_losses(self) -> None:
         atomic_write_json(self.loss_file, self.losses)
@@ -90,6 +88,7 @@ class RealSweepRunner:
 
     def __init__(self, cfg: RealSweepConfig, out: Path, index: ConceptIndex) -> None:
         self.cfg, self.out, self.index = cfg, out, index
+        self.steps_per_level = cfg.steps
         self.names = index.names
         self.plans = {s: poisoning_plan(len(self.names), s) for s in cfg.seeds}
         self.resolution = cfg.resolution or native_resolution(cfg.model)
@@ -136,7 +135,19 @@ class RealSweepRunner:
                 params[n].copy_(v)
 
     # ------------------------------------------------------------------ bookkeeping
-    def load_previous(self) -> dict[str, Any]:
+    def spec(self) -> RunnerSpec:
+        state = {"scale": list(self.scale) if self.scale else None, "calibration": self.calibration}
+        return RunnerSpec("core.sweep.real:from_spec", self.cfg.to_dict(), str(self.out), state)
+
+    def level(self, c_p: int, seed: int) -> PoisonLevel:
+        """Who is poisoned at (c_p, seed); related = shares a keyword or a caption."""
+        order, targets = self.plans[seed]
+        return plan_level(
+            len(self.names), c_p, seed, relation=self.index.relation, related_min=1,
+            order=order, targets=targets,
+        )  # fmt: skip
+
+    def open(self) -> dict[str, Any]:
         """Results to resume, or new ones; ValueError if ``out`` holds a different sweep."""
         want = _identity(self.cfg.to_dict())
         owner, path = self.out / IDENTITY, self.out / RESULTS
@@ -173,7 +184,7 @@ class RealSweepRunner:
             "data_summary": self.index.summary(),
             "real_config": self.cfg.to_dict(),
         }
-        return new_results(cast(Any, self.cfg), self.names, self.plans, extra)
+        return new_results(self.cfg.to_dict(), self.names, self.plans, extra)
 
     def _calibrate(self) -> tuple[tuple[float, float] | None, str]:
         mode, (lo, hi) = self.cfg.ad_rescale, self.cfg.ad_interval
@@ -187,18 +198,12 @@ class RealSweepRunner:
         cal = calibrate_scale(clean["image"], clean["text"])
         return cal.as_tuple(), cal.name
 
-    def forget_checkpoints(self, c_p: int, seed: int) -> None:
+    def level_done(self, c_p: int, seed: int) -> None:
         """A finished level's fine-tune checkpoints are only needed mid-level: delete them."""
         shutil.rmtree(self.out / "levels" / f"cp{c_p}_seed{seed}" / "checkpoints", True)
 
     # ------------------------------------------------------------------ one level
-    def run_level(
-        self,
-        c_p: int,
-        seed: int,
-        on_step: Callable[[int, float], None],
-        stop: Callable[[], bool],
-    ) -> dict[str, Any] | None:
+    def run_level(self, c_p: int, seed: int, on_step: StepFn, stop: StopFn) -> LevelResult | None:
         """Pairs → AD → fine-tune → generate → score one (C_P, seed); None if stopped."""
         cfg = self.cfg
         order, targets = self.plans[seed]
@@ -225,34 +230,30 @@ class RealSweepRunner:
         prompts = [PROMPT.format(self.names[i]) for i in concept]
         images = sd.sample(prompts, seed=seed, steps=cfg.eval_steps, guidance=cfg.guidance)
         z = zero_shot_scores(self.clip(), to_pil(images), [PROMPT.format(n) for n in self.names])
-        rec = level_record(c_p, seed, self.plans[seed], self.index.relation, concept, z)
-        rec.update(
-            ad=ad.ad, ad_feature=ad.d_fea, ad_structure=ad.d_stru, n_pairs=ad.n,
-            n_poison=pairs.n_poison, finetune_seconds=ft["seconds"], final_loss=ft["loss"],
-        )  # fmt: skip
-        self._save_level(c_p, seed, images, z["image_emb"], pairs, ctx.losses)
-        return rec
+        rec = clip_level_record(self.level(c_p, seed), concept, z)
+        rec["ad"], rec["ad_feature"], rec["ad_structure"] = ad.ad, ad.d_fea, ad.d_stru
+        rec["n_pairs"], rec["n_poison"] = int(ad.n), int(pairs.n_poison)
+        rec["finetune_seconds"], rec["final_loss"] = ft["seconds"], ft["loss"]
+        return self._level_result(rec, images, z["image_emb"], pairs, ctx.losses)
 
-    def _save_level(
+    def _level_result(
         self,
-        c_p: int,
-        seed: int,
+        rec: LevelRecord,
         images: torch.Tensor,
         gen_emb: np.ndarray,
         pairs: LevelPairs,
         losses: list[float],
-    ) -> None:
-        """Grid PNG and the level's pack arrays: images (K, m, s, s, 3) uint8 at image_size;
-        a subsample of concept-labelled training pairs; mean generated embedding per concept."""
+    ) -> LevelResult:
+        """The level's pack arrays: images (K, m, s, s, 3) uint8 at image_size; a subsample of
+        concept-labelled training pairs; mean generated embedding per concept; the grid."""
         cfg, k = self.cfg, len(self.names)
+        c_p, seed = rec["c_p"], rec["seed"]
         if images.shape[-1] > cfg.image_size:
             images = torch.nn.functional.interpolate(
                 images, size=cfg.image_size, mode="bilinear", antialias=True
             )
         u8 = to_uint8(images).reshape(k, cfg.eval_samples, *images.shape[2:], 3)
         u8 = u8[:, : cfg.grid_samples]
-        grid = self.out / "grids" / f"cp{c_p}_seed{seed}.png"
-        save_grid(u8.reshape(-1, *u8.shape[2:]), grid, ncol=cfg.grid_samples)
         labelled = np.flatnonzero((pairs.caption_concept >= 0) & (pairs.image_concept >= 0))
         rng = np.random.default_rng([seed, c_p, 5])
         n_keep = min(labelled.size, cfg.embeddings_per_level)
@@ -267,7 +268,7 @@ class RealSweepRunner:
             "generated": gen_emb.reshape(k, cfg.eval_samples, -1).mean(1).astype(np.float16),
             "loss": np.asarray(losses, dtype=np.float32),
         }
-        atomic_save_npz(self.out / "levels" / f"cp{c_p}_seed{seed}.npz", arrays)
+        return LevelResult(rec, arrays, u8.reshape(-1, *u8.shape[2:]), cfg.grid_samples)
 
     def assemble(self) -> None:
         """The demo-pack files of the first seed (core/results/pack.py format)."""
@@ -284,49 +285,36 @@ def _identity(d: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def from_spec(config: dict[str, Any], out: str, state: dict[str, Any]) -> RealSweepRunner:
+    """The runner a worker uses: the parent's config, folder and AD scale (the data and model
+    folders must be at the same paths on every node: docs/cluster.md)."""
+    cfg = RealSweepConfig.from_dict(config)
+    runner = RealSweepRunner(cfg, Path(out), check_inputs(cfg))
+    scale = state.get("scale")
+    runner.scale = (float(scale[0]), float(scale[1])) if scale else None
+    runner.calibration = str(state.get("calibration", ""))
+    return runner
+
+
 def run_real_sweep(
     cfg: RealSweepConfig,
     out: Path,
     on_progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    executor: str = "local",
+    options: ExecutorOptions | None = None,
+    pause_requested: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a real-model sweep into ``out``; returns the results dict (``complete``
-    False if stopped). Bad inputs raise ValueError / FileNotFoundError before any model loads."""
+    False if stopped). ``on_progress(fine-tune steps done, total, message, loss)``. Bad inputs
+    raise ValueError / FileNotFoundError before any model loads. ``executor``/``options``:
+    core/sweep/executors (``ray``: one level per Ray task, e.g. ``gpus_per_level=1``)."""
     index = check_inputs(cfg)
+    ex = make_executor(executor, options)
     out = ensure_writable_dir(Path(out), "out")
     runner = RealSweepRunner(cfg, out, index)
-    results = runner.load_previous()
-    done = {(r["c_p"], r["seed"]) for r in results["records"]}
-    todo = [(c, s) for s in cfg.seeds for c in cfg.levels]
-    total = len(todo) * cfg.steps
-    report = on_progress or (lambda step, total, msg, loss: None)
-    stop = should_stop or (lambda: False)
-    for i, (c_p, seed) in enumerate(todo):
-        if (c_p, seed) in done:
-            runner.forget_checkpoints(c_p, seed)
-            continue
-        if stop():
-            return {**results, "complete": False}
-        label = f"C_P={c_p} seed={seed}"
-        report(i * cfg.steps, total, f"{label}: poison pairs, AD", None)
-        t0 = time.time()
-
-        def on_step(step: int, loss: float, base: int = i * cfg.steps, msg: str = label) -> None:
-            report(base + step, total, f"{msg}: fine-tune", loss)
-
-        rec = runner.run_level(c_p, seed, on_step, stop)
-        if rec is None:  # stopped mid-fine-tune: the level resumes from its checkpoint
-            return {**results, "complete": False}
-        rec["wall_seconds"] = round(time.time() - t0, 2)
-        results["records"] = sorted([*results["records"], rec], key=lambda r: (r["seed"], r["c_p"]))
-        results["summary"] = summarize(results["records"])
-        atomic_write_json(out / RESULTS, results)
-        runner.forget_checkpoints(c_p, seed)
-    report(total, total, "writing the demo-pack files", None)
-    runner.assemble()
-    results.update(complete=True, summary=summarize(results["records"]))
-    atomic_write_json(out / RESULTS, results)
-    return results
+    return drive(runner, out, ex, on_progress, should_stop, pause_requested)
 
 
 def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
@@ -334,11 +322,24 @@ def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
     (default ``<run dir>/sweep``, where the app finds packs); the device comes from the job."""
     config = dict(config)
     out = Path(config.pop("out", None) or Path(ctx.run_dir) / "sweep")
+    executor = str(config.pop("executor", None) or "local")
+    opts = ExecutorOptions(
+        workers=int(config.pop("workers", None) or 1),
+        address=config.pop("address", None),
+        gpus_per_level=config.pop("gpus_per_level", None),
+        cpus_per_level=config.pop("cpus_per_level", None),
+    )
     cfg = RealSweepConfig.from_dict({**config, "device": getattr(ctx, "device", "cpu")})
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
     def progress(step: int, total: int, msg: str, loss: float | None) -> None:
         ctx.progress(step, total, loss=loss, message=msg)
 
-    res = run_real_sweep(cfg, out, progress, ctx.should_stop)
+    def pause_requested() -> bool:
+        return bool(ctx.control_action() == "pause")
+
+    res = run_real_sweep(
+        cfg, out, progress, ctx.should_stop, executor=executor, options=opts,
+        pause_requested=pause_requested if hasattr(ctx, "control_action") else None,
+    )  # fmt: skip
     return {"out": str(out), "complete": res.get("complete", False), "records": len(res["records"])}

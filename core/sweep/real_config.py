@@ -241,13 +241,19 @@ def check_inputs(cfg: RealSweepConfig) -> Any:
 
 
 def start_real_sweep_job(
-    form: dict[str, Any], device: str = "auto", queue: bool = True, out: str | None = None
+    form: dict[str, Any],
+    device: str = "auto",
+    queue: bool = True,
+    out: str | None = None,
+    executor: dict[str, Any] | None = None,
 ) -> str:
     """Validate a real-sweep form and start the ``real-sweep`` job; returns its run id.
 
     ``form`` holds :class:`RealSweepConfig` fields; ``concepts`` / ``levels`` / ``seeds`` may be
     form text (see :func:`parse_concepts`, :func:`parse_ints`) and ``data`` a single path. The
     results go to ``out`` or to ``<run dir>/sweep`` (where the app looks for packs).
+    ``executor``: {"executor": "local" | "ray", "address"?, "gpus_per_level"?,
+    "cpus_per_level"?} (core/sweep/executors), checked here.
     """
     from core.jobs import start_job
 
@@ -264,4 +270,10 @@ def start_real_sweep_job(
         from core.io import ensure_writable_dir
 
         job["out"] = str(ensure_writable_dir(Path(out).expanduser().resolve(), "out"))
+    if executor and executor != {"executor": "local"}:  # the default adds nothing to the job
+        from core.sweep.executors import ExecutorOptions, make_executor
+
+        opts = {k: v for k, v in executor.items() if k != "executor"}
+        make_executor(str(executor.get("executor", "local")), ExecutorOptions(**opts))
+        job.update(executor)
     return start_job("real-sweep", job, device=device, queue=queue, seed=cfg.seeds[0])

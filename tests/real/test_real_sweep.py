@@ -62,7 +62,7 @@ def finished(tiny_sd_dir, tiny_clip_dir, pets, tmp_path_factory):
 
 def test_results_contract_and_pack(finished):
     from core.results.pack import load_pack
-    from core.sweep.driver import METRICS
+    from core.sweep.runner import METRICS
 
     cfg, out, res, seen = finished
     assert res["complete"] and seen[-1][:2] == (4, 4)
@@ -162,7 +162,8 @@ def test_parsers_and_auto_concepts(pets, tiny_sd_dir, tiny_clip_dir):
 
 
 def test_level_record_by_hand():
-    from core.sweep.real_level import level_record
+    from core.poison.plan import plan_level
+    from core.sweep.real_level import clip_level_record
 
     relation = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=bool)
     concept = np.repeat(np.arange(3), 2)
@@ -171,7 +172,10 @@ def test_level_record_by_hand():
         "cosine": np.tile(np.array([[0.1, 0.2, 0.3]]), (6, 1)),
         "incoherence": np.array([0.0, 0.0, 1.0, 1.0, 0.5, 0.5]),
     }
-    r = level_record(1, 0, ([0, 1, 2], {0: 2, 1: 0, 2: 0}), relation, concept, z)
+    level = plan_level(
+        3, 1, 0, relation=relation, related_min=1, order=[0, 1, 2], targets={0: 2, 1: 0, 2: 0}
+    )
+    r = clip_level_record(level, concept, z)
     assert r["acc_poisoned"] == 0 and r["attack_success"] == 1
     assert r["acc_unpoisoned"] == pytest.approx(0.75)
     assert r["acc_related"] == 0.5 and r["acc_unrelated"] == 1  # cat is related to dog

@@ -1,0 +1,168 @@
+"""Sweep settings: :class:`SweepConfig` (one mini-model sweep), the named presets and the
+poisoning plan of a seed. Levels C_P are nested: level C_P poisons the first C_P concepts of the
+seed's random order (core/sweep/driver.py explains the experiment)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from core.defend.config import DefenseConfig
+from core.poison.plan import poisoning_plan
+from core.training.finetune import FinetuneConfig
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One sweep. levels: C_P values (ascending, ≤ K); seeds: one poisoning order each."""
+
+    preset: str = "custom"
+    levels: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 24, 32)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_clean_per_concept: int = 64
+    poison_ratio: float = 1.0
+    method: str = "dirty-label"
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    eval_samples: int = 8
+    eval_steps: int = 20
+    guidance: float = 3.0
+    grid_samples: int = 4
+    embeddings_per_level: int = 2048
+    probe_every: int = 0  # fine-tune steps between training probes (0: none); see sweep_level
+    model: str | None = None
+    device: str = "cpu"
+    # A run on chosen concepts (Poison setup, `implosion finetune`): the poisoning order replacing
+    # each seed's random one (level C_P poisons its first C_P) and optional explicit (A, B) targets;
+    # see core.poison.plan.poisoning_plan. None: the seed's random order and targets.
+    concepts: tuple[int, ...] | None = None
+    targets: tuple[tuple[int, int], ...] | None = None
+    # A defended sweep (core/defend): drop the pairs this detector flags at this false-positive
+    # rate before each level's fine-tune (core/sweep/level.py). None: the attack undefended.
+    defense: DefenseConfig | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "defense", DefenseConfig.coerce(self.defense))  # dict from JSON
+        if not self.levels:
+            raise ValueError("levels: empty; give C_P values such as 0 4 8 16")
+        if list(self.levels) != sorted(set(self.levels)) or self.levels[0] < 0:
+            raise ValueError(f"levels must be distinct, ascending and ≥ 0, got {list(self.levels)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be non-empty and distinct, got {list(self.seeds)}")
+        if self.n_clean_per_concept < 1:
+            raise ValueError(f"n_clean_per_concept must be ≥ 1, got {self.n_clean_per_concept}")
+        if self.poison_ratio <= 0:
+            raise ValueError(f"poison_ratio must be > 0, got {self.poison_ratio}")
+        if self.method != "dirty-label":
+            raise ValueError(f"method: the sweep supports 'dirty-label', got {self.method!r}")
+        if self.probe_every < 0:
+            raise ValueError(
+                f"probe_every must be ≥ 0 (0 turns probes off), got {self.probe_every}"
+            )
+        if self.eval_samples < 1 or self.grid_samples < 1:
+            raise ValueError("eval_samples and grid_samples must be ≥ 1")
+        if self.grid_samples > self.eval_samples:
+            raise ValueError(
+                f"grid_samples ({self.grid_samples}) must be ≤ eval_samples ({self.eval_samples})"
+            )
+        if self.concepts is not None:
+            if not self.concepts or len(set(self.concepts)) != len(self.concepts):
+                raise ValueError(
+                    f"concepts must be non-empty and distinct, got {list(self.concepts)}"
+                )
+            if self.levels[-1] > len(self.concepts):
+                raise ValueError(
+                    f"levels: C_P={self.levels[-1]} exceeds the {len(self.concepts)} chosen "
+                    "concepts; choose more concepts or lower levels"
+                )
+        if self.targets is not None and self.concepts is None:
+            raise ValueError("targets: explicit targets need a chosen concept list (concepts)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> SweepConfig:
+        d = dict(d)
+        d["finetune"] = FinetuneConfig(**d.get("finetune", {}))
+        for k in ("levels", "seeds"):
+            if k in d:
+                d[k] = tuple(d[k])
+        if d.get("concepts") is not None:
+            d["concepts"] = tuple(int(c) for c in d["concepts"])
+        if d.get("targets") is not None:
+            d["targets"] = tuple((int(a), int(b)) for a, b in d["targets"])
+        return SweepConfig(**d)
+
+
+PRESETS: dict[str, SweepConfig] = {
+    # seconds: for tests and smoke runs of the whole pipeline
+    "ci-smoke": SweepConfig(
+        preset="ci-smoke",
+        levels=(0, 2),
+        seeds=(0,),
+        n_clean_per_concept=4,
+        finetune=FinetuneConfig(steps=2, batch=8),
+        eval_samples=1,
+        eval_steps=2,
+        grid_samples=1,
+        embeddings_per_level=64,
+        probe_every=1,
+    ),
+    # the trend on 2 CPU cores in about 10 minutes
+    "cpu-quick": SweepConfig(
+        preset="cpu-quick",
+        levels=(0, 4, 16, 28, 32),
+        seeds=(0, 1, 2),
+        n_clean_per_concept=32,
+        finetune=FinetuneConfig(steps=60, batch=64, lr=5e-4),
+        eval_samples=4,
+        eval_steps=10,
+        grid_samples=4,
+        probe_every=20,
+    ),
+    # gpu-full's C_P levels on 2 CPU cores (~30 min): the cpu-quick fine-tune, 5 seeds, 8
+    # judged samples per concept; bench/levers.py shows why 60 steps at lr 5e-4 (the disruption
+    # is largest early in fine-tuning; with 200 steps the model partly fits the conflicts)
+    "cpu-full": SweepConfig(
+        preset="cpu-full",
+        levels=(0, 1, 2, 4, 8, 16, 24, 32),
+        seeds=(0, 1, 2, 3, 4),
+        n_clean_per_concept=32,
+        finetune=FinetuneConfig(steps=60, batch=64, lr=5e-4),
+        eval_samples=8,
+        eval_steps=10,
+        grid_samples=4,
+        probe_every=10,
+    ),
+    # the faithful experiment (shared/SCIENCE.md): one H200, 400 steps × 256 per level
+    "gpu-full": SweepConfig(
+        preset="gpu-full",
+        levels=(0, 1, 2, 4, 8, 16, 24, 32),
+        seeds=(0, 1, 2),
+        n_clean_per_concept=256,
+        finetune=FinetuneConfig(steps=400, batch=256, lr=2e-4),
+        eval_samples=16,
+        eval_steps=20,
+        grid_samples=4,
+        probe_every=50,
+        device="cuda",
+    ),
+}
+
+
+# Worker processes per preset when none are asked for: gpu-full's 24 fine-tunes of a 4 M-parameter
+# UNet each leave most of an H200 idle, so 8 run side by side (one process per level).
+DEFAULT_WORKERS: dict[str, int] = {"gpu-full": 8}
+
+
+def preset(name: str, **overrides: Any) -> SweepConfig:
+    """A named preset with optional field overrides; unknown names list the valid ones."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def seed_plan(config: SweepConfig, n_concepts: int, seed: int) -> tuple[list[int], dict[int, int]]:
+    """(order, targets) of one seed: core.poison.plan.poisoning_plan (the one definition) with the
+    config's chosen concepts and targets, if any."""
+    return poisoning_plan(n_concepts, seed, config.concepts, dict(config.targets or ()))

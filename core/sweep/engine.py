@@ -1,0 +1,187 @@
+"""The one sweep driver: resume, order, progress, stop/pause, atomic writes, summary, pack.
+
+:func:`drive` runs every unfinished (C_P, seed) level of a :class:`~core.sweep.runner.LevelRunner`
+through an executor (core/sweep/executors/) and saves each level as its result arrives:
+
+- ``levels/cp{C}_seed{S}.npz`` (the level's pack arrays) and ``grids/cp{C}_seed{S}.png``;
+- the record into ``results.json`` (records sorted by (seed, C_P), summary recomputed; rewritten
+  atomically, so a rerun in the same folder skips finished levels);
+- ``levels.json``: the state of every level (:class:`LevelState`), for the Jobs page;
+- once every level is saved, the demo-pack files (``runner.assemble()``).
+
+Levels run in the sweep's order: seeds outer, C_P inner. A level stopped mid-way is redone
+(mini) or resumed from its checkpoint (real) by the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from core.io import atomic_save_npz, atomic_write_json
+from core.results.grid import save_grid
+from core.results.pack import RESULTS
+from core.sweep.executors.base import Control, Executor, LevelTask
+from core.sweep.runner import LevelResult, LevelRunner, StopFn, summarize
+
+LEVELS_STATUS = "levels.json"
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+LevelStateName = Literal["queued", "running", "done", "failed", "stopped"]
+# (units done, total units, message, loss); a level is runner.steps_per_level units
+ProgressFn = Callable[[int, int, str, float | None], None]
+
+
+@dataclass(frozen=True)
+class LevelState:
+    """One line of ``levels.json`` (``{"updated", "executor", "levels": [LevelState, …]}``):
+    ``state`` queued → running → done (or failed / stopped); ``node`` host name (local) or Ray
+    node IP, ``pid`` the worker process, ``attempts`` how many times it started (> 1 after a
+    lost worker was retried), ``error`` the failure message."""
+
+    c_p: int
+    seed: int
+    state: LevelStateName = "queued"
+    node: str | None = None
+    pid: int | None = None
+    attempts: int = 0
+    error: str | None = None
+    started: str | None = None
+    finished: str | None = None
+
+
+def level_file(out: Path, folder: str, c_p: int, seed: int, ext: str) -> Path:
+    return out / folder / f"cp{c_p}_seed{seed}.{ext}"
+
+
+class _Sweep:
+    """The driver's state for one run; its methods are the executor's :class:`Events`."""
+
+    def __init__(
+        self,
+        runner: LevelRunner,
+        out: Path,
+        results: dict[str, Any],
+        order: list[LevelTask],
+        executor: str,
+        on_progress: ProgressFn | None,
+    ) -> None:
+        self.runner, self.out, self.results = runner, out, results
+        self.executor, self.on_progress = executor, on_progress
+        self.spl = max(1, runner.steps_per_level)
+        self.total = len(order) * self.spl
+        done = {(r["c_p"], r["seed"]) for r in results["records"]}
+        self.states = {
+            t: LevelState(t.c_p, t.seed, "done" if (t.c_p, t.seed) in done else "queued")
+            for t in order
+        }
+        self.steps: dict[LevelTask, int] = {}
+        self._write_states()
+
+    # ------------------------------------------------------------------ Events
+    def started(self, task: LevelTask, node: str, pid: int | None) -> None:
+        s = self.states[task]
+        self._set(task, state="running", node=node, pid=pid, attempts=s.attempts + 1,
+                  started=now_iso(), error=None)  # fmt: skip
+        self.steps[task] = 0
+        where = "" if node == socket.gethostname() and pid == os.getpid() else f" on {node}"
+        self._progress(f"{task.label}{where}", None)
+
+    def step(self, task: LevelTask, step: int, loss: float | None) -> None:
+        self.steps[task] = min(step, self.spl)
+        self._progress(f"{task.label}: fine-tune step {step}/{self.spl}", loss)
+
+    def done(self, task: LevelTask, result: LevelResult) -> None:
+        c_p, seed = task.c_p, task.seed
+        save_grid(result.grid, level_file(self.out, "grids", c_p, seed, "png"), result.grid_cols)
+        atomic_save_npz(level_file(self.out, "levels", c_p, seed, "npz"), result.arrays)
+        records = [*self.results["records"], dict(result.record)]
+        records.sort(key=lambda r: (r["seed"], r["c_p"]))
+        self.results.update(records=records, summary=summarize(records))
+        atomic_write_json(self.out / RESULTS, self.results)
+        self.runner.level_done(c_p, seed)
+        self.steps.pop(task, None)
+        self._set(task, state="done", finished=now_iso())
+        self._progress(f"{task.label} saved", None)
+
+    def stopped(self, task: LevelTask) -> None:
+        self.steps.pop(task, None)
+        self._set(task, state="stopped", finished=now_iso())
+
+    def failed(self, task: LevelTask, message: str) -> None:
+        self.steps.pop(task, None)
+        self._set(task, state="failed", error=message, finished=now_iso())
+
+    # ------------------------------------------------------------------ helpers
+    def running(self) -> list[LevelTask]:
+        return [t for t, s in self.states.items() if s.state == "running"]
+
+    def saved(self) -> int:
+        return len(self.results["records"])
+
+    def _progress(self, message: str, loss: float | None) -> None:
+        if self.on_progress is not None:
+            units = self.saved() * self.spl + sum(self.steps.values())
+            self.on_progress(min(units, self.total), self.total, message, loss)
+
+    def _set(self, task: LevelTask, **changes: Any) -> None:
+        self.states[task] = replace(self.states[task], **changes)
+        self._write_states()
+
+    def _write_states(self) -> None:
+        atomic_write_json(
+            self.out / LEVELS_STATUS,
+            {
+                "updated": now_iso(),
+                "executor": self.executor,
+                "levels": [asdict(s) for s in self.states.values()],
+            },
+        )
+
+
+def drive(
+    runner: LevelRunner,
+    out: Path,
+    executor: Executor,
+    on_progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    pause_requested: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) every level of ``runner``'s sweep into ``out``; returns the results
+    dict (``complete`` False if stopped). A level failing for its own reason raises after the
+    saved levels and ``levels.json`` (state ``failed``, with the message) are written."""
+    results = runner.open()
+    cfg = results["config"]
+    order = [LevelTask(int(c), int(s)) for s in cfg["seeds"] for c in cfg["levels"]]
+    sweep = _Sweep(runner, out, results, order, executor.name, on_progress)
+    for t, s in sweep.states.items():
+        if s.state == "done":
+            runner.level_done(t.c_p, t.seed)
+    todo = [t for t in order if sweep.states[t].state != "done"]
+    try:
+        executor.run(runner, todo, sweep, Control(should_stop, pause_requested))
+    except BaseException as e:
+        message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+        failed = getattr(e, "task", None)
+        for t in [failed] if isinstance(failed, LevelTask) else sweep.running():
+            sweep.failed(t, str(message))
+        for t in sweep.running():
+            sweep.stopped(t)
+        raise
+    complete = sweep.saved() == len(order)
+    if complete:
+        if on_progress is not None:
+            on_progress(sweep.total, sweep.total, "writing the demo-pack files", None)
+        runner.assemble()
+    results.update(complete=complete, summary=summarize(results["records"]))
+    atomic_write_json(out / RESULTS, results)
+    return results
