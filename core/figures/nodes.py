@@ -55,8 +55,8 @@ def thumbnail_images(
 ) -> list[dict[str, Any]]:
     """``layout.images`` entries placing ``images[i]`` (S, S, 3 uint8) beside ``points[i]``.
 
-    Each picture sits just above-right of its node (corner at the node), so the node's colour and
-    ×-marker stay visible under it. ``panel`` is the subplot column (1 text, 2 image graph).
+    Each picture sits just above-right of its node (corner at the node), under the traces, so the
+    node's colour, ×-marker and name label stay visible. ``panel`` is the subplot column (1 text, 2 image graph).
     """
     if len(points) != len(images):
         raise ValueError(f"{len(points)} points but {len(images)} images; need one per point")
@@ -74,7 +74,8 @@ def thumbnail_images(
             "xanchor": "left",
             "yanchor": "bottom",
             "sizing": "contain",
-            "layer": "above",
+            # under the traces: node markers and the names of poisoned nodes stay readable
+            "layer": "below",
             "opacity": 1.0,
         }
         for p, img in zip(points, images)
