@@ -18,10 +18,7 @@ def _claims(root: str, stamp: float) -> dict:
 
 
 def _line(c: Claim) -> str:
-    ci = (
-        f" [{c.interval.low:.2f}, {c.interval.high:.2f}]" if c.interval and c.interval.n > 1 else ""
-    )
-    return f"{MARK[c.holds]} **{c.title}** — {c.detail}{ci}. *Target: {c.target}.*"
+    return f"{MARK[c.holds]} **{c.title}** — {c.detail}. *Target: {c.target}.*"
 
 
 def _from_dict(d: dict) -> PackClaims:

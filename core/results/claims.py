@@ -217,7 +217,8 @@ def implosion_ratio(records: list[dict[str, Any]]) -> Claim:
         target,
         ratio.mean <= IMPLOSION_MAX_RATIO and sep,
         f"C_P {c}: accuracy {ac.mean:.2f} [{ac.low:.2f}, {ac.high:.2f}] vs clean {a0.mean:.2f} "
-        f"[{a0.low:.2f}, {a0.high:.2f}] = {ratio.mean:.0%} of clean",
+        f"[{a0.low:.2f}, {a0.high:.2f}]: {ratio.mean:.0%} of clean "
+        f"[{ratio.low:.0%}, {ratio.high:.0%}] (per-seed ratio)",
     )
 
 
@@ -246,7 +247,7 @@ def incoherence_ratio(records: list[dict[str, Any]]) -> Claim:
         target,
         ratio.mean >= INCOHERENCE_MIN_RATIO and _disjoint(i0, ic),
         f"C_P {c}, {who}: incoherence {ic.mean:.3f} vs clean {i0.mean:.3f} "
-        f"= {ratio.mean:.1f}× clean",
+        f"= {ratio.mean:.1f}× clean [{ratio.low:.1f}, {ratio.high:.1f}]",
     )
 
 
@@ -357,7 +358,9 @@ def longer_training(science: dict[str, Any]) -> Claim:
         target,
         ratio <= STEADY_MAX_RATIO,
         f"{lt['steps']} fine-tune steps (pack: {lt.get('preset_steps', '?')}), C_P {lt['c_p']}: "
-        f"unpoisoned accuracy {ratio:.0%} of clean over {lt.get('n_seeds', 1)} seed(s)",
+        f"unpoisoned accuracy {ratio:.0%} of clean"
+        + (f" [{iv.low:.0%}, {iv.high:.0%}]" if iv is not None and iv.n > 1 else "")
+        + f" over {lt.get('n_seeds', 1)} seed(s)",
     )
 
 
