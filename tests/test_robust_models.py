@@ -36,3 +36,24 @@ def test_pickle_weights_are_refused_never_loaded(tiny_sd, tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert "only .safetensors weights are loaded" in err and err.count("\n") == 1
     check_sd_folder(tiny_sd)  # the safetensors original passes
+
+
+def test_resume_after_the_last_checkpoint_keeps_the_result(tiny_sd, tmp_path):
+    """A fine-tune resumed when its last step is already saved reports what it reached."""
+    import math
+
+    from PIL import Image
+
+    from core.training.real import RealFinetuneConfig, run_finetune
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, colour in enumerate(["red", "blue"]):
+        Image.new("RGB", (32, 32), colour).save(data / f"{colour}.png")
+        (data / f"{colour}.txt").write_text(f"a {colour} square {i}")
+    cfg = RealFinetuneConfig(model=str(tiny_sd), data=(str(data),), out=str(tmp_path / "o"),
+                             steps=1, batch=2, lr=1e-4)  # fmt: skip
+    first = run_finetune(cfg, quiet=True)
+    again = run_finetune(cfg, quiet=True)  # nothing left to train
+    assert again["steps"] == first["steps"] == 1 and again["completed"]
+    assert math.isfinite(again["loss"]) and again["loss"] == first["loss"]

@@ -225,7 +225,7 @@ def finetune_real(sd: RealSD, cfg: RealFinetuneConfig, ctx: Any) -> dict[str, An
     if cfg.gradient_checkpointing:
         sd.unet.enable_gradient_checkpointing()
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-2 if cfg.mode == "full" else 0.0)
-    start, epoch, consumed = 0, 0, 0
+    start, epoch, consumed, last_loss = 0, 0, 0, float("nan")
     gen = torch.Generator("cpu").manual_seed(cfg.seed)
     ckpt = ctx.latest_checkpoint()
     if ckpt is not None:
@@ -234,6 +234,8 @@ def finetune_real(sd: RealSD, cfg: RealFinetuneConfig, ctx: Any) -> dict[str, An
         opt.load_state_dict(state["optimizer"])
         start, epoch, consumed = state["step"], state["epoch"], state["consumed"]
         gen.set_state(state["rng"])
+        # resumed after the last step: the result still reports the loss reached
+        last_loss = float(state.get("loss", float("nan")))
     res = cfg.resolution or sd.resolution
     report = DataReport()
     stream = data_stream(cfg, res, report, epoch, consumed)
@@ -253,10 +255,11 @@ def finetune_real(sd: RealSD, cfg: RealFinetuneConfig, ctx: Any) -> dict[str, An
             "optimizer": opt.state_dict(),
             "rng": gen.get_state(),
             "config": cfg.to_dict(),
+            "loss": loss_v,
         }
         ctx.save_checkpoint(f"step-{step:07d}.pt", lambda p: torch.save(state, p), keep=2)
 
-    loss_v, t0, step = float("nan"), time.time(), start
+    loss_v, t0, step = last_loss, time.time(), start
     for step in range(start + 1, cfg.steps + 1):
         xs, caps = [], []
         for e, c, x, cap in itertools.islice(stream, cfg.batch):
