@@ -44,7 +44,15 @@ def _stamp(path: Path) -> float:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _load(path: str, stamp: float) -> Pack:
-    return load_pack(Path(path))
+    """The pack, shared by every session. Its embeddings are read here, before it is shared:
+    ``Pack.embeddings`` fills its dict lazily, and a second session reading it half-filled saw
+    levels missing (found by the 10-session load test)."""
+    pack = load_pack(Path(path))
+    try:
+        pack.embeddings()
+    except FileNotFoundError:
+        pass  # a pack whose sweep has not written embeddings yet: pages say so
+    return pack
 
 
 # ---------------------------------------------------------------- plain words
