@@ -216,13 +216,14 @@ class RealSweepRunner:
         folder = pairs.manifest.parent
         ctx = _LevelCtx(folder, on_step, stop)
         ft_cfg = RealFinetuneConfig(
-            model=cfg.model, data=(str(pairs.manifest),), out=str(folder), mode=cfg.mode,
+            model=cfg.model, data=(str(pairs.manifest),), out=str(folder / "finetune"),
+            mode=cfg.mode,
             steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, rank=cfg.rank,
             resolution=self.resolution, mixed_precision=cfg.mixed_precision,
             gradient_checkpointing=cfg.gradient_checkpointing, seed=seed * 1000 + c_p,
             device=cfg.device, extra={"c_p": c_p, "seed": seed},
         )  # fmt: skip
-        ft = finetune_real(sd, ft_cfg, ctx)
+        ft = finetune_real(sd, ft_cfg, ctx)  # checkpoints via ctx; nothing is saved in ft_cfg.out
         if not ft["completed"]:
             ctx.keep_losses()
             return None

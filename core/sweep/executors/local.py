@@ -196,6 +196,9 @@ def _read_frames(i: int, pipe: IO[bytes] | None, inbox: queue.Queue[Any]) -> Non
 
 def _worker() -> None:
     """One worker process: run the levels the parent hands out, report events."""
+    from core.jobs.lifeline import exit_with_parent
+
+    exit_with_parent()  # a killed driver never leaves levels running beside a resume
     out = os.fdopen(os.dup(1), "wb")  # the protocol channel; stray prints go to stderr
     os.dup2(2, 1)
     sys.stdout = sys.stderr
