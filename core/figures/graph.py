@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.figures.layout import fit_layout
+from core.figures.nodes import add_labels, drift
 from core.figures.palette import BLACK, CLEAN, GENERATED, IMAGE, POISONED, TEXT, rgba, style
 
 WEBGL_THRESHOLD = 1000  # points per trace above which Scattergl is used
@@ -25,16 +26,6 @@ WEBGL_THRESHOLD = 1000  # points per trace above which Scattergl is used
 # concepts, in units of the layout's extent, C_P 0 → 24): arrows 0.09 → 0.30, drift 0.00 → 0.26,
 # tracking the embedding-space drift 1 − cos 0.00 → 0.24; so presenter mode uses "drift".
 DISTORTIONS: tuple[str, ...] = ("arrows", "drift")
-
-
-def drift(generated: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-    """Per-concept 1 − cos(generated_c, generated_0): how far each caption's landing point moved
-    in embedding space since C_P = 0. (K, d), (K, d) → (K,) float64 in [0, 2]."""
-    a = np.asarray(generated, dtype=np.float64)
-    b = np.asarray(baseline, dtype=np.float64)
-    na = np.linalg.norm(a, axis=1).clip(1e-12)
-    nb = np.linalg.norm(b, axis=1).clip(1e-12)
-    return 1.0 - (a * b).sum(1) / (na * nb)
 
 
 def _concept_means(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -388,34 +379,7 @@ def alignment_graph_figure(
         size=10,
     )
     # --- names beside the nodes a speaker points at (poisoned, selected) --------------------------
-    named = sorted({int(i) for i in [*labels, *([] if selected is None else [selected])]})
-    named = [i for i in named if 0 <= i < k]
-    if named:
-        text = [("× " if i in pset else "") + names[i] for i in named]
-        in_image = [j for j, i in enumerate(named) if i == selected]
-        for col, xy, where, rows in (
-            (1, tpos, "top center", list(range(len(named)))),
-            (2, gpos, "bottom center", in_image),
-        ):
-            if not rows:
-                continue
-            ids = [named[j] for j in rows]
-            fig.add_trace(
-                go.Scatter(
-                    x=xy[ids, 0],
-                    y=xy[ids, 1],
-                    mode="text",
-                    text=[text[j] for j in rows],
-                    textposition=where,
-                    textfont={"size": 16, "color": BLACK},
-                    cliponaxis=False,
-                    hoverinfo="skip",
-                    showlegend=False,
-                    name="labels",
-                ),
-                1,
-                col,
-            )
+    add_labels(fig, tpos, gpos, names, labels, selected, pset)
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_layout(xaxis2={"matches": "x"}, yaxis2={"matches": "y"})

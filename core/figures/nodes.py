@@ -16,6 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core.figures.images import png_data_uri
+from core.figures.palette import BLACK
 
 THUMB_FRACTION = 0.075  # thumbnail side as a fraction of the layout's larger extent
 
@@ -105,6 +106,56 @@ def add_thumbnails(
     elif clean is not None:
         images += thumbnail_images(pos["image_concept"], clean, 2, size)
     fig.update_layout(images=list(fig.layout.images) + images)
+    return fig
+
+
+def drift(generated: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Per-concept 1 − cos(generated_c, generated_0): how far each caption's landing point moved
+    in embedding space since C_P = 0. (K, d), (K, d) → (K,) float64 in [0, 2]."""
+    a = np.asarray(generated, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    na = np.linalg.norm(a, axis=1).clip(1e-12)
+    nb = np.linalg.norm(b, axis=1).clip(1e-12)
+    return 1.0 - (a * b).sum(1) / (na * nb)
+
+
+def add_labels(
+    fig: go.Figure,
+    text_pos: np.ndarray,
+    landing_pos: np.ndarray,
+    names: Sequence[str],
+    labels: Sequence[int],
+    selected: int | None,
+    poisoned: set[int],
+) -> go.Figure:
+    """Write concept names beside nodes a speaker points at: every id in ``labels`` beside its
+    caption (text graph, panel 1) and ``selected`` also beside where its caption lands ◆ (image
+    graph, panel 2). Poisoned names start with “× ”. ``*_pos``: (K, 2) positions."""
+    k = len(names)
+    named = sorted({int(i) for i in [*labels, *([] if selected is None else [selected])]})
+    named = [i for i in named if 0 <= i < k]
+    for col, xy, where, ids in (
+        (1, text_pos, "top center", named),
+        (2, landing_pos, "bottom center", [i for i in named if i == selected]),
+    ):
+        if not ids:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=xy[ids, 0],
+                y=xy[ids, 1],
+                mode="text",
+                text=[("× " if i in poisoned else "") + names[i] for i in ids],
+                textposition=where,
+                textfont={"size": 16, "color": BLACK},
+                cliponaxis=False,
+                hoverinfo="skip",
+                showlegend=False,
+                name="labels",
+            ),
+            1,
+            col,
+        )
     return fig
 
 

@@ -24,6 +24,7 @@ PAGES = [  # (sidebar label, page title, URL path)
     ("Cross-attention", "Cross-attention maps", "/attention"),
     ("Compare & export", "Compare runs & export", "/compare"),
     ("Poison setup", "Poison setup", "/poison"),
+    *([("Defend", "Defend", "/defend")] if (ROOT / "pages" / "defend.py").is_file() else []),
     ("Jobs", "Jobs", "/jobs"),
     ("Story", "Story", "/story"),
     ("Home", "Implosion Lab", "/"),
