@@ -162,3 +162,38 @@ def test_corrupt_clip_weights_are_a_clear_error(tmp_path):
     (clip / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(ValueError, match=r"only pickle weights \(pytorch_model.bin\)"):
         ClipEmbedder(clip)
+
+
+# Options of other programs named in our messages (streamlit, huggingface-cli, accelerate script).
+OTHER_TOOLS = {"--browser", "--server", "--local-dir", "--include", "--exclude", "--cpu",
+               "--mixed_precision", "--checkpoint_every", "--config_file"}  # fmt: skip
+
+
+def test_messages_only_suggest_options_that_exist():
+    """Every ``--option`` named in core's text is an option of some implosion command."""
+    import argparse
+    import re
+
+    from core.cli import COMMANDS, build_parser
+    from core.io import REPO_ROOT
+
+    options: set[str] = set()
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            options.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    for name in COMMANDS:
+        walk(build_parser([name]))
+    unknown = []
+    for path in sorted((REPO_ROOT / "core").rglob("*.py")):
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if "add_argument" in line:
+                continue
+            for opt in re.findall(r"(?<![\w-])(--[a-z][a-z0-9_-]*[a-z0-9])", line):
+                if opt not in options and opt not in OTHER_TOOLS:
+                    unknown.append(f"{path.relative_to(REPO_ROOT)}:{i}: {opt}")
+    assert not unknown, unknown
