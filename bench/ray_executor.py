@@ -64,7 +64,9 @@ def main() -> None:
     local = run_sweep(cfg, work / "local")
     t_local = time.perf_counter() - t0
     n = len(local["records"])
-    rows.append((f"{args.preset}, local executor (1 process, 1 thread)", f"{t_local:.1f} s", load()))
+    rows.append(
+        (f"{args.preset}, local executor (1 process, 1 thread)", f"{t_local:.1f} s", load())
+    )
 
     t0 = time.perf_counter()
     ray.init(include_dashboard=False, logging_level="WARNING")
@@ -109,7 +111,10 @@ def main() -> None:
     status = json.loads((work / "ray" / "levels.json").read_text())
     walls = [r["wall_seconds"] for r in on_ray["records"]]
     overhead = (t_ray - max(walls)) / n  # levels ran side by side: the longest bounds the work
-    d1, d2 = max_diff(local["records"], on_ray["records"]), max_diff(local["records"], cold["records"])
+    d1, d2 = (
+        max_diff(local["records"], on_ray["records"]),
+        max_diff(local["records"], cold["records"]),
+    )
     rows.append(("driver-side overhead per level on the running Ray ((wall − longest level) / levels)",
                  f"{overhead:.1f} s", ""))  # fmt: skip
     rows.append(("ray wall / (local wall)", f"{t_ray / t_local:.2f}×", ""))

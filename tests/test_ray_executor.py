@@ -87,6 +87,7 @@ def test_killed_ray_worker_level_is_retried(tiny_model_dir, tmp_path, local_reco
     from core.sweep.level import SweepRunner
 
     out = tmp_path / "kill"
+    out.mkdir()
     executor = RayExecutor(ExecutorOptions(cpus_per_level=1))
     killed: list[int] = []
 
