@@ -153,6 +153,37 @@ def row_loop(
     }
 
 
+def startup_times(tmp: Path, reps: int = 3) -> dict[str, object]:
+    """Best-of-``reps`` wall seconds of CLI calls in fresh interpreters (start-up dominated)."""
+    import subprocess
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    x, y = make_pairs(200, 512, 0)
+    np.savez(tmp / "e200.npz", image=x, text=y)
+    exe = [sys.executable, "-m", "core.cli"]
+    cases = {
+        "implosion --help": ["--help"],
+        "implosion jobs list": ["jobs", "list"],
+        "implosion runs list": ["runs", "list"],
+        "implosion ad --embeddings (n=200) --json": [
+            "ad",
+            "--embeddings",
+            str(tmp / "e200.npz"),
+            "--json",
+        ],
+    }
+    env = {**os.environ, "IMPLOSION_RUNS": str(tmp / "runs")}
+    out: dict[str, object] = {"load": load()}
+    for name, argv in cases.items():
+        best = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            proc = subprocess.run(exe + argv, capture_output=True, env=env, cwd=Path.cwd())
+            best = min(best, time.perf_counter() - t)
+        out[name] = {"seconds": best, "rc": proc.returncode}
+    return out
+
+
 def sampled_case(n: int, d: int, samples: int, seed: int, where: Path) -> dict[str, object]:
     """Sampled AD on memmapped float32 (n, d) files in ``where`` (created once, then reused)."""
     where.mkdir(parents=True, exist_ok=True)
@@ -203,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=25_000, help="pairs (≈ ±1 %% CI)")
     p.add_argument("--sample-dir", type=Path, default=Path("/tmp/implosion-ad-bench"))
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--block-sweep", type=int, nargs="*", default=[1024, 2048, 4096], help="blocks to time"
+    )
     args = p.parse_args(argv)
     dev = args.device
     block = args.block or _engine.default_block(dev)
@@ -213,6 +247,21 @@ def main(argv: list[str] | None = None) -> int:
 
     x, y = make_pairs(args.n, args.d, args.seed)
     alignment_difficulty(x[:512], y[:512], device=dev, precision="float32")  # warm-up
+    if args.block_sweep:  # the default block size is chosen from this (smaller n: quick)
+        m = min(args.n, 8192)
+        sweep = {}
+        for b in args.block_sweep:
+            lo = load()
+            t = clock()
+            alignment_difficulty(x[:m], y[:m], block=b, device=dev, precision="float32")
+            took = since(t)
+            sweep[b] = {
+                **took,
+                "gflops": gemm_flops(m, args.d, b) / took["wall_s"] / 1e9,
+                "load": lo,
+            }
+        report["block_sweep"] = {"n": m, "blocks": sweep}
+        print(f"block sweep: {report['block_sweep']}", flush=True)
     lo = load()
     t = clock()
     res = alignment_difficulty(x, y, block=block, device=dev)
@@ -262,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         else None
     )
     print(f"sampled: {report['sampled']}", flush=True)
+    report["startup"] = startup_times(args.sample_dir / "startup")
+    print(f"start-up: {report['startup']}", flush=True)
     report["gpu_projection_n1e6_s"] = {
         f"{f:.0%} of peak": gemm_flops(1_000_000, args.d, 8192) / (f * H200_FP32_TFLOPS * 1e12)
         for f in (0.5, 0.7)
@@ -326,6 +377,17 @@ def render_md(r: dict) -> str:
             f"run on one {r['block']}×{2 * r['d']} block pair (load {_load(peak['load'])}): "
             f"{100 * e['gflops'] / peak['gflops']:.0f} % of peak."
         )
+    bs = r.get("block_sweep")
+    if bs:
+        lines += [
+            "",
+            f"Block size (float32, n = {bs['n']:,}, same run): "
+            + "; ".join(
+                f"{b}: {v['wall_s']:.2f} s, {v['gflops']:.0f} GFLOP/s (load {_load(v['load'])})"
+                for b, v in bs["blocks"].items()
+            )
+            + f". Default: {r['block']}.",
+        ]
     s = r["sampled"]
     if s:
         runs = "; ".join(
@@ -341,6 +403,18 @@ def render_md(r: dict) -> str:
             f"(D_stru ≈ {s['d_stru_estimate']:.6f}); whole call (one sequential pass for the exact "
             f"D_fea that also keeps the sampled rows, then the pairs): {runs}. The first run "
             "starts from whatever the page cache holds; the second from a warm cache.",
+        ]
+    st = r.get("startup")
+    if st:
+        lines += [
+            "",
+            f"## Start-up (fresh interpreter, best of 3, load {_load(st['load'])})",
+            "",
+            "| command | seconds |",
+            "|---|---|",
+            *[f"| `{k}` | {v['seconds']:.2f} |" for k, v in st.items() if k != "load"],
+            "",
+            "None of these imports torch, diffusers or transformers (tests/test_startup.py).",
         ]
     p = r["gpu_projection_n1e6_s"]
     lines += [

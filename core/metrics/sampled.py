@@ -9,6 +9,11 @@ independently and uniformly (I uniform in [0, n), J uniform over the other n −
 
 Cost is O(M·d), independent of n: about 2·10⁴ pairs give ±1 % for typical embeddings. D_fea is
 still exact (one O(n·d) streaming pass), so the AD interval is α·D_fea + (1 − α)·CI.
+
+I/O: the pairs are drawn before the data is read, and the sorted set of their rows is kept while
+the one sequential pass (validation + matched cosines for D_fea) has each block in cache, so a
+memory-mapped file is read once, front to back, with no random reads afterwards (up to
+``COLLECT_BYTES`` of kept rows; beyond that, rows are read per chunk in sorted order).
 """
 
 from __future__ import annotations
