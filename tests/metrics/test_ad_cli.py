@@ -92,7 +92,7 @@ def test_file_errors(tmp_path, capsys):
     assert code == 2 and "is not a readable .npz file" in err
     (tmp_path / "text.npz").write_text("hello")
     code, _, err = run(capsys, "--embeddings", tmp_path / "text.npz")
-    assert code == 2 and "is not a readable .npz file" in err
+    assert code == 2 and "is not an .npz archive (not a NumPy file)" in err  # no library text
     np.save(tmp_path / "one.npy", x)
     code, _, err = run(capsys, "--embeddings", tmp_path / "one.npy")
     assert code == 2 and "not an .npz archive" in err
