@@ -137,10 +137,10 @@ class MiniLDM(LatentDiffusion):
             world = World(WorldConfig(**meta["world"]))
             config = ModelConfig.from_dict(meta["model"])
             tok = load_tokenizer(path / "tokenizer")
-            clip = CLIPModel.from_pretrained(str(path / "clip"))
-            vae = AutoencoderKL.from_pretrained(str(path / "vae"))
+            clip = CLIPModel.from_pretrained(str(path / "clip"), use_safetensors=True)
+            vae = AutoencoderKL.from_pretrained(str(path / "vae"), use_safetensors=True)
             unet = UNet2DConditionModel.from_pretrained(
-                str(path / "unet"), torch_dtype=torch.float32
+                str(path / "unet"), torch_dtype=torch.float32, use_safetensors=True
             )
             scheduler = DDPMScheduler.from_pretrained(str(path / "scheduler"))
             judge = Judge.load(path / "judge")
