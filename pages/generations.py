@@ -101,8 +101,9 @@ if pack is not None:
             )
             show(fig, f"gen_grid_{group}", config={"displayModeBar": False})
         st.caption(
-            "In brackets: change in judged accuracy of that prompt since C_P = 0 (mean over "
-            f"seeds); ▼ and a vermillion frame: fell by {HIGHLIGHT_DROP:.0%} or more."
+            "In brackets: change in judged accuracy of that prompt since C_P = 0, in percentage "
+            f"points (mean over seeds); ▼ and a vermillion frame: an unpoisoned prompt that fell "
+            f"by {HIGHLIGHT_DROP:.0%} or more."
             if drop is not None
             else "This run's records have no per-prompt accuracy, so no row is highlighted."
         )
