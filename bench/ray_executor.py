@@ -115,12 +115,14 @@ def main() -> None:
         max_diff(local["records"], on_ray["records"]),
         max_diff(local["records"], cold["records"]),
     )
-    rows.append(("driver-side overhead per level on the running Ray ((wall − longest level) / levels)",
+    rows.append(("overhead per level on the running Ray, incl. worker start and model load ((wall − longest level) / levels)",
                  f"{overhead:.1f} s", ""))  # fmt: skip
     rows.append(("ray wall / (local wall)", f"{t_ray / t_local:.2f}×", ""))
     rows.append(("ray wall incl. start-up / (local wall + Ray start-up)",
                  f"{t_cold / (t_local + t_start):.2f}×", ""))  # fmt: skip
-    rows.append(("max |record difference| local vs ray, ray-cold", f"{d1:.2e}, {d2:.2e}", ""))
+    rows.append(
+        ("max abs record difference, local vs ray and vs ray-cold", f"{d1:.2e}, {d2:.2e}", "")
+    )
 
     lines = [
         f"# Ray executor vs local executor ({args.preset}, {os.cpu_count()} CPU cores, "
