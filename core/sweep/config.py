@@ -28,7 +28,7 @@ class SweepConfig:
     guidance: float = 3.0
     grid_samples: int = 4
     embeddings_per_level: int = 2048
-    probe_every: int = 0  # fine-tune steps between training probes (0: none); see sweep_level
+    probe_every: int = 0  # fine-tune steps between training probes (0: none); core/sweep/level.py
     model: str | None = None
     device: str = "cpu"
     # A run on chosen concepts (Poison setup, `implosion finetune`): the poisoning order replacing

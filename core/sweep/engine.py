@@ -169,11 +169,12 @@ def drive(
     todo = [t for t in order if sweep.states[t].state != "done"]
     try:
         executor.run(runner, todo, sweep, Control(should_stop, pause_requested))
-    except BaseException as e:
-        message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-        failed = getattr(e, "task", None)
-        for t in [failed] if isinstance(failed, LevelTask) else sweep.running():
-            sweep.failed(t, str(message))
+    except BaseException as e:  # a level's failure, or Ctrl-C: levels.json says which
+        if isinstance(e, Exception):
+            message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+            failed = getattr(e, "task", None)
+            for t in [failed] if isinstance(failed, LevelTask) else sweep.running():
+                sweep.failed(t, str(message))
         for t in sweep.running():
             sweep.stopped(t)
         raise
