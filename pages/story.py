@@ -36,7 +36,11 @@ intro(
 pack = current_pack()
 if pack is None:
     st.stop()
-levels = pack.levels
+saved = {int(r["c_p"]) for r in pack.records}
+levels = [c for c in pack.levels if c in saved]
+if not levels:
+    st.info("This run has no C_P level saved yet: it appears here as soon as its first level is.")
+    st.stop()
 if "story_next" in st.session_state:  # set by the player below, applied before the slider exists
     st.session_state["story_cp"] = st.session_state.pop("story_next")
 if st.session_state.get("story_cp") not in levels:
@@ -71,7 +75,11 @@ if playing:
 
     _player()
 
-pos = layout_with_placeholder(pack, "pca")
+try:
+    pos = layout_with_placeholder(pack, "pca")
+except (FileNotFoundError, ValueError) as e:
+    st.warning(f"The graph cannot be drawn yet: {e}")
+    st.stop()
 gens = generations(pack_key(pack))
 baseline = pack.level_arrays(0)["generated"] if 0 in levels else None
 poisoned = pack.poisoned_at(c_p)

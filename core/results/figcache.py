@@ -78,10 +78,17 @@ def _unflatten(z: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def compute_positions(pack: Pack, method: str = "pca") -> dict[str, Any]:
-    """The graph layout of every level of ``pack`` (no cache)."""
+    """The graph layout of every saved level of ``pack`` (no cache). ValueError if none is."""
     from core.figures.graph import graph_positions
 
-    levels = {c: pack.level_arrays(c) for c in pack.levels}
+    levels = {}
+    for c in pack.levels:  # a pack still filling in has only its saved levels
+        try:
+            levels[c] = pack.level_arrays(c)
+        except ValueError:
+            continue
+    if not levels:
+        raise ValueError(f"no C_P level of {pack.root} has embeddings yet; wait for the first one")
     return graph_positions(pack.embeddings()["text_concept"], levels, method=method)
 
 

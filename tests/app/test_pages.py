@@ -225,41 +225,54 @@ def test_compare_page_exports_png_svg_html(assets, monkeypatch):
     assert made["compare-ad.svg"]().lstrip()[:4] == b"<svg"
 
 
-def test_poison_page(assets):
+@pytest.fixture()
+def tiny_base(tmp_path, monkeypatch):
+    """An untrained tiny 8-concept model as the only base (Poison setup reads K and names)."""
+    import core.results.pack
+    from core.models.config import ModelConfig
+    from core.models.ldm import MiniLDM
+    from core.world import WorldConfig
+
+    base = tmp_path / "base"
+    MiniLDM.build(WorldConfig(n_concepts=8), ModelConfig.tiny()).save_pretrained(base)
+    monkeypatch.setattr(core.results.pack, "list_models", lambda: {"shipped base (clean)": base})
+    return base
+
+
+def test_poison_page(assets, tiny_base):
     at = run("poison")
     assert not at.exception, at.exception
     assert at.slider(key="p_cp").value == 4
     assert at.radio(key="p_method").value == "dirty-label"
     assert any(m.label == "Estimated run time" for m in at.metric)
     at.radio(key="p_method").set_value("nightshade").run()
+    assert not at.exception, at.exception
+    at.radio(key="p_pick").set_value("These concepts by name").run()
     at.radio(key="p_targets").set_value("chosen").run()
     assert not at.exception, at.exception
-    at.radio(key="p_pick").set_value("Pick by name").run()
-    assert not at.exception, at.exception
 
 
-def test_poison_launch_reports_errors(assets, monkeypatch):
+def test_poison_launch_reports_errors(assets, tiny_base, monkeypatch):
     import core.jobs
-
-    def refuse(*a, **k):
-        raise ValueError(
-            "job kind 'finetune' (core.training.finetune:run_job): cannot import core.training.finetune"
-        )
-
-    monkeypatch.setattr(core.jobs, "start_job", refuse)
-    at = run("poison")
-    at.button(key="p_launch").click().run()
-    assert not at.exception
-    assert "assets/base" in at.error[0].value  # no base model in the synthetic assets
-
     import core.results.pack
 
-    monkeypatch.setattr(core.results.pack, "list_models", lambda: {"shipped base (clean)": assets})
+    monkeypatch.setattr(core.results.pack, "list_models", lambda: {})
+    at = run("poison")  # no base model
+    assert not at.exception
+    assert "assets/base" in at.error[0].value
+
+    def refuse(*a, **k):
+        raise ValueError("device cpu is busy with run x; wait, stop it, or pass --queue")
+
+    monkeypatch.setattr(core.jobs, "start_job", refuse)
+    monkeypatch.setattr(
+        core.results.pack, "list_models", lambda: {"shipped base (clean)": tiny_base}
+    )
     at = run("poison")
     at.button(key="p_launch").click().run()
     assert not at.exception
-    assert "Could not start the job" in at.error[0].value
-    assert "cannot import core.training.finetune" in at.error[0].value
+    assert "Could not start the run" in at.error[0].value
+    assert "busy with run x" in at.error[0].value
 
 
 def test_jobs_page_empty(assets):
@@ -284,14 +297,12 @@ def test_jobs_page_reattaches_from_query(finished_run):
     states = {m.label: m.value for m in at.metric}
     assert states["State"] == "completed"
     assert states["Step"] == "5 / 5"
-    for action in ("pause", "resume", "stop", "cancel"):
-        assert at.button(key=f"j_{action}")
-    at.button(key="j_stop").click().run()  # refused: completed runs cannot stop
-    assert "cannot stop" in at.error[0].value
+    keys = {b.key for b in at.button}
+    assert not keys & {"j_pause", "j_resume", "j_stop", "j_cancel"}  # nothing to control
     assert any(finished_run in m.value and "completed" in m.value for m in at.markdown)
 
 
-def test_poison_launch_starts_finetune_job(assets, monkeypatch):
+def test_poison_launch_starts_finetune_job(assets, tiny_base, monkeypatch):
     import core.jobs
     import core.results.pack
 
@@ -302,7 +313,6 @@ def test_poison_launch_starts_finetune_job(assets, monkeypatch):
         return "20260101-000000-finetune-abcdef"
 
     monkeypatch.setattr(core.jobs, "start_job", fake_start)
-    monkeypatch.setattr(core.results.pack, "list_models", lambda: {"shipped base (clean)": assets})
     # through app.py, so st.switch_page to the Jobs page can resolve it
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     at.switch_page("pages/poison.py").run()
@@ -310,9 +320,11 @@ def test_poison_launch_starts_finetune_job(assets, monkeypatch):
     assert not at.exception, at.exception
     assert seen["kind"] == "finetune" and seen["queue"] is True
     assert at.title[0].value == "Jobs"  # switched to Jobs with ?run=<id>
-    cfg = seen["config"]
-    assert len(cfg["concepts"]) == 4 and set(cfg["targets"]) == set(cfg["concepts"])
-    assert cfg["model"] == str(assets) and cfg["method"] == "dirty-label"
+    cfg = seen["config"]["sweep"]  # the two-level sweep: clean baseline + the sweep's level 4
+    assert list(cfg["levels"]) == [0, 4] and len(cfg["concepts"]) == 4
+    assert cfg["preset"] == "finetune"
+    assert cfg["model"] == str(tiny_base) and cfg["method"] == "dirty-label"
+    assert " + " in seen["config"]["name"]
 
 
 def test_play_demo_switches_to_the_story(assets):
@@ -510,3 +522,24 @@ def test_attention_preselects_the_runs_poisoned_model(tmp_path, monkeypatch):
     assert run_models(models, run_root / "pack") == ("run: r1/clean", "run: r1/poisoned")
     assert run_models(models, tmp_path / "runs" / "r3") == (None, None)
     assert run_models(models, None) == (None, None)
+
+
+def test_story_of_a_run_still_filling_in(assets):
+    """A pack shows up as soon as its first level is saved: the story offers saved levels only."""
+    import json
+    import os
+    from pathlib import Path
+
+    from core.results.synthetic import write_synthetic_demo_pack
+
+    d = write_synthetic_demo_pack(
+        Path(os.environ["IMPLOSION_RUNS"]) / "20260101-000000-sweep-partial",
+        n_concepts=16,
+        levels=(0, 4, 8),
+    )
+    results = json.loads((d / "results.json").read_text())
+    results["records"] = [r for r in results["records"] if r["c_p"] != 8]
+    (d / "results.json").write_text(json.dumps(results))
+    at = run("story", query={"pack": "20260101-000000-sweep-partial"})
+    assert not at.exception, at.exception
+    assert at.select_slider(key="story_cp").options == ["0", "4"]
