@@ -372,6 +372,19 @@ def generations(key: tuple[str, float]) -> dict[int, Any]:
         return {}
 
 
+def saved_levels(pack: Pack) -> list[int]:
+    """The pack's C_P levels that have both records and embeddings (a run still filling in has
+    fewer than it configured)."""
+    done = {int(r["c_p"]) for r in pack.records}
+    try:
+        emb = pack.embeddings()
+    except FileNotFoundError:
+        return []
+    from core.results.schema import level_array_key
+
+    return [c for c in pack.levels if c in done and level_array_key("generated", c) in emb]
+
+
 def seeds_note(pack: Pack) -> str:
     """“Mean over 5 seeds; bands are 95 % confidence intervals” in correct English."""
     n = len(pack.config.get("seeds", []) or [])

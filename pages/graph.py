@@ -20,6 +20,7 @@ from pages._ui import (
     presenter,
     route_through_app,
     run_choices,
+    saved_levels,
     show,
     terms,
 )
@@ -54,11 +55,15 @@ def on_select() -> None:
         st.session_state["graph_concept"] = i
 
 
+levels = saved_levels(pack)
+if not levels:
+    st.info("This run has no C_P level saved yet: it appears here as soon as its first level is.")
+    st.stop()
 big = presenter()
 c_p = st.select_slider(
     "C_P: poisoned concepts",
-    options=pack.levels,
-    value=pack.levels[min(len(pack.levels) - 1, len(pack.levels) // 2)],
+    options=levels,
+    value=levels[min(len(levels) - 1, len(levels) // 2)],
     key="graph_cp",
     help=terms("C_P"),
 )
@@ -104,7 +109,7 @@ with options, st.container() if big else st.expander(second):  # expanders canno
         key="graph_other_run",
     )
     other_pack = open_pack(other_run) if other_run else None
-    other_levels = other_pack.levels if other_pack is not None else []
+    other_levels = saved_levels(other_pack) if other_pack is not None else []
     other_cp = v2.select_slider(
         "C_P of the second view",
         options=other_levels or [0],
@@ -208,7 +213,7 @@ with right:
             )
     if not gens:
         st.caption("This pack has no generated images.")
-    base = concept_card(pack.level_arrays(0), i, names, [], {}) if 0 in pack.levels else None
+    base = concept_card(pack.level_arrays(0), i, names, [], {}) if 0 in levels else None
     align = "—" if card["alignment"] is None else f"{card['alignment']:.2f}"
     if base is not None and card["alignment"] is not None and base["alignment"] is not None:
         align += f" (C_P = 0: {base['alignment']:.2f})"

@@ -14,6 +14,7 @@ from pages._ui import (
     layout_with_placeholder,
     pack_key,
     route_through_app,
+    saved_levels,
     show,
     terms,
 )
@@ -36,8 +37,7 @@ intro(
 pack = current_pack()
 if pack is None:
     st.stop()
-saved = {int(r["c_p"]) for r in pack.records}
-levels = [c for c in pack.levels if c in saved]
+levels = saved_levels(pack)
 if not levels:
     st.info("This run has no C_P level saved yet: it appears here as soon as its first level is.")
     st.stop()
