@@ -67,7 +67,9 @@ def test_local_ray_sweep_equals_local(tiny_model_dir, tmp_path, local_records):
     from core.results.pack import load_pack
 
     out = tmp_path / "ray"
-    res = run_sweep(smoke(tiny_model_dir), out, executor="ray")
+    args = ["sweep", "--preset", "ci-smoke", "--model", str(tiny_model_dir), "--out", str(out)]
+    assert main([*args, "--executor", "ray", "--cpus-per-level", "1"]) == 0
+    res = json.loads((out / "results.json").read_text())
     assert res["complete"]
     assert_same_records(local_records, res["records"])
     status = json.loads((out / "levels.json").read_text())
