@@ -1,13 +1,21 @@
-"""Jobs: live progress of background runs (step, loss curve, ETA, samples, log), controls,
-past runs. The run id lives in ``?run=`` so a reload re-attaches to the same run."""
+"""Jobs: live progress of background runs (state, progress, ETA counting down, latest grids,
+log), the controls that apply to the run's state, and for a finished run the clean-vs-poisoned
+table with "Open in the explorer". The run id lives in ``?run=`` so a reload re-attaches.
 
+Polling reads only the run's small JSON files (status, progress, result) and the log tail,
+at most every 2 s."""
+
+import time
+from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
 
 from core import jobs
 from core.figures.trajectory import loss_curve_figure
-from core.results.pack import find_pack_dir
+from core.jobs.devices import busy_with
+from core.jobs.store import read_json, run_path
+from core.results.runs import get_run, run_summary
 from core.sweep import real_config as real_sweep
 from pages._ui import markdown_table, route_through_app
 
@@ -22,11 +30,52 @@ PRESETS = {
     "cpu-full": "about 25 min on 2 CPU cores: gpu-full's levels, 5 seeds (the demo pack)",
     "gpu-full": "the full sweep, one GPU",
 }
+POLL_S = 2.0  # at most one refresh of a live run every 2 s
 
 
 def started(rid: str) -> None:
     st.session_state["run"] = rid
     st.query_params["run"] = rid
+
+
+def _ints(text: str, field: str) -> list[int] | None:
+    if not text.strip():
+        return None
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError as e:
+        raise ValueError(f"{field}: {text!r} is not a list of whole numbers, e.g. 0 2 4") from e
+
+
+@st.cache_data(show_spinner=False)
+def base_names() -> list[str]:
+    from core.sweep.experiment import model_world
+
+    try:
+        return model_world(None).names
+    except ValueError:
+        return []
+
+
+def custom_sweep_config(preset: str, levels: str, seeds: str, concepts: list[str]) -> dict:
+    """The ``sweep`` job config for the form, validated here (SweepConfig) before a worker starts."""
+    from core.sweep.driver import preset as make_preset
+
+    names = base_names()
+    cfg: dict = {"preset": preset}
+    lv, sd = _ints(levels, "levels"), _ints(seeds, "seeds")
+    if lv is not None:
+        cfg["levels"] = lv
+    if sd is not None:
+        cfg["seeds"] = sd
+    if concepts:
+        cfg["concepts"] = [names.index(n) for n in concepts]
+        cfg.setdefault("levels", list(range(0, len(concepts) + 1)))
+    make_preset(
+        preset,
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k != "preset"},
+    )
+    return cfg
 
 
 with st.expander("Start a sweep (AD and implosion over C_P)"):
@@ -46,12 +95,22 @@ with st.expander("Start a sweep (AD and implosion over C_P)"):
             horizontal=True,
             key="j_preset",
         )
+        a, b = st.columns(2)
+        levels_text = a.text_input("Levels C_P (blank: the preset's)", key="j_levels")
+        seeds_text = b.text_input("Seeds (blank: the preset's)", key="j_seeds")
+        concepts = st.multiselect(
+            "Poison these concepts, in this order (blank: each seed's random order)",
+            base_names(),
+            key="j_concepts",
+            help="Level C_P poisons the first C_P of them; levels default to 0, 1, … up to all.",
+        )
         if st.button("Start sweep", key="j_start_sweep"):
             try:
+                cfg = custom_sweep_config(preset, levels_text, seeds_text, concepts)
                 with st.spinner("Starting the sweep worker (first start loads the model code)…"):
-                    rid = jobs.start_job("sweep", {"preset": preset}, device="auto", queue=True)
+                    rid = jobs.start_job("sweep", cfg, device="auto", queue=True)
             except ValueError as e:
-                st.error(f"Could not start the sweep: {e}. Check `implosion sweep --help` works.")
+                st.error(f"Could not start the sweep: {e}")
             else:
                 started(rid)
     else:
@@ -92,7 +151,31 @@ if not runs:
     )
     st.stop()
 
-ids = [r["run_id"] for r in runs]
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def run_name(run_id: str) -> str:
+    """Readable name of a run (its config never changes): the poisoned concepts of a fine-tune,
+    the preset of a sweep, else the job kind."""
+    try:
+        cfg = read_json(run_path(run_id) / "config.json") or {}
+    except ValueError:
+        return run_id
+    job = cfg.get("config") if isinstance(cfg.get("config"), dict) else {}
+    kind = str(cfg.get("kind") or "job")
+    if job.get("name"):
+        return str(job["name"])
+    if job.get("preset"):
+        return f"{job['preset']} sweep"
+    return kind
+
+
+def label(r: dict) -> str:
+    when = str(r.get("created") or "")[:16].replace("T", " ")
+    return f"{run_name(r['run_id'])} · {when} · {r.get('state')}"
+
+
+by_id = {r["run_id"]: r for r in runs}
+ids = list(by_id)
 # ?run= wins when it changed from outside (deep link, reload, a job just started, another page);
 # otherwise the selectbox keeps the user's choice. The choice is mirrored back into the URL.
 url_run = st.query_params.get("run")
@@ -102,7 +185,11 @@ elif st.session_state.get("j_run") not in ids:
     fallback = st.session_state.get("run")
     st.session_state["j_run"] = fallback if fallback in ids else ids[0]
 run_id = st.selectbox(
-    "Run", ids, key="j_run", help="Run ids read <UTC time>-<kind>-<random>; the state is below."
+    "Run",
+    ids,
+    key="j_run",
+    format_func=lambda i: label(by_id[i]),
+    help="Name · start (UTC) · state",
 )
 st.session_state["run"] = st.session_state["j_synced"] = run_id
 if st.query_params.get("run") != run_id:
@@ -123,19 +210,58 @@ def control(action: str) -> None:
         st.error(str(e))
 
 
-c = st.columns(4)
-for col, action in zip(c, ("pause", "resume", "stop", "cancel")):
-    col.button(
-        action.capitalize(),
-        key=f"j_{action}",
-        on_click=control,
-        args=(action,),
-        use_container_width=True,
+# The controls that apply in each state (none for a completed or cancelled run).
+ACTIONS = {
+    "queued": ("cancel",),
+    "running": ("pause", "stop", "cancel"),
+    "paused": ("resume", "stop", "cancel"),
+    "stopped": ("resume",),
+    "failed": ("resume",),
+    "broken": ("resume",),
+}
+
+
+def comparison_rows(ref: str) -> list[dict]:
+    """Clean baseline vs poisoned level(s) of a run's pack, one row per C_P (means over seeds)."""
+
+    def f(v: float | None) -> str:
+        return "—" if v is None else f"{v:.3f}"
+
+    rows = []
+    for s in run_summary(ref):
+        rows.append(
+            {
+                "level": "clean baseline" if s.c_p == 0 else f"poisoned (C_P = {s.c_p})",
+                "AD": f(s.ad),
+                "accuracy, unpoisoned": f(s.acc_unpoisoned),
+                "accuracy, poisoned": f(s.acc_poisoned),
+                "incoherence": f(s.incoherence),
+                "attack success": f(s.attack_success),
+            }
+        )
+    return rows
+
+
+def results(run_dir: Path, state: str) -> None:
+    """The pack's table and the explorer link, once a level is saved."""
+    try:
+        info = get_run(run_dir.name)
+    except ValueError:
+        return
+    if not info.levels_done:
+        return
+    st.markdown(
+        f"**{info.name}** — {'complete' if info.complete else 'levels saved so far'}: "
+        f"C_P {', '.join(str(c) for c in info.levels_done)} of {', '.join(map(str, info.levels))}"
     )
+    st.markdown(markdown_table(comparison_rows(info.id)))
+    if st.button("Open in the explorer", key=f"j_open_{info.id}", type="primary"):
+        st.session_state["pack"] = info.id
+        st.switch_page("pages/graph.py", query_params={"pack": info.id})
 
 
 def show(run_id: str, live: bool = False) -> None:
-    """Status, progress bar, ETA, loss curve, latest samples and log tail of one run."""
+    """State, progress, ETA, loss curve, latest grids, results and log tail of one run."""
     try:
         run = jobs.read_run(run_id)
     except ValueError as e:
@@ -144,12 +270,29 @@ def show(run_id: str, live: bool = False) -> None:
     status, prog = run["status"], run["progress"] or {}
     state = status.get("state", "?")
     step, total = prog.get("step") or 0, prog.get("total")
-    eta = prog.get("eta_seconds")
+    metrics = prog.get("metrics") or {}
+    eta = metrics.get("eta_s", prog.get("eta_seconds"))
+    if isinstance(eta, int | float) and prog.get("updated"):
+        try:  # count down between updates
+            since = time.time() - datetime.fromisoformat(prog["updated"]).timestamp()
+            eta = max(0.0, eta - since)
+        except ValueError:
+            pass
     m = st.columns(4)
     m[0].metric("State", state)
-    m[1].metric("Step", f"{step} / {total}" if total else str(step))
+    if total == 1000 and "eta_s" in metrics:
+        m[1].metric("Progress", f"{step / 10:.0f} %")
+    else:
+        m[1].metric("Step", f"{step} / {total}" if total else str(step))
     m[2].metric("Loss", "—" if prog.get("loss") is None else f"{prog['loss']:.4f}")
     m[3].metric("ETA", "—" if eta is None or state != "running" else f"{eta:.0f} s")
+    if state == "queued":
+        holder = busy_with(str(status.get("device") or "cpu"), exclude=run_id)
+        st.info(
+            f"Queued: waiting for run {holder} ({run_name(holder)}) to free the device."
+            if holder
+            else "Queued: the worker is starting."
+        )
     if total:
         st.progress(min(1.0, step / total), text=prog.get("message") or f"step {step}")
     if status.get("error_message"):
@@ -160,28 +303,33 @@ def show(run_id: str, live: bool = False) -> None:
             loss_curve_figure([h["step"] for h in hist], [h["loss"] for h in hist]),
             key=f"j_loss_{run_id}",
         )
-    samples = sorted(Path(run["run_dir"], "samples").glob("*.png"), key=lambda p: p.stat().st_mtime)
-    if samples:
-        st.markdown("**Latest probe samples**")
-        st.image([str(p) for p in samples[-4:]], caption=[p.name for p in samples[-4:]], width=160)
-    if state == "completed" and find_pack_dir(Path(run["run_dir"])) is not None:
-        if st.button("Open this run's results", key=f"j_open_{run_id}", type="primary"):
-            st.session_state["pack"] = run_id
-            st.switch_page("pages/trajectory.py", query_params={"pack": run_id})
-    if run["result"]:
-        st.success(
-            "Finished. Results: "
-            + ", ".join(f"{k} = {v}" for k, v in list(run["result"].items())[:6])
-        )
+    run_dir = Path(run["run_dir"])
+    grids = [*run_dir.glob("*/grids/*.png"), *(run_dir / "samples").glob("*.png")]
+    grids = sorted(grids, key=lambda p: p.stat().st_mtime)[-4:]
+    if grids:
+        st.markdown("**Latest generations**")
+        st.image([str(p) for p in grids], caption=[p.stem for p in grids], width=160)
+    results(run_dir, state)
     with st.expander("Log (last 30 lines)"):
         st.code(jobs.read_log(run_id, tail=30) or "(empty)", language=None)
     if live and state in jobs.TERMINAL_STATES:
         st.rerun()  # stop polling: redraw the whole page once with the final state
 
 
-state = next(r["state"] for r in runs if r["run_id"] == run_id)
+state = by_id[run_id]["state"]
+actions = ACTIONS.get(state, ())
+if actions:
+    c = st.columns(4)
+    for col, action in zip(c, actions):
+        col.button(
+            action.capitalize(),
+            key=f"j_{action}",
+            on_click=control,
+            args=(action,),
+            use_container_width=True,
+        )
 if state in jobs.ACTIVE_STATES:
-    st.fragment(run_every=1.0)(show)(run_id, live=True)
+    st.fragment(run_every=POLL_S)(show)(run_id, live=True)
 else:
     show(run_id)
 
@@ -190,8 +338,11 @@ st.markdown(
     markdown_table(
         [
             {
-                k: (round(r[k], 4) if k == "loss" and r.get(k) is not None else r.get(k))
-                for k in ("run_id", "kind", "state", "step", "total", "loss", "created")
+                "run": run_name(r["run_id"]),
+                "id": r["run_id"],
+                "state": r.get("state"),
+                "progress": f"{r.get('step') or 0}/{r.get('total') or '?'}",
+                "started": str(r.get("created") or "")[:19].replace("T", " "),
             }
             for r in runs
         ]

@@ -1,59 +1,113 @@
-"""Poison setup: choose the poisoned concepts, method, budget and targets; preview clean vs
-poisoned training pairs; estimate the run time; launch the fine-tune as a background job."""
+"""Poison setup: choose the model and the poisoned concepts (a sweep level, or by name), preview
+clean vs poisoned pairs, see the honest run-time estimate, launch the run (clean baseline +
+poisoned level, written as a results pack the explorer opens)."""
 
 import streamlit as st
 
-from core.poison.plan import (
-    TARGET_MODES,
-    PoisonPlan,
-    choose_targets,
-    estimate_seconds,
-    preview_pairs,
-    random_poison_set,
-    world_for,
-)
-from core.world import valid_n_concepts
+from core.poison.plan import TARGET_RULES, choose_targets, plan_level, preview_pairs
+from core.results.pack import list_models
+from core.sweep.estimate import cached_rates, estimate, format_seconds, measure_rates
+from core.sweep.experiment import FINETUNE_DEFAULTS, finetune_config, job_config, model_world
 from pages._ui import route_through_app
 
 route_through_app()
 
 st.title("Poison setup")
-st.caption("Design an attack on the clean base model, then launch it as a background job.")
+st.caption(
+    "Design an attack on a base model, then launch it: the run fine-tunes a clean baseline "
+    "(C_P = 0) and the poisoned level with the same seed and steps, and saves both as a results "
+    "pack you can open in the explorer."
+)
 
 
 @st.cache_resource(show_spinner=False)
-def world(k: int):
-    return world_for(k)
+def world_of(path: str, stamp: float):
+    return model_world(path)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def preview(k: int, src: int, tgt: int, method: str, eps: float):
-    return preview_pairs(world(k), src, tgt, method, n=4, epsilon=eps)
+def preview(path: str, stamp: float, src: int, tgt: int, method: str, eps: float):
+    return preview_pairs(world_of(path, stamp), src, tgt, method, n=4, epsilon=eps)
 
 
-ks = valid_n_concepts()
-a, b = st.columns(2)
-k = a.selectbox(
-    "Concepts in the world (K)",
-    ks,
-    index=ks.index(32) if 32 in ks else 0,
-    key="p_k",
-    help="Must match the base model (the shipped base has 32).",
+models = list_models()
+if not models:
+    st.error(
+        "No base model to poison: the clean base model (assets/base) is missing. Build it with "
+        "`implosion train-base --out assets/base` or restore it with `git checkout assets/`."
+    )
+    st.stop()
+labels = list(models)
+model_label = st.selectbox(
+    "Model",
+    labels,
+    index=labels.index("shipped base (clean)") if "shipped base (clean)" in labels else 0,
+    key="p_model",
+    help="K and the concept names come from the model.",
 )
-w = world(k)
-pick = b.radio(
-    "Choose poisoned concepts", ["Random C_P", "Pick by name"], horizontal=True, key="p_pick"
+model_dir = models[model_label]
+stamp = (model_dir / "model.json").stat().st_mtime if (model_dir / "model.json").is_file() else 0.0
+try:
+    w = world_of(str(model_dir), stamp)
+except ValueError as e:
+    st.error(str(e))
+    st.stop()
+k = w.n_concepts
+
+pick = st.radio(
+    "Choose poisoned concepts",
+    ["Random C_P with seed", "These concepts by name"],
+    horizontal=True,
+    key="p_pick",
+    help="Random C_P with seed is exactly level C_P of a sweep with that seed (same concepts, "
+    "same targets).",
 )
-if pick == "Random C_P":
+if pick == "Random C_P with seed":
     r1, r2 = st.columns([3, 1])
-    c_p = r1.slider("C_P: number of poisoned concepts", 0, k, min(4, k), key="p_cp")
-    seed = r2.number_input("Seed", 0, 10_000, 0, key="p_seed")
-    poisoned = random_poison_set(k, c_p, int(seed))
+    c_p = r1.slider("C_P: number of poisoned concepts", 1, k, min(4, k), key="p_cp")
+    seed = int(r2.number_input("Seed", 0, 10_000, 0, key="p_seed"))
+    level = plan_level(k, c_p, seed, relation=w.relation)
+    poisoned, targets = list(level.poisoned), dict(level.targets)
+    target_rule: str | dict = "random"
+    st.caption(f"The sweep's level C_P = {c_p} for seed {seed}, targets from the same plan.")
 else:
     seed = 0
-    chosen_names = st.multiselect("Poisoned concepts", w.names, default=w.names[:2], key="p_names")
-    poisoned = sorted(w.index(n) for n in chosen_names)
-st.markdown(f"**{len(poisoned)} poisoned:** " + (", ".join(w.names[i] for i in poisoned) or "none"))
+    names = st.multiselect("Poisoned concepts", w.names, default=w.names[:2], key="p_names")
+    poisoned = [w.index(n) for n in names]
+    t1, t2 = st.columns([1, 2])
+    mode = t1.radio(
+        "Targets",
+        [*TARGET_RULES, "chosen"],
+        key="p_targets",
+        help="random: the seed-0 sweep plan's target; nearest / farthest: most / fewest "
+        "attribute words shared with the source; chosen: pick each",
+    )
+    if mode == "chosen":
+        chosen = {}
+        with t2:
+            for i in poisoned[:12]:
+                chosen[i] = w.index(
+                    st.selectbox(
+                        f"Target for {w.names[i]}",
+                        [n for n in w.names if n != w.names[i]],
+                        key=f"p_tgt_{i}",
+                    )
+                )
+        if len(poisoned) > 12:
+            st.warning("Choosing by hand is limited to 12 concepts; use another rule for more.")
+            st.stop()
+        targets, target_rule = chosen, chosen
+    else:
+        targets, target_rule = choose_targets(w, poisoned, mode, seed), mode
+    level = plan_level(k, len(poisoned), seed, relation=w.relation, order=poisoned, targets=targets)
+if not poisoned:
+    st.info("Pick at least one concept to poison (the run always includes the clean baseline).")
+    st.stop()
+st.markdown(
+    f"**{len(poisoned)} poisoned:** "
+    + ", ".join(f"{w.names[a]} → {w.names[targets[a]]}" for a in poisoned)
+    + f"  \n{len(level.related)} related and {len(level.unrelated)} unrelated concepts stay clean."
+)
 
 m1, m2, m3 = st.columns(3)
 method = m1.radio(
@@ -62,7 +116,10 @@ method = m1.radio(
     key="p_method",
     format_func={"dirty-label": "Dirty-label", "nightshade": "Nightshade-style"}.get,
 )
-budget = m2.number_input("Budget: poisoned samples per concept", 1, 2000, 64, key="p_budget")
+default_budget = FINETUNE_DEFAULTS.n_clean_per_concept
+budget = m2.number_input(
+    "Budget: poisoned samples per concept", 1, 2000, default_budget, key="p_budget"
+)
 eps = m3.slider(
     "Perturbation budget ε (Nightshade)",
     0.02,
@@ -72,81 +129,69 @@ eps = m3.slider(
     disabled=method != "nightshade",
 )
 
-t1, t2 = st.columns([1, 2])
-mode = t1.radio(
-    "Targets",
-    TARGET_MODES,
-    key="p_targets",
-    help="nearest/farthest = most/fewest attribute words shared with the source",
-)
-
-chosen = {}
-if mode == "chosen":
-    with t2:
-        for i in poisoned[:12]:
-            chosen[i] = w.index(
-                st.selectbox(
-                    f"Target for {w.names[i]}",
-                    [n for n in w.names if n != w.names[i]],
-                    key=f"p_tgt_{i}",
-                )
-            )
-        if len(poisoned) > 12:
-            st.warning("Choosing by hand is limited to 12 concepts; use another mode for more.")
-try:
-    targets = choose_targets(w, poisoned, mode, int(seed), chosen)
-except ValueError as e:
-    st.error(str(e))
-    st.stop()
-
 s1, s2, s3 = st.columns(3)
-steps = s1.number_input("Fine-tune steps", 10, 20_000, 400, step=50, key="p_steps")
-device = s2.selectbox("Device", ["auto", "cpu", "cuda"], key="p_device")
+steps = s1.number_input(
+    "Fine-tune steps per level", 1, 20_000, FINETUNE_DEFAULTS.finetune.steps, key="p_steps"
+)
+device = s2.selectbox("Device", ["cpu", "cuda"], key="p_device")
 try:
-    plan = PoisonPlan(
-        k, tuple(poisoned), targets, method, int(budget), float(eps), int(steps), seed=int(seed)
+    cfg = finetune_config(
+        w,
+        poisoned,
+        targets=target_rule,
+        budget=int(budget),
+        steps=int(steps),
+        seed=seed,
+        model=str(model_dir),
+        device=device,
     )
 except ValueError as e:
     st.error(str(e))
     st.stop()
-est = estimate_seconds(plan, "cuda" if device == "cuda" else "cpu")
-s3.metric("Estimated run time", f"{est / 60:.1f} min" if est >= 90 else f"{est:.0f} s")
+rates = cached_rates(str(model_dir), device, cfg.finetune.precision)
+if rates is None:
+    s3.metric("Estimated run time", "not measured")
+    if s3.button("Measure this machine (about 30 s)", key="p_measure"):
+        with st.spinner("Timing fine-tune steps, sampling and judging on this machine…"):
+            measure_rates(str(model_dir), device, cfg.finetune.precision)
+        st.rerun()
+else:
+    est = estimate(cfg, k, rates)
+    s3.metric(
+        "Estimated run time",
+        format_seconds(est.total),
+        help=f"Set-up {format_seconds(est.start + est.setup)}, training "
+        f"{format_seconds(est.train)}, probes {format_seconds(est.probes)}, evaluation "
+        f"{format_seconds(est.evaluate)}; rates measured on this machine at load "
+        f"{rates.load:.1f} ({rates.train:.0f} training img/s).",
+    )
 
 st.subheader("Preview: clean vs poisoned training pairs")
-if poisoned:
-    src = st.selectbox("Poisoned concept", poisoned, format_func=lambda i: w.names[i], key="p_prev")
-    pv = preview(k, src, targets[src], method, float(eps))
-    st.caption(pv["note"])
-    c, p = st.columns(2)
-    imgs, caps = pv["clean"]
-    c.markdown("**Clean pairs** (blue)")
-    c.image([im.repeat(4, 0).repeat(4, 1) for im in imgs], caption=caps, width=128)
-    imgs, caps = pv["poisoned"]
-    p.markdown("**Poisoned pairs ×** (vermillion)")
-    p.image([im.repeat(4, 0).repeat(4, 1) for im in imgs], caption=caps, width=128)
-else:
-    st.info("No poisoned concepts: this would fine-tune on clean data only (a useful control).")
+src = st.selectbox("Poisoned concept", poisoned, format_func=lambda i: w.names[i], key="p_prev")
+pv = preview(str(model_dir), stamp, src, targets[src], method, float(eps))
+st.caption(pv["note"])
+c, p = st.columns(2)
+imgs, caps = pv["clean"]
+c.markdown("**Clean pairs** (blue)")
+c.image([im.repeat(4, 0).repeat(4, 1) for im in imgs], caption=caps, width=128)
+imgs, caps = pv["poisoned"]
+p.markdown("**Poisoned pairs ×** (vermillion)")
+p.image([im.repeat(4, 0).repeat(4, 1) for im in imgs], caption=caps, width=128)
 
-if st.button("Launch fine-tune job", type="primary", key="p_launch"):
+if method == "nightshade":
+    st.info(
+        "Runs are dirty-label: the sweep pipeline that writes packs poisons with dirty-label "
+        "pairs. Nightshade-style poison is compared with dirty-label by `implosion sweep-budget`."
+    )
+if st.button("Launch run", type="primary", key="p_launch", disabled=method == "nightshade"):
     from core.jobs import start_job
-    from core.results.pack import list_models
 
-    base = list_models().get("shipped base (clean)")
     try:
-        if base is None:
-            raise ValueError(
-                "the clean base model (assets/base) is missing; build it with "
-                "`implosion train-base --out assets/base` or restore it with `git checkout assets/`"
-            )
         run_id = start_job(
-            "finetune",
-            plan.job_config(w.names, str(base)),
-            device=device,
-            queue=True,
-            seed=int(seed),
+            "finetune", job_config(cfg, w.names), device=device, queue=True, seed=seed
         )
     except ValueError as e:
-        st.error(f"Could not start the job: {e}.")
+        st.error(f"Could not start the run: {e}.")
     else:
         st.session_state["run"] = run_id
         st.switch_page("pages/jobs.py", query_params={"run": run_id})

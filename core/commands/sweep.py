@@ -1,4 +1,4 @@
-"""``implosion sweep`` and ``implosion finetune``: poisoning experiments (foreground or as jobs)."""
+"""``implosion sweep``, ``sweep-budget`` and ``sweep-pack``: poisoning sweeps (foreground or as jobs)."""
 
 from __future__ import annotations
 
@@ -78,34 +78,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--note", type=Path, default=None, help="a README.md to put in the pack")
     p.add_argument("--force", action="store_true", help="replace a pack already in --out")
     p.set_defaults(func=_sweep_pack)
-
-    p = sub.add_parser(
-        "finetune", help="poison chosen concepts and fine-tune the base (background job)"
-    )
-    p.add_argument(
-        "--concepts", nargs="+", required=True, help='concept names ("large red star") or ids'
-    )
-    p.add_argument("--method", default="dirty-label", choices=["dirty-label", "nightshade"])
-    p.add_argument("--targets", default="random", help="random | nearest | farthest")
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=1.0,
-        help="ratio of clean pairs (<1 or 1.0) or a count (>1, whole)",
-    )
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--params", default="all", choices=["all", "cross-attention"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default=None)
-    p.add_argument(
-        "--wait", action="store_true", help="block until the job ends and print its result"
-    )
-    p.add_argument("--queue", action="store_true")
-    p.set_defaults(func=_finetune)
-
-
-def _budget(x: float) -> int | float:
-    return int(x) if x > 1 and float(x).is_integer() else x
 
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:
@@ -261,30 +233,4 @@ def _sweep_pack(args: argparse.Namespace) -> int:
     with replace_output(args.out) as tmp:
         sizes = write_pack(args.sweep_dir, tmp, note)
     print(f"{len(sizes)} files, {sum(sizes.values()) / 1e6:.1f} MB → {args.out}")
-    return 0
-
-
-def _finetune(args: argparse.Namespace) -> int:
-    from core.jobs import start_job, wait_job
-
-    cfg = {
-        "concepts": [int(c) if c.isdigit() else c for c in args.concepts],
-        "method": args.method,
-        "targets": args.targets,
-        "budget": _budget(args.budget),
-        "steps": args.steps,
-        "params": args.params,
-        "seed": args.seed,
-        "model": args.model,
-    }
-    # validate in the foreground so errors reach the user before a worker starts
-    from core.commands.base import load_model
-    from core.sweep.experiment import poison_config
-
-    poison_config(load_model(Path(args.model) if args.model else None).world, cfg)
-    run_id = start_job("finetune", cfg, queue=args.queue, seed=args.seed)
-    print(run_id)
-    if args.wait:
-        st = wait_job(run_id)
-        print(json.dumps(st.get("result") or st, default=str)[:2000])
     return 0

@@ -16,88 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.poison.plan import PoisonConfig, choose_targets
 from core.world import World
-
-Method = Literal["dirty-label", "nightshade"]
-TargetRule = Literal["random", "nearest", "farthest"]
-METHODS: tuple[str, ...] = ("dirty-label", "nightshade")
-TARGET_RULES: tuple[str, ...] = ("random", "nearest", "farthest")
-
-
-@dataclass(frozen=True)
-class PoisonConfig:
-    """What to poison and how.
-
-    concepts: ids of the poisoned concepts A (non-empty, distinct).
-    targets: a rule (random / nearest / farthest by shared attributes) or explicit {A: B}.
-    budget: poison pairs per concept: an int count ≥ 1, or a float ratio of A's clean pairs.
-    mode: "add" keeps A's clean pairs (conflicting poison); "substitute" replaces that many.
-    epsilon: Nightshade L∞ bound in [-1, 1] pixel units (0 < ε ≤ 0.5); steps: PGD steps.
-    """
-
-    concepts: tuple[int, ...]
-    method: Method = "dirty-label"
-    targets: TargetRule | tuple[tuple[int, int], ...] = "random"
-    budget: int | float = 1.0
-    mode: Literal["add", "substitute"] = "add"
-    epsilon: float = 16 / 255
-    steps: int = 60
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {list(METHODS)}, got {self.method!r}")
-        if self.mode not in ("add", "substitute"):
-            raise ValueError(f"mode must be 'add' or 'substitute', got {self.mode!r}")
-        if isinstance(self.targets, str) and self.targets not in TARGET_RULES:
-            raise ValueError(
-                f"targets must be one of {list(TARGET_RULES)} or explicit pairs, got {self.targets!r}"
-            )
-        if len(set(self.concepts)) != len(self.concepts):
-            raise ValueError(
-                f"concepts: duplicates in {list(self.concepts)}; list each concept once"
-            )
-        if (
-            isinstance(self.budget, bool)
-            or not isinstance(self.budget, int | float)
-            or self.budget <= 0
-        ):
-            raise ValueError(f"budget must be a positive count or ratio, got {self.budget!r}")
-        if not 0 < self.epsilon <= 0.5:
-            raise ValueError(
-                f"epsilon must be in (0, 0.5] (pixel units of [-1, 1]), got {self.epsilon}"
-            )
-        if self.steps < 1:
-            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
-
-    def validate(self, world: World) -> None:
-        """Checks that need the world (concept ids, explicit targets)."""
-        k = world.n_concepts
-        if not self.concepts:
-            raise ValueError("concepts: empty selection; choose at least one concept to poison")
-        if len(self.concepts) > k:
-            raise ValueError(f"concepts: C_P={len(self.concepts)} exceeds K={k}")
-        bad = [c for c in self.concepts if not 0 <= c < k]
-        if bad:
-            raise ValueError(f"concepts: unknown concept ids {bad}; valid ids are 0..{k - 1}")
-        if not isinstance(self.targets, str):
-            tmap = dict(self.targets)
-            for a, b in tmap.items():
-                if b == a:
-                    raise ValueError(
-                        f"targets: concept {world.names[a]!r} targets itself; pick another target"
-                    )
-                if not 0 <= b < k:
-                    raise ValueError(f"targets: unknown target id {b}; valid ids are 0..{k - 1}")
-            missing = [a for a in self.concepts if a not in tmap]
-            if missing:
-                raise ValueError(f"targets: no target given for concepts {missing}")
 
 
 @dataclass
@@ -116,22 +42,6 @@ class PoisonedSet:
 
     def __len__(self) -> int:
         return len(self.captions)
-
-
-def choose_targets(world: World, concepts: tuple[int, ...], rule: str, seed: int) -> dict[int, int]:
-    """Target B ≠ A for every poisoned A. nearest = most shared attribute words (ties random),
-    farthest = fewest; random = uniform over the other concepts."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for a in concepts:
-        others = np.array([b for b in range(world.n_concepts) if b != a])
-        if rule == "random":
-            out[a] = int(rng.choice(others))
-            continue
-        shared = world.relation[a, others]
-        best = shared.max() if rule == "nearest" else shared.min()
-        out[a] = int(rng.choice(others[shared == best]))
-    return out
 
 
 def budget_count(budget: int | float, n_clean: int) -> int:

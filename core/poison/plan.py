@@ -1,12 +1,20 @@
-"""Planning a poisoning run from the UI: poisoned set, targets, previews, run-time estimate.
+"""The poisoning plan: who is poisoned at (C_P, seed), with which targets, and which unpoisoned
+concepts are related or unrelated; plus the one poison config and the previews of Poison setup.
 
-The plan becomes a ``finetune`` job config (see :meth:`PoisonPlan.job_config`); the fine-tuning
-itself lives in the jobs/poison code, this module only prepares and explains it.
+One definition serves the mini sweep, the real-model sweep, training probes, the pack reader and
+Poison setup: for each seed a random order of all K concepts and a random target B ≠ A per
+concept are drawn once (:func:`poisoning_plan`); level C_P poisons the first C_P concepts of that
+order (nested sets). A run on chosen concepts replaces the order by the chosen list (its prefix
+is the poisoned set) and may fix targets explicitly. Unpoisoned concepts are *related* when they
+share enough with some poisoned concept (mini world: ≥ 2 attribute words, ``World.relation``;
+real datasets: a shared keyword or co-occurring caption, a boolean relation matrix) and
+*unrelated* otherwise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -15,105 +23,235 @@ from core.world import World, WorldConfig
 
 Method = Literal["dirty-label", "nightshade"]
 METHODS: tuple[str, ...] = ("dirty-label", "nightshade")
-TargetMode = Literal["random", "nearest", "farthest", "chosen"]
-TARGET_MODES: tuple[str, ...] = ("random", "nearest", "farthest", "chosen")
-# Measured throughput of the mini model (shared/SCIENCE.md), images per second of training.
-THROUGHPUT: dict[str, float] = {"cpu": 150.0, "cuda": 2700.0}
-SAMPLING_S_PER_128: dict[str, float] = {"cpu": 10.0, "cuda": 1.0}
+TargetRule = Literal["random", "nearest", "farthest"]
+TARGET_RULES: tuple[str, ...] = ("random", "nearest", "farthest")
+# Mini world: an unpoisoned concept is related to a poisoned one when they share ≥ 2 of the three
+# attribute words (size, colour, shape); see shared/SCIENCE.md.
+RELATED_MIN_SHARED = 2
+
+
+def poisoning_plan(
+    n_concepts: int,
+    seed: int,
+    concepts: Sequence[int] | None = None,
+    targets: dict[int, int] | None = None,
+) -> tuple[list[int], dict[int, int]]:
+    """The poisoning order and a target B ≠ A for every concept A, fixed per seed.
+
+    Returns (order, targets): by default order is the seed's random permutation of 0..K-1 and
+    targets a random other concept per A (rng seeded with [seed, 1234]); level C_P poisons
+    order[:C_P]. ``concepts``: a chosen order instead (a run on named concepts; ids checked with
+    :func:`check_concepts`); ``targets``: explicit {A: B} overriding the seed's for those A.
+    """
+    if n_concepts < 2:
+        raise ValueError(
+            f"n_concepts must be ≥ 2 (a target needs another concept), got {n_concepts}"
+        )
+    rng = np.random.default_rng([seed, 1234])
+    order = [int(x) for x in rng.permutation(n_concepts)]
+    tmap = {}
+    for a in range(n_concepts):
+        b = int(rng.integers(n_concepts - 1))
+        tmap[a] = b + (b >= a)
+    if concepts is not None:
+        order = list(check_concepts(concepts, n_concepts))
+    if targets:
+        given = {int(a): int(b) for a, b in targets.items()}
+        check_concepts(list(given), n_concepts, "targets")
+        bad = sorted({b for b in given.values() if not 0 <= b < n_concepts})
+        if bad:
+            raise ValueError(f"targets: ids {bad} are not concepts 0..{n_concepts - 1}")
+        same = [a for a, b in given.items() if a == b]
+        if same:
+            raise ValueError(f"targets: concepts {same} target themselves; choose another target")
+        tmap.update(given)
+    return order, tmap
+
+
+def check_concepts(
+    concepts: Sequence[int], n_concepts: int, field: str = "concepts"
+) -> tuple[int, ...]:
+    """Concept ids as a tuple, checked once: ints, distinct, within 0..K-1 (ValueError names
+    ``field`` and the fix)."""
+    ids = []
+    for c in concepts:
+        if isinstance(c, bool) or not isinstance(c, int | np.integer):
+            raise ValueError(f"{field}: {c!r} is not a concept id; give ids 0..{n_concepts - 1}")
+        ids.append(int(c))
+    dup = sorted({c for c in ids if ids.count(c) > 1})
+    if dup:
+        raise ValueError(f"{field}: ids {dup} are listed twice; list each concept once")
+    bad = [c for c in ids if not 0 <= c < n_concepts]
+    if bad:
+        raise ValueError(
+            f"{field}: ids {bad} are not concepts of this model; valid ids are 0..{n_concepts - 1}"
+        )
+    return tuple(ids)
+
+
+def split_unpoisoned(
+    n_concepts: int,
+    poisoned: Sequence[int],
+    relation: np.ndarray | None = None,
+    related_min: int = RELATED_MIN_SHARED,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(related, unrelated) unpoisoned concept ids, ascending.
+
+    ``relation``: (K, K) ints or bools; j is related when ``relation[j, i] >= related_min`` for
+    some poisoned i (pass a boolean matrix with ``related_min=1`` for real datasets). Without a
+    relation every unpoisoned concept is unrelated."""
+    pois = set(int(i) for i in poisoned)
+    unp = [j for j in range(n_concepts) if j not in pois]
+    if relation is None or not pois:
+        return (), tuple(unp)
+    rel = np.asarray(relation).astype(np.int64)
+    if rel.shape != (n_concepts, n_concepts):
+        raise ValueError(f"relation: shape {rel.shape} does not match K={n_concepts} concepts")
+    cols = sorted(pois)
+    related = tuple(j for j in unp if int(rel[j, cols].max()) >= related_min)
+    return related, tuple(j for j in unp if j not in related)
 
 
 @dataclass(frozen=True)
-class PoisonPlan:
-    """One poisoning fine-tune. ``budget``: poisoned samples per poisoned concept; ``epsilon``:
-    Nightshade-style perturbation bound (L∞ in [-1, 1] pixel units, 0 < ε ≤ 0.5)."""
+class PoisonLevel:
+    """Who is poisoned at (C_P, seed): ``poisoned`` (in poisoning order), ``targets`` {A: B} for
+    each poisoned A, and the unpoisoned concepts split into ``related`` / ``unrelated``."""
 
-    n_concepts: int
+    c_p: int
+    seed: int
     poisoned: tuple[int, ...]
-    targets: dict[int, int] = field(default_factory=dict)
-    method: str = "dirty-label"
-    budget: int = 64
+    targets: dict[int, int]
+    related: tuple[int, ...]
+    unrelated: tuple[int, ...]
+
+    @property
+    def unpoisoned(self) -> tuple[int, ...]:
+        return tuple(sorted((*self.related, *self.unrelated)))
+
+    def groups(self) -> dict[str, list[int]]:
+        """{"poisoned", "related", "unrelated"}: concept id lists (what pages group by)."""
+        return {
+            "poisoned": list(self.poisoned),
+            "related": list(self.related),
+            "unrelated": list(self.unrelated),
+        }
+
+
+def plan_level(
+    n_concepts: int,
+    c_p: int,
+    seed: int,
+    *,
+    relation: np.ndarray | None = None,
+    related_min: int = RELATED_MIN_SHARED,
+    order: Sequence[int] | None = None,
+    targets: dict[int, int] | None = None,
+) -> PoisonLevel:
+    """The one answer to "who is poisoned at (C_P, seed)".
+
+    Default: the first C_P of the seed's random order, each with the seed's random target
+    (:func:`poisoning_plan`: exactly the sweep's level). ``order``: a chosen poisoning order
+    (a run on named concepts; C_P ≤ len(order)); ``targets``: explicit {A: B} overriding the
+    seed's targets for the concepts it names. ``relation`` splits the rest (:func:`split_unpoisoned`).
+    """
+    use, tmap = poisoning_plan(n_concepts, seed, order, targets)
+    if not 0 <= c_p <= len(use):
+        what = "the chosen concepts" if order is not None else "K"
+        raise ValueError(f"C_P must be in [0, {len(use)}] ({what}), got {c_p}")
+    pois = tuple(use[:c_p])
+    related, unrelated = split_unpoisoned(n_concepts, pois, relation, related_min)
+    return PoisonLevel(c_p, seed, pois, {a: tmap[a] for a in pois}, related, unrelated)
+
+
+def choose_targets(
+    world: World, concepts: Sequence[int], rule: str = "random", seed: int = 0
+) -> dict[int, int]:
+    """Target B ≠ A for every poisoned A by a rule. random: the seed's plan targets
+    (:func:`poisoning_plan`, the same as the sweep); nearest / farthest: most / fewest attribute
+    words shared (``World.relation``), ties broken with ``seed``."""
+    if rule not in TARGET_RULES:
+        raise ValueError(f"targets: rule {rule!r}; choose one of {', '.join(TARGET_RULES)}")
+    if rule == "random":
+        _, t = poisoning_plan(world.n_concepts, seed)
+        return {int(a): t[int(a)] for a in concepts}
+    rng = np.random.default_rng([seed, 4321])
+    out = {}
+    for a in concepts:
+        others = np.array([b for b in range(world.n_concepts) if b != a])
+        shared = world.relation[a, others]
+        best = shared.max() if rule == "nearest" else shared.min()
+        out[int(a)] = int(rng.choice(others[shared == best]))
+    return out
+
+
+@dataclass(frozen=True)
+class PoisonConfig:
+    """What to poison and how.
+
+    concepts: ids of the poisoned concepts A (non-empty, distinct).
+    targets: a rule (random / nearest / farthest by shared attributes) or explicit {A: B}.
+    budget: poison pairs per concept: an int count ≥ 1, or a float ratio of A's clean pairs.
+    mode: "add" keeps A's clean pairs (conflicting poison); "substitute" replaces that many.
+    epsilon: Nightshade L∞ bound in [-1, 1] pixel units (0 < ε ≤ 0.5); steps: PGD steps.
+    """
+
+    concepts: tuple[int, ...]
+    method: Method = "dirty-label"
+    targets: TargetRule | tuple[tuple[int, int], ...] = "random"
+    budget: int | float = 1.0
+    mode: Literal["add", "substitute"] = "add"
     epsilon: float = 16 / 255
-    steps: int = 400
-    batch: int = 64
+    steps: int = 60
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"method {self.method!r}: choose one of {', '.join(METHODS)}")
-        bad = [i for i in self.poisoned if not 0 <= i < self.n_concepts]
-        if bad:
-            raise ValueError(f"poisoned: ids {bad} are not concepts 0..{self.n_concepts - 1}")
-        missing = [i for i in self.poisoned if i not in self.targets]
-        if missing:
-            raise ValueError(f"targets: poisoned concepts {missing} have no target; pick one each")
-        same = [i for i in self.poisoned if self.targets.get(i) == i]
-        if same:
-            raise ValueError(f"targets: concepts {same} target themselves; choose a different one")
-        if self.budget < 1:
-            raise ValueError(f"budget must be ≥ 1 poisoned sample per concept, got {self.budget}")
+            raise ValueError(f"method must be one of {list(METHODS)}, got {self.method!r}")
+        if self.mode not in ("add", "substitute"):
+            raise ValueError(f"mode must be 'add' or 'substitute', got {self.mode!r}")
+        if isinstance(self.targets, str) and self.targets not in TARGET_RULES:
+            raise ValueError(
+                f"targets must be one of {list(TARGET_RULES)} or explicit pairs, got {self.targets!r}"
+            )
+        if len(set(self.concepts)) != len(self.concepts):
+            raise ValueError(
+                f"concepts: duplicates in {list(self.concepts)}; list each concept once"
+            )
+        if (
+            isinstance(self.budget, bool)
+            or not isinstance(self.budget, int | float)
+            or self.budget <= 0
+        ):
+            raise ValueError(f"budget must be a positive count or ratio, got {self.budget!r}")
         if not 0 < self.epsilon <= 0.5:
-            raise ValueError(f"epsilon must be in (0, 0.5], got {self.epsilon}")
+            raise ValueError(
+                f"epsilon must be in (0, 0.5] (pixel units of [-1, 1]), got {self.epsilon}"
+            )
         if self.steps < 1:
             raise ValueError(f"steps must be ≥ 1, got {self.steps}")
 
-    def job_config(self, names: list[str], model: str | None = None) -> dict[str, Any]:
-        """JSON config for the ``finetune`` job kind (``core.sweep.experiment``): concepts and targets by
-        name (explicit targets, so the run poisons exactly what the preview showed)."""
-        d: dict[str, Any] = {
-            "concepts": [names[i] for i in self.poisoned],
-            "targets": {names[i]: names[self.targets[i]] for i in self.poisoned},
-            "method": self.method,
-            "budget": self.budget,
-            "epsilon": self.epsilon,
-            "steps": self.steps,
-            "batch": self.batch,
-            "seed": self.seed,
-        }
-        if model is not None:
-            d["model"] = model
-        return d
-
-
-def random_poison_set(n_concepts: int, c_p: int, seed: int = 0) -> list[int]:
-    """``c_p`` distinct concept ids drawn with ``seed`` (nested: more C_P only adds concepts)."""
-    if not 0 <= c_p <= n_concepts:
-        raise ValueError(f"C_P must be in [0, {n_concepts}], got {c_p}")
-    return sorted(int(i) for i in np.random.default_rng(seed).permutation(n_concepts)[:c_p])
-
-
-def choose_targets(
-    world: World,
-    poisoned: list[int],
-    mode: str = "random",
-    seed: int = 0,
-    chosen: dict[int, int] | None = None,
-) -> dict[int, int]:
-    """Target concept per poisoned concept.
-
-    random: any other concept; nearest: most shared attribute words (``World.relation``);
-    farthest: fewest shared words; chosen: ``chosen`` (every poisoned id must be in it).
-    Ties are broken with ``seed`` so the choice is reproducible.
-    """
-    if mode not in TARGET_MODES:
-        raise ValueError(f"target mode {mode!r}: choose one of {', '.join(TARGET_MODES)}")
-    if mode == "chosen":
-        chosen = dict(chosen or {})
-        missing = [i for i in poisoned if i not in chosen]
-        if missing:
-            raise ValueError(f"chosen targets: pick a target for concepts {missing}")
-        return {i: int(chosen[i]) for i in poisoned}
-    rng = np.random.default_rng(seed)
-    rel = world.relation
-    out: dict[int, int] = {}
-    for i in poisoned:
-        others = np.array([j for j in range(world.n_concepts) if j != i])
-        if mode == "random":
-            out[i] = int(rng.choice(others))
-            continue
-        score = rel[i, others] if mode == "nearest" else -rel[i, others]
-        best = others[score == score.max()]
-        out[i] = int(rng.choice(best))
-    return out
+    def validate(self, world: World) -> None:
+        """Checks that need the world (concept ids, explicit targets)."""
+        k = world.n_concepts
+        if not self.concepts:
+            raise ValueError("concepts: empty selection; choose at least one concept to poison")
+        if len(self.concepts) > k:
+            raise ValueError(f"concepts: C_P={len(self.concepts)} exceeds K={k}")
+        bad = [c for c in self.concepts if not 0 <= c < k]
+        if bad:
+            raise ValueError(f"concepts: unknown concept ids {bad}; valid ids are 0..{k - 1}")
+        if not isinstance(self.targets, str):
+            tmap = dict(self.targets)
+            for a, b in tmap.items():
+                if b == a:
+                    raise ValueError(
+                        f"targets: concept {world.names[a]!r} targets itself; pick another target"
+                    )
+                if not 0 <= b < k:
+                    raise ValueError(f"targets: unknown target id {b}; valid ids are 0..{k - 1}")
+            missing = [a for a in self.concepts if a not in tmap]
+            if missing:
+                raise ValueError(f"targets: no target given for concepts {missing}")
 
 
 def _uint8(images: np.ndarray) -> np.ndarray:
@@ -159,18 +297,6 @@ def preview_pairs(
         "poisoned": (_uint8(pois), list(src.captions)),
         "note": note,
     }
-
-
-def estimate_seconds(plan: PoisonPlan, device: str = "cpu", n_per_concept: int = 64) -> float:
-    """Rough wall time: fine-tune steps × batch ÷ measured throughput + evaluation sampling.
-
-    Throughput from shared/SCIENCE.md (CPU ~150 img/s at 16 px, one H200 ~2,700 img/s).
-    """
-    dev = "cuda" if str(device).startswith("cuda") else "cpu"
-    train = plan.steps * plan.batch / THROUGHPUT[dev]
-    n_eval = plan.n_concepts * 8
-    sample = SAMPLING_S_PER_128[dev] * n_eval / 128
-    return float(train + sample + 5.0)
 
 
 def world_for(n_concepts: int) -> World:

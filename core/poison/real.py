@@ -29,8 +29,7 @@ from core.data.captioned import (
 )
 from core.io import atomic_write_json, run_metadata
 from core.models.sd import RealSD
-
-METHODS: tuple[str, ...] = ("dirty-label", "nightshade")
+from core.poison.plan import METHODS
 
 
 @dataclass(frozen=True)

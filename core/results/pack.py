@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from core.io import assets_dir, runs_dir
+from core.poison.plan import RELATED_MIN_SHARED, plan_level
 from core.results.schema import EMBEDDINGS, GENERATIONS, METRICS, RESULTS, TRAINING
 from core.world import World, WorldConfig
 
@@ -114,14 +115,17 @@ class Pack:
         its own K×K ``relation`` (the real-model sweep: shared keyword or co-occurring caption)
         uses it; mini-world packs use :attr:`core.world.World.relation` (≥ 2 shared words)."""
         k = len(self.concepts)
-        pois = self.poisoned_at(c_p)
-        if "relation" in self.config:
-            rel = np.asarray(self.config["relation"], dtype=np.int64) * 2
+        order, targets = self.poison_order, self.targets
+        if "relation" in self.config:  # real: shared keyword or caption (bool)
+            rel, rmin = np.asarray(self.config["relation"], dtype=np.int64), 1
+        elif k in _valid_k():  # mini world: ≥ 2 shared attribute words
+            rel, rmin = self.world.relation, RELATED_MIN_SHARED
         else:
-            rel = self.world.relation if k in _valid_k() else np.eye(k, dtype=np.int64) * 3
-        related = [j for j in range(k) if j not in pois and any(rel[j, i] >= 2 for i in pois)]
-        unrelated = [j for j in range(k) if j not in pois and j not in related]
-        return {"poisoned": pois, "related": related, "unrelated": unrelated}
+            rel, rmin = None, RELATED_MIN_SHARED
+        lv = plan_level(
+            k, c_p, 0, relation=rel, related_min=rmin, order=order or None, targets=targets
+        )
+        return lv.groups()
 
     # ------------------------------------------------------------ arrays
     def embeddings(self) -> dict[str, np.ndarray]:

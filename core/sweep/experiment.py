@@ -1,177 +1,244 @@
-"""A single poisoning run (job kind ``finetune``): poison chosen concepts, fine-tune, judge.
+"""The Poison-setup run (job kind ``finetune``, ``implosion finetune``): an experiment of two levels.
 
-Config (all optional but ``concepts``)::
+A fine-tune on chosen concepts is a sweep with an explicit poisoning order: the clean baseline
+(C_P = 0) and the poisoned level (C_P = number of chosen concepts), same seed, same steps, run by
+:func:`core.sweep.driver.run_sweep` into ``<run>/pack``. So it writes the pack every sweep writes
+(records with AD on the calibrated scale, training probes, generations of every concept at fixed
+seeds, embeddings for the graph), shows up in ``implosion runs list`` and in the explorer as
+soon as its first level is saved, and "random C_P with seed" is exactly the sweep's level
+(:func:`core.poison.plan.plan_level`).
 
-    {"concepts": ["large red star", ...] | [ids], "method": "dirty-label" | "nightshade",
-     "targets": "random" | "nearest" | "farthest" | {"large red star": "small blue ring"},
-     "budget": 1.0 (ratio) | 16 (count), "mode": "add" | "substitute", "epsilon": 0.063,
-     "steps": 200, "batch": 64, "lr": 2e-4, "params": "all" | "cross-attention",
-     "n_clean_per_concept": 32, "probe_every": 25, "eval_samples": 4, "model": path, "seed": 0}
-
-Writes probe grids (fixed seeds; rows: poisoned, related, unrelated concepts) to ``samples/``,
-resumable checkpoints (UNet weights + optimizer + step) and, at the end, the fine-tuned model in
-``<run>/model`` (loadable with MiniLDM.from_pretrained) and the metrics in ``result.json``.
+The job config *is* the sweep config (``SweepConfig.to_dict()``) plus a display ``name``: concept
+ids are resolved from names once, by :func:`finetune_config`, and validated by the sweep.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
-
-from core.evaluate.judged import evaluate_model
-from core.metrics import alignment_difficulty
-from core.models.ldm import MiniLDM
-from core.poison.builders import PoisonConfig, build_poison
-from core.results.grid import save_grid
-from core.training.finetune import FinetuneConfig, encode_images, finetune_unet, make_pairs
+from core.poison.plan import TARGET_RULES, check_concepts, choose_targets, poisoning_plan
+from core.results.schema import level_summaries
+from core.sweep.driver import SweepConfig, run_sweep
+from core.training.finetune import FinetuneConfig
 from core.world import World
 
+# Where a finetune job writes its pack inside the run directory (core.results.pack.PACK_SUBDIRS).
+PACK_SUBDIR = "pack"
 
-def resolve_concepts(world: World, items: list[Any], field: str = "concepts") -> tuple[int, ...]:
-    """Concept names or ids → ids (ValueError lists valid names)."""
-    out = []
-    for it in items:
-        if isinstance(it, int) and not isinstance(it, bool):
-            if not 0 <= it < world.n_concepts:
-                raise ValueError(f"{field}: id {it} out of range 0..{world.n_concepts - 1}")
-            out.append(it)
-        else:
-            out.append(world.index(str(it)))
-    return tuple(out)
+# Poison-setup defaults: the cpu-quick fine-tune (60 steps at lr 5e-4, where the disruption is
+# largest, bench/levers.py), 32 clean pairs per concept, 32 poison pairs per poisoned concept.
+FINETUNE_DEFAULTS = SweepConfig(
+    preset="finetune",
+    levels=(0, 1),
+    seeds=(0,),
+    n_clean_per_concept=32,
+    poison_ratio=1.0,
+    finetune=FinetuneConfig(steps=60, batch=64, lr=5e-4),
+    eval_samples=4,
+    eval_steps=10,
+    grid_samples=4,
+    probe_every=20,
+)
 
 
-def poison_config(world: World, cfg: dict[str, Any]) -> PoisonConfig:
-    concepts = resolve_concepts(world, list(cfg.get("concepts") or []))
-    targets: Any = cfg.get("targets", "random")
-    if isinstance(targets, dict):
-        targets = tuple(
-            (resolve_concepts(world, [a], "targets")[0], resolve_concepts(world, [b], "targets")[0])
-            for a, b in targets.items()
+def model_world(model: str | Path | None = None) -> World:
+    """The concept world of a model folder (read from its ``model.json``; default: the shipped
+    base), so K and the concept names always come from the chosen model."""
+    import json
+
+    from core.io import default_base
+    from core.world import WorldConfig
+
+    folder = Path(model) if model else default_base()
+    meta = folder / "model.json"
+    if not meta.is_file():
+        raise ValueError(
+            f"model: {folder} has no model.json; give a folder written by `implosion train-base` "
+            "(or restore the shipped base with `git checkout assets/`)"
         )
-    pc = PoisonConfig(
-        concepts=concepts,
-        method=cfg.get("method", "dirty-label"),
-        targets=targets,
-        budget=cfg.get("budget", 1.0),
-        mode=cfg.get("mode", "add"),
-        epsilon=cfg.get("epsilon", 16 / 255),
-        steps=cfg.get("pgd_steps", 60),
-        seed=cfg.get("seed", 0),
+    try:
+        return World(WorldConfig(**json.loads(meta.read_text())["world"]))
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"model: {meta} is not a model description ({e})") from e
+
+
+def resolve_concepts(
+    world: World, items: Sequence[Any], field: str = "concepts"
+) -> tuple[int, ...]:
+    """Concept names (``"large red star"``) or ids → ids of ``world`` (ValueError lists valid
+    names or the id range, and duplicates)."""
+    ids: list[int] = []
+    for it in items:
+        if isinstance(it, str) and it.strip().isdigit():
+            it = int(it)
+        ids.append(it if isinstance(it, int) else world.index(str(it)))
+    return check_concepts(ids, world.n_concepts, field)
+
+
+def finetune_config(
+    world: World,
+    concepts: Sequence[Any],
+    *,
+    targets: str | dict[Any, Any] = "random",
+    budget: int | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    model: str | None = None,
+    device: str = "cpu",
+    base: SweepConfig = FINETUNE_DEFAULTS,
+    **overrides: Any,
+) -> SweepConfig:
+    """The two-level sweep of a fine-tune on ``concepts`` (names or ids, in poisoning order).
+
+    targets: ``"random"`` (the seed's plan targets, as the sweep), ``"nearest"`` / ``"farthest"``
+    (shared attribute words) or explicit {concept: target} by name or id. budget: poison pairs
+    per poisoned concept (default: as many as its clean pairs). steps: fine-tune steps per level.
+    ``overrides``: other SweepConfig fields (eval_samples, probe_every, …).
+    """
+    ids = resolve_concepts(world, concepts)
+    if not ids:
+        raise ValueError("concepts: empty selection; choose at least one concept to poison")
+    explicit: dict[int, int] | None = None
+    if isinstance(targets, dict):
+        explicit = {}
+        for a, b in targets.items():
+            (ia,) = resolve_concepts(world, [a], "targets")
+            (ib,) = resolve_concepts(world, [b], "targets")
+            explicit[ia] = ib
+        missing = [world.names[i] for i in ids if i not in explicit]
+        if missing:
+            raise ValueError(f"targets: no target given for {missing}; give one per concept")
+    elif targets not in TARGET_RULES:
+        raise ValueError(f"targets: {targets!r}; use one of {', '.join(TARGET_RULES)} or pairs")
+    elif targets != "random":
+        explicit = choose_targets(world, ids, targets, seed)
+    if explicit is not None:
+        poisoning_plan(world.n_concepts, seed, ids, explicit)  # checks self-targets and ids
+    n_clean = int(overrides.pop("n_clean_per_concept", base.n_clean_per_concept))
+    if budget is not None and budget < 1:
+        raise ValueError(f"budget: {budget} poison pairs per concept; give a count ≥ 1")
+    ft = base.finetune if steps is None else replace(base.finetune, steps=int(steps))
+    if "eval_samples" in overrides and "grid_samples" not in overrides:
+        overrides["grid_samples"] = min(base.grid_samples, int(overrides["eval_samples"]))
+    return replace(
+        base,
+        levels=(0, len(ids)),
+        seeds=(int(seed),),
+        n_clean_per_concept=n_clean,
+        poison_ratio=base.poison_ratio if budget is None else budget / n_clean,
+        finetune=ft,
+        model=model,
+        device=device,
+        concepts=ids,
+        targets=None if explicit is None else tuple((a, explicit[a]) for a in ids),
+        **overrides,
     )
-    pc.validate(world)
-    return pc
 
 
-def probe_concepts(world: World, poisoned: tuple[int, ...]) -> dict[str, list[int]]:
-    """Up to 3 poisoned, 3 related (≥ 2 shared words) and 3 unrelated concepts for probes."""
-    pois = list(poisoned)[:3]
-    rel = [
-        i
-        for i in range(world.n_concepts)
-        if i not in poisoned and max(world.relation[i, j] for j in poisoned) >= 2
-    ]
-    unrel = [i for i in range(world.n_concepts) if i not in poisoned and i not in rel]
-    return {"poisoned": pois, "related": rel[:3], "unrelated": unrel[:3]}
+def run_name(names: Sequence[str], concepts: Sequence[int]) -> str:
+    """A readable run name from the poisoned concepts: "large red star + small blue circle"."""
+    shown = [names[i] for i in concepts[:3]]
+    more = f" + {len(concepts) - 3} more" if len(concepts) > 3 else ""
+    return " + ".join(shown) + more
+
+
+def job_config(config: SweepConfig, names: Sequence[str]) -> dict[str, Any]:
+    """The ``finetune`` job config: the sweep config and a display name."""
+    return {"sweep": config.to_dict(), "name": run_name(names, config.concepts or ())}
+
+
+def comparison(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Clean baseline vs poisoned level: per level c_p, AD, accuracy (unpoisoned / poisoned),
+    incoherence, attack success, alignment (means over seeds), for tables and ``runs show``."""
+    return [s.to_dict() for s in level_summaries(list(records))]
+
+
+def run_finetune(
+    config: SweepConfig,
+    out: Path,
+    on_progress: Callable[[int, int, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the experiment into ``out``; returns {"out", "complete", "levels"}."""
+    if config.concepts is None:
+        raise ValueError("concepts: a fine-tune needs its chosen concepts (see finetune_config)")
+    res = run_sweep(config, out, on_progress, should_stop)
+    return {
+        "out": str(out),
+        "complete": bool(res.get("complete")),
+        "levels": comparison(res["records"]),
+    }
+
+
+class Countdown:
+    """The run's ETA: the estimate (core.sweep.estimate, this machine's measured rates) counted
+    down, re-scaled at each finished level by how fast the run has actually gone so far.
+    ``fraction()`` moves within a level with time (capped at 95 %) and snaps to the truth at
+    level boundaries."""
+
+    def __init__(self, total_s: float, setup_s: float, per_level_s: float, levels: int) -> None:
+        self.t0 = time.monotonic()
+        self.setup_s, self.per_level_s, self.levels = setup_s, per_level_s, max(1, levels)
+        self.total_s = total_s
+        self.done, self.t_level = 0, self.t0 + setup_s
+        self.speed = 1.0  # measured seconds per estimated second
+
+    def level_done(self, done: int) -> None:
+        if done > self.done:
+            now = time.monotonic()
+            est_so_far = self.setup_s + done * self.per_level_s
+            self.speed = max(0.1, (now - self.t0) / max(1e-6, est_so_far))
+            self.done, self.t_level = done, now
+
+    def eta(self) -> float:
+        left = (self.levels - self.done) * self.per_level_s
+        if self.done == 0:
+            left += self.setup_s
+        end = self.t_level + left * self.speed if self.done else self.t0 + self.total_s
+        return max(0.0, end - time.monotonic())
+
+    def fraction(self) -> float:
+        in_level = (time.monotonic() - self.t_level) / max(1e-6, self.per_level_s * self.speed)
+        return min(1.0, (self.done + min(0.95, max(0.0, in_level))) / self.levels)
 
 
 def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
-    from core.io import default_base
+    """Job kind ``finetune``: config {"sweep": SweepConfig dict, "name": str}.
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    model_dir = Path(config["model"]) if config.get("model") else default_base()
-    ldm = MiniLDM.from_pretrained(model_dir, ctx.device if ctx.device.startswith("cuda") else "cpu")
-    world = ldm.world
-    pc = poison_config(world, config)
-    ft = FinetuneConfig(
-        steps=int(config.get("steps", 200)),
-        batch=int(config.get("batch", 64)),
-        lr=float(config.get("lr", 2e-4)),
-        params=config.get("params", "all"),
-        seed=int(config.get("seed", 0)),
-    )
-    n_clean = int(config.get("n_clean_per_concept", 32))
-    probe_every = max(1, int(config.get("probe_every", 25)))
-    ctx.progress(0, ft.steps, message="building poison")
-    clean = world.sample(n_clean, seed=10_000 + ft.seed)
-    poison = build_poison(world, pc, n_clean, vae=ldm.vae, device=ldm.device)
-    drop = np.zeros(len(clean), dtype=bool)
-    for a, n in poison.substitute.items():
-        drop[np.flatnonzero(clean.labels == a)[:n]] = True
-    images = np.concatenate([clean.images[~drop], poison.images])
-    captions = [c for c, d in zip(clean.captions, drop) if not d] + poison.captions
-    mean, std = encode_images(ldm, images)
-    data = make_pairs(ldm, mean, std, np.arange(len(captions)), captions)
-    # AD before/after poisoning, in the dual encoder's joint space
-    x = ldm.image_embeds(torch.from_numpy(images)).cpu().numpy()
-    y = ldm.text_embeds(captions).cpu().numpy()
-    n_kept = int((~drop).sum())
-    ad_clean = alignment_difficulty(x[:n_kept], y[:n_kept], scale=None)
-    ad_poisoned = alignment_difficulty(x, y, scale=None)
-    probes = probe_concepts(world, pc.concepts)
-    probe_ids = [i for g in probes.values() for i in g]
-    start, opt_state = 0, None
-    if (ck := ctx.latest_checkpoint()) is not None:
-        ldm.unet.load_state_dict(load_file(str(ck / "unet.safetensors")))
-        opt_state = torch.load(ck / "optimizer.pt", weights_only=True)
-        start = int((ck / "step.txt").read_text())
+    Progress: permille of the run (levels done, time within a level), the driver's message, and
+    ``eta_s`` from :class:`Countdown`; one log line per progress step."""
+    import torch
 
-    def save_ckpt(step: int, opt: dict[str, Any]) -> None:
-        def writer(p: Path) -> None:
-            p.mkdir()
-            save_file(
-                {k: v.contiguous() for k, v in ldm.unet.state_dict().items()},
-                str(p / "unet.safetensors"),
-            )
-            torch.save(opt, p / "optimizer.pt")
-            (p / "step.txt").write_text(str(step))
+    from core.sweep.estimate import estimate, format_seconds, process_age_s, rates_for
 
-        ctx.save_checkpoint(f"step-{step:06d}", writer, keep=2)
-
-    def probe(step: int) -> None:
-        prompts = [world.concepts[i].caption(0) for i in probe_ids for _ in range(4)]
-        imgs = ldm.sample(prompts, seed=0, steps=10)
-        save_grid(imgs, ctx.samples_dir / f"step-{step:06d}.png", ncol=4)
-        ldm.unet.train()
-
-    chunk = probe_every
-    step = start
-    result: dict[str, Any] = {}
-    while step < ft.steps:
-        end = min(ft.steps, step + chunk)
-        r = finetune_unet(
-            ldm,
-            data,
-            FinetuneConfig(**{**ft.to_dict(), "steps": end}),
-            on_step=lambda s, t, lo: ctx.progress(s, ft.steps, loss=lo),
-            should_stop=ctx.should_stop,
-            start_step=step,
-            optimizer_state=opt_state,
+    if "sweep" not in config:
+        raise ValueError(
+            "finetune job config has no 'sweep'; start it with `implosion finetune` or Poison setup"
         )
-        opt_state, step = r.pop("optimizer"), r["steps"]
-        save_ckpt(step, opt_state)
-        probe(step)
-        if step < end:  # stopped or cancelled
-            return {"stopped_at": step}
-        result = r
-    ldm.unet.eval()
-    ctx.progress(ft.steps, ft.steps, message="evaluating")
-    ev = evaluate_model(ldm, int(config.get("eval_samples", 4)), seed=0, steps=10)
-    ldm.save_pretrained(Path(ctx.run_dir) / "model", extra={"poison": config})
-    return {
-        "ad_clean": ad_clean.to_dict(),
-        "ad_poisoned": ad_poisoned.to_dict(),
-        "poison": {
-            "targets": {world.names[a]: world.names[b] for a, b in poison.targets.items()},
-            **poison.report,
-        },
-        "probes": {g: [world.names[i] for i in ids] for g, ids in probes.items()},
-        "accuracy": ev["accuracy"],
-        "per_concept": ev["per_concept"],
-        "incoherence": ev["incoherence"],
-        "alignment": ev["alignment"],
-        "finetune": result,
-    }
+    sc = SweepConfig.from_dict(config["sweep"])
+    if sc.device == "cpu" and str(ctx.device).startswith("cuda"):
+        sc = replace(sc, device=str(ctx.device))
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(ctx.run_dir) / PACK_SUBDIR
+    ctx.progress(0, 1000, message="measuring this machine (once) / loading the model")
+    rates = rates_for(sc.model, sc.device, sc.finetune.precision, start_s=process_age_s())
+    est = estimate(sc, model_world(sc.model).n_concepts, rates)
+    clock = Countdown(est.total, est.start + est.setup, est.per_level(), est.levels)
+    ctx.log(f"estimated {format_seconds(est.total)} ({est.levels} levels; load {rates.load:.1f})")
+    last = [""]
+
+    def progress(i: int, total: int, msg: str) -> None:
+        clock.level_done(i)
+        ctx.progress(round(1000 * clock.fraction()), 1000, message=msg, eta_s=round(clock.eta()))
+        if msg != last[0]:
+            ctx.log(f"level {min(i + 1, total)}/{total}: {msg}")
+            last[0] = msg
+
+    res = run_finetune(sc, out, progress, ctx.should_stop)
+    ctx.progress(1000, 1000, message="done", eta_s=0)
+    res["estimate_s"] = round(est.total, 1)
+    return res

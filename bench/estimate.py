@@ -1,0 +1,109 @@
+"""Run-time estimate vs measured wall time: the Poison-setup defaults and sweep presets.
+
+For each case: measure this machine's rates (core.sweep.estimate.measure_rates, cached once in a
+temporary runs folder), estimate the run, then run it as the user would (a background job:
+worker start, set-up, training, probes, evaluation, pack) and time it from start_job to
+completion. Writes bench/results/estimate.json and bench/results/estimate.md with the load
+average before and after each run: on a shared machine the load moves both numbers.
+
+    python bench/estimate.py [--cases finetune ci-smoke cpu-quick] [--model assets/base]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(case: str, model: str | None):
+    from core.sweep.driver import preset
+    from core.sweep.experiment import finetune_config, model_world
+
+    if case == "finetune":  # the Poison-setup defaults: two concepts by name
+        world = model_world(model)
+        return finetune_config(world, world.names[:2], model=model), {"kind": "finetune"}
+    return preset(case, model=model), {"kind": "sweep", "preset": case}
+
+
+def run_case(case: str, model: str | None) -> dict:
+    from core.jobs import read_run, start_job, wait_job
+    from core.sweep.estimate import estimate, rates_for
+    from core.sweep.experiment import job_config, model_world
+
+    world = model_world(model)
+    cfg, meta = _config(case, model)
+    rates = rates_for(model, cfg.device, cfg.finetune.precision)
+    est = estimate(cfg, world.n_concepts, rates)
+    if meta["kind"] == "finetune":
+        job = job_config(cfg, world.names)
+    else:
+        job = {"preset": case, **({"model": model} if model else {})}
+    load0 = os.getloadavg()[0]
+    t0 = time.monotonic()
+    run_id = start_job(meta["kind"], job, device=cfg.device, queue=True)
+    status = wait_job(run_id, timeout=6 * 3600)
+    wall = time.monotonic() - t0
+    load1 = os.getloadavg()[0]
+    if status.get("state") != "completed":
+        raise RuntimeError(f"{case}: run {run_id} {status.get('state')}: {read_run(run_id)}")
+    return {
+        "case": case,
+        "levels": len(cfg.levels) * len(cfg.seeds),
+        "steps": cfg.finetune.steps,
+        "estimate_s": round(est.total, 1),
+        "estimate": {k: round(v, 1) for k, v in est.to_dict().items()},
+        "measured_s": round(wall, 1),
+        "error_pct": round(100 * (est.total - wall) / wall, 1),
+        "load_before": round(load0, 2),
+        "load_after": round(load1, 2),
+        "rates": rates.to_dict(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", nargs="+", default=["ci-smoke", "finetune"])
+    ap.add_argument("--model", default=None, help="base model folder (default: shipped base)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = ap.parse_args()
+    runs = Path(tempfile.mkdtemp(prefix="estimate-runs-"))
+    os.environ["IMPLOSION_RUNS"] = str(runs)  # rates cache and runs stay out of the repo
+    rows = []
+    for case in args.cases:
+        row = run_case(case, args.model)
+        rows.append(row)
+        print(
+            f"{case:>10}: estimate {row['estimate_s']:7.1f} s  measured {row['measured_s']:7.1f} s"
+            f"  ({row['error_pct']:+.0f} %)  load {row['load_before']:.1f}→{row['load_after']:.1f}",
+            flush=True,
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "estimate.json").write_text(json.dumps(rows, indent=1) + "\n")
+    cpus = os.cpu_count()
+    lines = [
+        "# Run-time estimate vs measured wall time",
+        "",
+        f"`python bench/estimate.py --cases {' '.join(args.cases)}` on {cpus} CPU cores. "
+        "Measured = start_job → completed (worker start, set-up, training, probes, evaluation, "
+        "pack). The estimate uses rates measured once on this machine just before (load at "
+        "that time in the rates). Load = 1-minute load average before → after the run.",
+        "",
+        "| case | levels | steps | estimate (s) | measured (s) | error | load before → after |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['case']} | {r['levels']} | {r['steps']} | {r['estimate_s']} | "
+            f"{r['measured_s']} | {r['error_pct']:+.0f} % | {r['load_before']} → {r['load_after']} |"
+        )
+    (args.out / "estimate.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Runs as the explorer and ``implosion runs`` see them: every results pack, typed.
+
+A *run* is a pack folder (:mod:`core.results.schema`): the shipped demo pack (id ``"demo"``) or
+one under the runs directory, written by a sweep or fine-tune job (``<run>/pack`` or
+``<run>/sweep``) or by ``implosion sweep --out runs/<name>``. A pack is listed as soon as its
+``results.json`` holds a first level; ``complete`` turns true when the sweep assembled the pack.
+
+:func:`list_runs` → [:class:`RunInfo`] (newest first, demo first) for run pickers and
+``runs list --json``; :func:`get_run` finds one by id, path or job run id; :func:`open_run`
+loads it with the checks ``runs show`` needs (complete, same model); :func:`run_summary` is the
+per-level table (means over seeds).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from core.io import default_base, runs_dir
+from core.results.pack import Pack, demo_dir, find_pack_dir, load_pack
+from core.results.schema import RESULTS, LevelSummary, level_summaries
+
+RunKind = Literal["demo", "sweep", "finetune", "real-sweep", "pack"]
+# Job kinds whose run directory holds a pack; anything else with results.json is a plain "pack".
+_PACK_KINDS: dict[str, RunKind] = {
+    "sweep": "sweep",
+    "finetune": "finetune",
+    "real-sweep": "real-sweep",
+}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One pack as a run picker lists it.
+
+    id: ``"demo"``, the job run id or the folder name under the runs directory; name: readable
+    (the poisoned concepts of a fine-tune, else the preset); created: ISO-8601 UTC; model: the
+    base model folder (``"shipped base"`` for the default); levels: configured C_P values;
+    levels_done: C_P values with at least one saved record; seeds: configured seeds; state: the
+    job's state when a job wrote it (``queued``/``running``/…/``completed``), else
+    ``complete`` / ``partial``; path: the pack folder.
+    """
+
+    id: str
+    kind: RunKind
+    name: str
+    created: str
+    model: str
+    levels: tuple[int, ...]
+    levels_done: tuple[int, ...]
+    seeds: tuple[int, ...]
+    complete: bool
+    state: str
+    path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``runs list --json``)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "created": self.created,
+            "model": self.model,
+            "levels": list(self.levels),
+            "levels_done": list(self.levels_done),
+            "seeds": list(self.seeds),
+            "complete": self.complete,
+            "state": self.state,
+            "path": str(self.path),
+        }
+
+    @property
+    def label(self) -> str:
+        """One line for a picker: name · date · levels · state."""
+        day = self.created[:16].replace("T", " ") if self.created else "—"
+        cps = ", ".join(str(c) for c in self.levels)
+        return f"{self.name} · {day} · C_P {cps} · {self.state}"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _model_label(model: Any) -> str:
+    if not model:
+        return "shipped base"
+    try:
+        if Path(model).resolve() == default_base().resolve():
+            return "shipped base"
+    except OSError:
+        pass
+    return str(model)
+
+
+def _mtime_iso(path: Path) -> str:
+    try:
+        ts = path.stat().st_mtime
+    except OSError:
+        return ""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _info(run_id: str, pack_dir: Path, job: dict[str, Any] | None, status: Any) -> RunInfo | None:
+    results = _read_json(pack_dir / RESULTS)
+    if not isinstance(results, dict) or not isinstance(results.get("config"), dict):
+        return None
+    cfg = results["config"]
+    job = job or {}
+    kind: RunKind = _PACK_KINDS.get(str(job.get("kind")), "pack")
+    if run_id == "demo":
+        kind = "demo"
+    job_cfg = job.get("config")
+    name = str(job_cfg.get("name") or "") if isinstance(job_cfg, dict) else ""
+    if not name:
+        preset = cfg.get("preset") or kind
+        name = "demo pack" if kind == "demo" else f"{preset} sweep"
+    complete = bool(results.get("complete", False))
+    state = str(status.get("state")) if isinstance(status, dict) and status.get("state") else ""
+    if not state or (state == "completed" and not complete):
+        state = "complete" if complete else "partial"
+    records = results.get("records") or []
+    return RunInfo(
+        id=run_id,
+        kind=kind,
+        name=name,
+        created=str(job.get("created") or _mtime_iso(pack_dir / RESULTS)),
+        model=_model_label(cfg.get("model")),
+        levels=tuple(int(c) for c in cfg.get("levels", [])),
+        levels_done=tuple(sorted({int(r["c_p"]) for r in records if "c_p" in r})),
+        seeds=tuple(int(s) for s in cfg.get("seeds", [])),
+        complete=complete,
+        state=state,
+        path=pack_dir,
+    )
+
+
+def list_runs(include_demo: bool = True) -> list[RunInfo]:
+    """Every readable pack: the demo first (if shipped), then runs newest first. Reads only the
+    small JSON files (results.json, the job's config.json and status.json)."""
+    out: list[RunInfo] = []
+    if include_demo and (demo_dir() / RESULTS).is_file():
+        info = _info("demo", demo_dir(), None, None)
+        if info is not None:
+            out.append(info)
+    root = runs_dir()
+    if not root.is_dir():
+        return out
+    found = []
+    for run in root.iterdir():
+        if not run.is_dir() or run.name.startswith("."):
+            continue
+        pack_dir = find_pack_dir(run)
+        if pack_dir is None:
+            continue
+        job = _read_json(run / "config.json")
+        status = _read_json(run / "status.json")
+        info = _info(run.name, pack_dir, job if isinstance(job, dict) else None, status)
+        if info is not None:
+            found.append(info)
+    found.sort(key=lambda r: (r.created, r.id), reverse=True)
+    return out + found
+
+
+def get_run(ref: str) -> RunInfo:
+    """The run with id ``ref`` (``"demo"``, a job run id, a folder name under the runs
+    directory) or at path ``ref``; ValueError listing known ids otherwise."""
+    ref = str(ref).strip()
+    runs = list_runs()
+    for r in runs:
+        if r.id == ref:
+            return r
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        pack_dir = find_pack_dir(path)
+        if pack_dir is not None:
+            resolved = pack_dir.resolve()
+            for r in runs:
+                if r.path.resolve() == resolved:
+                    return r
+            info = _info(path.name, pack_dir, _read_json(path / "config.json"), None)
+            if info is not None:
+                return info
+    known = ", ".join(r.id for r in runs[:6]) or "none"
+    raise ValueError(
+        f"unknown run {ref!r}: no results pack with that id or path; known runs: {known} "
+        "(see `implosion runs list`)"
+    )
+
+
+def open_run(ref: str, complete: bool = False, model: str | Path | None = None) -> Pack:
+    """Load run ``ref`` as a :class:`~core.results.pack.Pack`.
+
+    complete: refuse a pack whose sweep has not finished (ValueError saying what to wait for);
+    model: refuse a pack made with a different model (its concept names differ from that
+    model's world), since its graph and generations would not match that model.
+    """
+    info = get_run(ref)
+    if complete and not info.complete:
+        done = ", ".join(str(c) for c in info.levels_done) or "none"
+        raise ValueError(
+            f"run {info.id} is not complete (state {info.state}; levels done: {done} of "
+            f"{', '.join(str(c) for c in info.levels)}); wait for it or drop --complete"
+        )
+    pack = load_pack(info.path)
+    if model is not None:
+        from core.models.ldm import MiniLDM
+
+        names = MiniLDM.from_pretrained(Path(model)).world.names
+        if names != pack.concepts:
+            raise ValueError(
+                f"run {info.id} was made with another model ({len(pack.concepts)} concepts, "
+                f"model {info.model}); it does not match {model} ({len(names)} concepts): "
+                "open it without --model or pick a run of that model"
+            )
+    return pack
+
+
+def run_summary(
+    ref: str, complete: bool = False, model: str | Path | None = None
+) -> list[LevelSummary]:
+    """Per level (ascending C_P): AD, accuracies, incoherence, alignment, attack success, means
+    over the seeds saved so far (core.results.schema.level_summaries)."""
+    return level_summaries(open_run(ref, complete, model).records)
+
+
+__all__ = ["RunInfo", "RunKind", "get_run", "list_runs", "open_run", "run_summary"]
