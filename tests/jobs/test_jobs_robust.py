@@ -92,8 +92,10 @@ def test_recycled_pid_of_another_worker_is_not_this_run(start, tmp_path):
 
 
 def test_control_requests_queue_or_are_refused_never_dropped(start, tmp_path):
-    run_id = start(steps=5, hold=str(tmp_path / "never"))
-    wait_for(lambda: step(run_id) >= 1, what="step 1")
+    # A kind that never looks at control requests until the watchdog acts on a cancel: the
+    # requests below meet a running job for sure (no race with the worker).
+    run_id = start(kind="core.jobs._testing:sleepy", seconds=120)
+    wait_for(lambda: state(run_id) == "running", what="running")
     jobs.stop_job(run_id)
     with pytest.raises(ValueError, match="a stop request is already pending"):
         jobs.pause_job(run_id)
@@ -102,6 +104,23 @@ def test_control_requests_queue_or_are_refused_never_dropped(start, tmp_path):
         jobs.stop_job(run_id)
     assert jobs.wait_job(run_id, timeout=PATIENCE)["state"] == "cancelled"
     assert jobs.pending_request(store.jobs_root() / run_id) == "cancel"
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_cancel_after_stop_is_honoured_or_refused(start, tmp_path, attempt):
+    """Whatever the worker is doing, an accepted cancel ends the run cancelled; a refused one
+    says the run already ended: the request is never accepted and then dropped."""
+    run_id = start(steps=5, hold=str(tmp_path / "never"))
+    wait_for(lambda: step(run_id) >= 1, what="step 1")
+    jobs.stop_job(run_id)
+    try:
+        jobs.cancel_job(run_id)
+        accepted = True
+    except ValueError as e:
+        assert "it is stopped" in str(e) or "ended meanwhile" in str(e), e
+        accepted = False
+    final = jobs.wait_job(run_id, timeout=PATIENCE)["state"]
+    assert final == ("cancelled" if accepted else "stopped")
 
 
 @pytest.mark.parametrize("garbage", [b'{"state": "runn', b"\x00\xffgarbage", b"[1, 2]", None])
