@@ -279,7 +279,10 @@ def cancel_job(run_id: str, *, wait: bool = False, grace_s: float | None = None)
     if state not in store.ACTIVE_STATES:
         hint = "only queued, running or paused jobs can be cancelled"
         if state == "broken":
-            hint = f"resume it (`implosion jobs resume {run_id}`) or delete it (`jobs rm {run_id}`)"
+            hint = (
+                f"resume it (`implosion jobs resume {run_id}`) or delete it "
+                f"(`implosion jobs rm {run_id}`)"
+            )
         raise _refuse("cancel", run_id, state, hint)
     _request(run_dir, "cancel")
     if not wait:
