@@ -8,7 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._ui import PRESENTER_CSS, presenter, presenter_toggle, run_picker
+from pages._present import PRESENTER_CSS, presenter, presenter_toggle
+from pages._ui import run_picker
 
 # The favicon is a file served by this server: a Material icon would be fetched from an internet
 # font host (a broken icon and a console error in a lecture hall without network).
@@ -56,6 +57,7 @@ PAGES = {
         st.Page(
             "pages/poison.py", title="Poison setup", icon=":material/science:", url_path="poison"
         ),
+        st.Page("pages/defend.py", title="Defend", icon=":material/shield:", url_path="defend"),
         st.Page("pages/jobs.py", title="Jobs", icon=":material/timer:", url_path="jobs"),
     ],
 }

@@ -4,7 +4,8 @@ import streamlit as st
 
 from core.figures.images import overlay_heatmap, upscale
 from core.results.pack import list_models
-from pages._ui import current_pack, intro, route_through_app, run_models
+from pages._present import intro
+from pages._ui import current_pack, route_through_app, run_models
 
 route_through_app()
 

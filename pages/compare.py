@@ -4,17 +4,8 @@ import streamlit as st
 
 from core.figures.palette import METRIC_LABELS
 from core.figures.trajectory import compare_figure
-from pages._ui import (
-    _load,
-    _stamp,
-    export_buttons,
-    intro,
-    markdown_table,
-    pack_choices,
-    route_through_app,
-    show,
-    terms,
-)
+from pages._present import intro, show, terms
+from pages._ui import _load, _stamp, export_buttons, markdown_table, pack_choices, route_through_app
 
 route_through_app()
 

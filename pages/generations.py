@@ -7,7 +7,8 @@ import streamlit as st
 
 from core.figures.images import accuracy_drop, generation_grid_figure, upscale
 from core.results.pack import list_models
-from pages._ui import current_pack, generations, intro, pack_key, route_through_app, show, terms
+from pages._present import intro, show, terms
+from pages._ui import current_pack, generations, pack_key, route_through_app
 
 route_through_app()
 

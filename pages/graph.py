@@ -9,20 +9,17 @@ import streamlit as st
 from core.figures.graph import alignment_graph_figure
 from core.figures.images import compose_grid
 from core.figures.nodes import concept_card, reference_images, selected_concept
+from pages._present import intro, presenter, show, terms
 from pages._ui import (
     current_pack,
     export_buttons,
     generations,
-    intro,
     layout_with_placeholder,
     open_pack,
     pack_key,
-    presenter,
     route_through_app,
     run_choices,
     saved_levels,
-    show,
-    terms,
 )
 
 route_through_app()

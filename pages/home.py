@@ -6,15 +6,8 @@ from core.figures.trajectory import ad_components_figure
 from core.io import runs_dir
 from core.results.pack import demo_dir
 from pages._claims import render_claims_panel
-from pages._ui import (
-    GLOSSARY,
-    intro,
-    open_pack,
-    pack_choices,
-    route_through_app,
-    show,
-    warm_in_background,
-)
+from pages._present import GLOSSARY, intro, show
+from pages._ui import open_pack, pack_choices, route_through_app, warm_in_background
 
 route_through_app()
 

@@ -7,16 +7,14 @@ import streamlit as st
 from core.figures.graph import alignment_graph_figure
 from core.figures.images import accuracy_drop, upscale
 from core.figures.trajectory import implosion_figure
+from pages._present import intro, show, terms
 from pages._ui import (
     current_pack,
     generations,
-    intro,
     layout_with_placeholder,
     pack_key,
     route_through_app,
     saved_levels,
-    show,
-    terms,
 )
 
 route_through_app()

@@ -13,18 +13,15 @@ from core.figures.trajectory import (
     training_steps_figure,
 )
 from pages._claims import render_claims_panel
+from pages._present import intro, presenter, show, terms
 from pages._ui import (
     current_pack,
     export_buttons,
-    intro,
     open_pack,
     pack_key,
-    presenter,
     route_through_app,
     run_choices,
     seeds_note,
-    show,
-    terms,
 )
 
 route_through_app()

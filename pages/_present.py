@@ -1,0 +1,96 @@
+"""Plain words and presenter mode, shared by every page.
+
+Plain words: one definition per symbol (:data:`GLOSSARY`) in the words of the Home story, used as
+hover help, and :func:`intro`: each page opens with its title and one sentence of what it shows.
+Presenter mode (sidebar switch or ``?present=1``): the sidebar folds away, every figure's text is
+raised (:func:`core.figures.palette.present`), pages fold secondary options so the main figure sits
+above the fold at 1280×720.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from pages._ui import _from_url_or_session, _write_url
+
+# ---------------------------------------------------------------- plain words
+# One definition per symbol, in the words of the Home story; every page's help text uses these.
+GLOSSARY: dict[str, str] = {
+    "C_P": "C_P: how many concepts the attacker poisoned (0 = the clean baseline).",
+    "AD": "AD (alignment difficulty): how hard it is to map captions onto images; "
+    "AD = α·D_fea + (1−α)·D_stru. Higher = more contradictory training pairs.",
+    "D_fea": "D_fea (feature term): how far each caption is from its own image "
+    "(1 − their rescaled cosine, averaged over pairs).",
+    "D_stru": "D_stru (structure term): how much the two graphs disagree: images that look "
+    "alike with captions that do not, or the reverse.",
+    "α": "α: the weight of D_fea in AD (0.8 by default; 1 − α weighs D_stru).",
+    "incoherence": "incoherence: how unsure a judge is about what a generated image shows "
+    "(entropy of its guess; 0 = clear picture, 1 = noise).",
+    "attack success": "attack success: share of poisoned prompts whose images show the "
+    "attacker's target concept instead.",
+    "related": "related: not poisoned, but shares at least two attribute words (size, colour, "
+    "shape) with a poisoned concept.",
+    "unrelated": "unrelated: not poisoned and shares at most one word with any poisoned concept.",
+    "poisoned": "poisoned (×, vermillion): its captions are also paired with images of a target.",
+}
+
+
+def terms(*names: str) -> str:
+    """Help text (hover ⓘ) explaining the given symbols, one per line."""
+    return "\n\n".join(GLOSSARY[n] for n in names)
+
+
+def intro(title: str, sentence: str, *symbols: str) -> None:
+    """Page heading: the title, one sentence of what the page shows, and the words it uses."""
+    st.title(title, help=terms(*symbols) if symbols else None)
+    st.markdown(sentence)
+
+
+# ---------------------------------------------------------------- presenter mode
+PRESENT_KEY = "present"
+
+
+def presenter() -> bool:
+    """Whether presenter mode is on: ``?present=1`` in the URL or the sidebar toggle. Page
+    switches drop query parameters, so the choice lives in session state and is written back."""
+    on = _from_url_or_session(PRESENT_KEY) not in (None, "0", "false", "")
+    _write_url(PRESENT_KEY, "1" if on else None)
+    return on
+
+
+def presenter_toggle() -> bool:
+    """The sidebar switch for presenter mode (app.py draws it once for every page)."""
+    on = presenter()
+    if st.session_state.get("present_toggle") != on:
+        st.session_state["present_toggle"] = on
+    st.sidebar.toggle(
+        "Presenter mode",
+        key="present_toggle",
+        on_change=lambda: st.session_state.__setitem__(
+            PRESENT_KEY, "1" if st.session_state["present_toggle"] else "0"
+        ),
+        help="For a projector: sidebar folded away, larger text on every figure, names on the "
+        "poisoned and selected graph nodes, few distinct colours. Also `?present=1` in the URL.",
+    )
+    return on
+
+
+def show(fig: Any, key: str, **kwargs: Any) -> Any:
+    """Draw a Plotly figure in the app's own style (the one exports use: ``theme=None``), with
+    presenter-mode text sizes when that is on."""
+    from core.figures.palette import present
+
+    if presenter():
+        present(fig)
+    return st.plotly_chart(fig, key=key, theme=None, **kwargs)
+
+
+# Presenter mode: less padding above the page so the main figure sits above the fold at 1280×720,
+# and larger widget labels.
+PRESENTER_CSS = """<style>
+.block-container {padding-top: 2.2rem !important; padding-bottom: 1rem !important;}
+h1 {font-size: 2.0rem !important; padding-bottom: 0.2rem !important;}
+[data-testid="stWidgetLabel"] p {font-size: 1.05rem !important;}
+</style>"""
