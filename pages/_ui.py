@@ -8,14 +8,14 @@ Keys include the results file's mtime so a re-written pack is picked up without 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from core.results.pack import RESULTS, Pack, list_packs, load_pack
+from core.results.pack import RESULTS, Pack, load_pack
+from core.results.runs import RunInfo, list_runs
 
 PACK_KEY = "pack"
 
@@ -58,64 +58,31 @@ def _load(path: str, stamp: float) -> Pack:
 
 
 # ---------------------------------------------------------------- run picker
-@dataclass(frozen=True)
-class RunChoice:
-    """One entry of the run picker: the demo pack or a run with results."""
-
-    id: str
-    name: str
-    created: str
-    model: str
-    levels: tuple[int, ...]
-    state: str
-    path: Path
-
-    @property
-    def label(self) -> str:
-        levels = ", ".join(map(str, self.levels)) or "no levels yet"
-        return f"{self.name} · {self.created} · {self.model} · C_P {levels} · {self.state}"
+@st.cache_data(show_spinner=False, ttl=3, max_entries=1)
+def _runs(runs: str, assets: str) -> list[RunInfo]:
+    """:func:`core.results.runs.list_runs`, read at most every 3 s (it parses every results.json;
+    a run filling in shows its new levels within seconds). Keyed by the folders it reads."""
+    return list_runs()
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _run_choice(name: str, path: str, stamp: float) -> RunChoice:
-    """Read the few fields the picker shows from a pack's results.json (cached by mtime)."""
-    import datetime as dt
-    import json
+def run_choices() -> list[RunInfo]:
+    """The demo pack and every run with results (demo first, then newest first)."""
+    from core.io import assets_dir, runs_dir
 
-    root = Path(path)
-    try:
-        results = json.loads((root / RESULTS).read_text())
-    except (OSError, ValueError):
-        results = {}
-    cfg = results.get("config", {})
-    levels = tuple(int(c) for c in cfg.get("levels", []))
-    done = {int(r.get("c_p", -1)) for r in results.get("records", [])}
-    state = (
-        "complete"
-        if levels and set(levels) <= done
-        else f"{len(done & set(levels))} of {len(levels)} levels"
-    )
-    preset = cfg.get("preset")
-    if name == "demo":
-        title = f"Demo pack ({preset} sweep)" if preset else "Demo pack"
-    elif cfg.get("name"):
-        title = str(cfg["name"])
-    else:
-        title = f"{preset} sweep" if preset else name
-    model = cfg.get("model") or "mini model (shipped base)"
-    if isinstance(model, dict):
-        model = model.get("name") or model.get("id") or "mini model"
-    created = dt.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M") if stamp else "—"
-    return RunChoice(name, title, created, str(model), levels, state, root)
+    return _runs(str(runs_dir()), str(assets_dir()))
 
 
-def run_choices() -> list[RunChoice]:
-    """The demo pack and every run with results, newest first (the run picker's entries)."""
-    return [_run_choice(n, str(p), _stamp(p)) for n, p in list_packs().items()]
+def run_label(run: RunInfo) -> str:
+    """One picker line: name · date · model · C_P levels · state."""
+    day = run.created[:16].replace("T", " ") if run.created else "—"
+    levels = ", ".join(map(str, run.levels)) or "no levels yet"
+    name = run.name[:1].upper() + run.name[1:]
+    return f"{name} · {day} · {run.model} · C_P {levels} · {run.state}"
 
 
 def pack_choices() -> dict[str, Path]:
-    return list_packs()
+    """Run id → pack folder, in picker order."""
+    return {r.id: r.path for r in run_choices()}
 
 
 def _from_url_or_session(key: str) -> str | None:
@@ -149,7 +116,7 @@ def chosen_pack_name(names: list[str]) -> str:
 def run_picker() -> str | None:
     """The one run picker (sidebar), shared by every page: app.py draws it before the page runs.
     The choice is kept in session state and in ``?pack=``."""
-    choices = {c.id: c for c in run_choices()}
+    choices = {r.id: run_label(r) for r in run_choices()}
     if not choices:
         return None
     names = list(choices)
@@ -165,7 +132,7 @@ def run_picker() -> str | None:
         names,
         key="pack_select",
         on_change=picked,
-        format_func=lambda n: choices[n].label,
+        format_func=choices.__getitem__,
         help="The demo pack ships with the app; every run with results appears here: name, "
         "date, model, C_P levels, state. Every page shows the run chosen here.",
     )
@@ -176,7 +143,7 @@ def run_picker() -> str | None:
 
 def open_pack(name: str) -> Pack | None:
     """Load a pack by picker id (cached), or None with the reason shown."""
-    packs = list_packs()
+    packs = pack_choices()
     if name not in packs:
         st.error(f"No run “{name}”: pick one in the sidebar (Run).")
         return None

@@ -19,6 +19,7 @@ from pages._ui import (
     pack_key,
     route_through_app,
     run_choices,
+    run_label,
     saved_levels,
 )
 
@@ -93,7 +94,7 @@ with options:
         "length on the clean model, longer as C_P grows. Off: arrows from each caption to where "
         "it lands.",
     )
-others = {c.id: c.label for c in run_choices()}
+others = {c.id: run_label(c) for c in run_choices()}
 second = "Second view: another level or another run"
 with options, st.container() if big else st.expander(second):  # expanders cannot nest
     if big:

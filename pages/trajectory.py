@@ -21,6 +21,7 @@ from pages._ui import (
     pack_key,
     route_through_app,
     run_choices,
+    run_label,
     seeds_note,
 )
 
@@ -59,7 +60,7 @@ with tabs[0]:
             fig_imp = implosion_figure(pack.summary)
             show(fig_imp, "traj_implosion")
             export_buttons(fig_imp, "ad-and-implosion")
-        choices = {c.id: c.label for c in run_choices()}
+        choices = {c.id: run_label(c) for c in run_choices()}
         st.subheader("Two runs together")
         o1, o2 = st.columns([2, 1])
         other = o1.selectbox(

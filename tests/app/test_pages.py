@@ -463,7 +463,9 @@ def test_run_picker_lists_runs_and_pages_follow_the_url(assets):
     assert not at.exception, at.exception
     picker = at.selectbox(key="pack_select")
     assert picker.value == "20260101-000000-sweep-mine"
-    assert picker.options[0].startswith("Demo pack") and "complete" in picker.options[0]
+    name, day, model, levels, state = picker.options[0].split(" · ")
+    assert name == "Demo pack" and model == "shipped base" and levels == "C_P 0, 2, 4, 8, 16"
+    assert state in ("complete", "partial")
     assert any("C_P 0, 4" in o for o in picker.options)
     at = run("trajectory", query={"pack": "20260101-000000-sweep-mine"})
     assert not at.exception, at.exception
