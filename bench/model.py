@@ -85,6 +85,26 @@ def finetune_throughput(
     }
 
 
+def pool(runs: list[dict[str, object]]) -> dict[str, object]:
+    """One dtype's rounds as one figure: all timed steps together, loads of each round."""
+    steps = sum(int(r["steps_timed"]) for r in runs)  # type: ignore[call-overload]
+    wall = sum(float(r["seconds_per_step"]) * int(r["steps_timed"]) for r in runs)  # type: ignore[arg-type,call-overload]
+    cpu = sum(float(r["cpu_seconds_per_step"]) * int(r["steps_timed"]) for r in runs)  # type: ignore[arg-type,call-overload]
+    first = runs[0]
+    return {
+        "precision": first["precision"],
+        "dtype": first["dtype"],
+        "batch": first["batch"],
+        "rounds": len(runs),
+        "steps_timed": steps,
+        "seconds_per_step": wall / steps,
+        "cpu_seconds_per_step": cpu / steps,
+        "images_per_second": round(int(first["batch"]) * steps / wall, 1),  # type: ignore[call-overload]
+        "load": first["load"],
+        "loads": [r["load"] for r in runs],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=Path("assets/base"))
@@ -92,6 +112,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64, help="fine-tune batch size")
     ap.add_argument("--steps", type=int, default=6, help="timed fine-tune steps per dtype")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating fp32/bf16 rounds")
     ap.add_argument("--out", type=Path, default=Path("bench/results"), help="results folder")
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -102,10 +123,13 @@ def main() -> None:
     t0 = time.perf_counter()
     ldm.sample(prompts, seed=0, steps=20, guidance=3.0)
     sample_s = time.perf_counter() - t0
-    finetune = {
-        p: finetune_throughput(ldm, p, args.batch, args.steps, args.warmup)
-        for p in ("fp32", "bf16")
-    }
+    # Rounds alternate the dtypes (fp32, bf16, fp32, bf16, ...) so that a change in the machine's
+    # load during the run hits both alike; the figures pool every timed step of a dtype.
+    rounds: dict[str, list[dict[str, object]]] = {"fp32": [], "bf16": []}
+    for _ in range(args.rounds):
+        for p in rounds:
+            rounds[p].append(finetune_throughput(ldm, p, args.batch, args.steps, args.warmup))
+    finetune = {p: pool(rs) for p, rs in rounds.items()}
     for p, r in finetune.items():
         print(f"fine-tune {p}: {r}", flush=True)
     auto = dtype_name(compute_dtype(args.device, "auto"))
@@ -148,10 +172,11 @@ def main() -> None:
         "|---|---|---|",
         *[
             f"| UNet fine-tune (`finetune_unet`), batch {r['batch']}, {p} "
-            f"({r['steps_timed']} steps after {args.warmup} warm-up) | "
+            f"({r['steps_timed']} steps in {r['rounds']} alternating rounds, each after "
+            f"{args.warmup} warm-up) | "
             f"{r['images_per_second']} img/s ({r['seconds_per_step']:.2f} s/step wall, "
             f"{r['cpu_seconds_per_step']:.2f} CPU-s/step) | "
-            f"{fmt(str(v) for v in r['load'])} |"
+            f"{'; '.join(fmt(str(v) for v in lo) for lo in r['loads'])} |"
             for p, r in finetune.items()
         ],
         f"| bf16 / fp32 throughput (wall) | {res['bf16_over_fp32']:.2f}× | |",
