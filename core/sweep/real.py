@@ -35,7 +35,7 @@ import torch
 
 from core.data.concepts import RELATION_RULE, ConceptIndex
 from core.evaluate.clip import to_pil, zero_shot_scores
-from core.io import atomic_write_json, ensure_writable_dir
+from core.io import atomic_write_json, ensure_writable_dir, seed_everything
 from core.metrics import CLIP_CALIBRATION, CLIP_SCALE, alignment_difficulty, calibrate_scale
 from core.models.ldm import to_uint8
 from core.poison.plan import PoisonLevel, plan_level, poisoning_plan
@@ -206,6 +206,9 @@ class RealSweepRunner:
     def run_level(self, c_p: int, seed: int, on_step: StepFn, stop: StopFn) -> LevelResult | None:
         """Pairs → AD → fine-tune → generate → score one (C_P, seed); None if stopped."""
         cfg = self.cfg
+        # whatever draws from the global RNG (VAE latent sampling, LoRA init) is seeded by the
+        # level alone, so a level's result does not depend on which levels its process ran first
+        seed_everything(seed * 1000 + c_p)
         order, targets = self.plans[seed]
         pairs = self.data.level(c_p, seed, order, targets)
         ad = alignment_difficulty(

@@ -255,3 +255,21 @@ def test_sweep_on_sdxl(tiny_sdxl_dir, tiny_clip_dir, pets, tmp_path):
     assert all(set(CONTRACT) <= set(r) for r in res["records"])
     assert res["records"][1]["n_poison"] > 0 and res["config"]["resolution"] == 32
     assert load_pack(tmp_path / "xl").generations()[2].shape == (3, 1, 32, 32, 3)
+
+
+def test_real_sweep_on_local_ray_equals_local(finished, tmp_path):
+    """The same real sweep with each level a Ray task (one thread, as the local run here)."""
+    pytest.importorskip("ray")
+    from core.sweep.executors import ExecutorOptions
+    from core.sweep.real import run_real_sweep
+
+    cfg, _, res, _ = finished
+    opts = ExecutorOptions(cpus_per_level=1)
+    on_ray = run_real_sweep(cfg, tmp_path / "ray", executor="ray", options=opts)
+    assert on_ray["complete"]
+    for a, b in zip(res["records"], on_ray["records"], strict=True):
+        assert set(a) == set(b)
+        for k in set(a) - {"finetune_seconds", "wall_seconds"}:
+            assert a[k] == (pytest.approx(b[k], abs=1e-6) if a[k] is not None else b[k]), k
+    status = json.loads((tmp_path / "ray" / "levels.json").read_text())
+    assert [s["state"] for s in status["levels"]] == ["done", "done"]
