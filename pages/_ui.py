@@ -245,6 +245,8 @@ def layout_with_placeholder(pack: Pack, method: str = "pca") -> dict:
             "(PCA, once per run; every later view reads it from disk)…"
         )
         slot.info(what, icon="⏳")
+        if method == "pca":
+            wait_for_warming(pack.root)
     try:
         return graph_layout(pack_key(pack), method)
     finally:
@@ -281,7 +283,7 @@ def seeds_note(pack: Pack) -> str:
     return f"Mean over {n} seeds; shaded bands are 95 % confidence intervals."
 
 
-_WARMING: set[str] = set()
+_WARMING: dict[str, Any] = {}  # resolved pack folder → its warming thread
 
 
 def warm_in_background(folder: Path) -> None:
@@ -290,10 +292,9 @@ def warm_in_background(folder: Path) -> None:
     from disk. The thread makes no ``st.*`` call; a failure only means the page computes it."""
     import threading
 
-    key = str(folder)
+    key = str(Path(folder).resolve())
     if key in _WARMING or not (Path(folder) / RESULTS).is_file():
         return
-    _WARMING.add(key)
 
     def work() -> None:
         # the figure modules (plotly) take seconds to import on a loaded machine: import them
@@ -307,7 +308,17 @@ def warm_in_background(folder: Path) -> None:
         except Exception:  # noqa: BLE001 — best effort: the page computes it on first view
             pass
 
-    threading.Thread(target=work, name=f"warm-{Path(folder).name}", daemon=True).start()
+    thread = threading.Thread(target=work, name=f"warm-{Path(folder).name}", daemon=True)
+    _WARMING[key] = thread
+    thread.start()
+
+
+def wait_for_warming(folder: Path, timeout: float = 120.0) -> None:
+    """If :func:`warm_in_background` is laying this pack out right now, wait for it rather than
+    compute the same layout a second time beside it (on 2 busy cores that doubles the wait)."""
+    thread = _WARMING.get(str(Path(folder).resolve()))
+    if thread is not None and thread.is_alive():
+        thread.join(timeout)
 
 
 def run_models(models: dict[str, Path], run_root: Path | None) -> tuple[str | None, str | None]:

@@ -366,10 +366,30 @@ def test_figcache_computes_once_and_never_overwrites(pack, tmp_path, monkeypatch
     # nothing is written inside the pack; warm() reports the cache file
     assert not list(pack.root.glob("positions*"))
     assert figcache.warm(pack.root) == [path]
-    # a re-written pack gets a new cache folder (the old file is left as it was)
+    # a re-written pack gets a new cache folder (the old file is left as it was); a new mtime
+    # alone (a fresh checkout) keeps the entry
     import os
 
     results = pack.root / "results.json"
     st = results.stat()
     os.utime(results, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert figcache.cache_folder(pack.root) == path.parent
+    results.write_text(results.read_text() + "\n")
     assert figcache.cache_folder(pack.root) != path.parent and path.is_file()
+
+
+def test_figcache_shipped_entry_is_read_first(pack, tmp_path, monkeypatch):
+    from core.results import figcache
+
+    monkeypatch.setenv("IMPLOSION_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("IMPLOSION_ASSETS", str(tmp_path / "assets"))
+    shipped = figcache.ship(pack.root)
+    assert shipped.parent.parent == tmp_path / "assets" / "figcache"
+    monkeypatch.setenv("IMPLOSION_RUNS", str(tmp_path / "other-runs"))  # a cold server
+    assert figcache.is_cached(pack)
+
+    def fail(p, method):
+        raise AssertionError("recomputed although shipped")
+
+    figcache.cached_positions(pack, "pca", compute=fail)
+    assert not (tmp_path / "other-runs").exists()  # nothing written: read from the shipped entry

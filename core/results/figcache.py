@@ -5,13 +5,16 @@ a second on an idle machine, tens of seconds on a loaded one. It depends only on
 computed once, by :func:`warm` when a pack is written or on the first view, and read back from
 ``<runs>/.figcache/<pack id>/<version>/`` by every later session and server.
 
-- ``<pack id>``: a hash of the pack folder's resolved path (packs in git, such as the demo, stay
-  untouched: nothing is written inside a pack).
-- ``<version>``: modification time (ns) and size of ``results.json`` and ``embeddings.npz``, so a
-  re-written pack gets a new folder and nothing saved is ever overwritten.
+- ``<version>``: a SHA-1 of the contents of ``results.json`` and ``embeddings.npz``: the layout
+  depends on nothing else, so a re-written pack gets a new folder (nothing saved is ever
+  overwritten), and the same pack anywhere (a fresh checkout) finds the same entry. Nothing is
+  written inside a pack.
 - ``positions-<method>.npz``: the arrays of :func:`core.figures.graph.graph_positions`, flat keys
   ``text_concept``, ``image_concept``, ``generated_<c>``, ``pairs_<c>_{image,text,index}``.
 
+The shipped demo's entry is committed under ``<assets>/figcache/<version>/`` (read-only, looked up
+first), so even a cold server draws the demo's graph without computing it; after rebuilding the
+demo pack, refresh it with ``python -m core.results.figcache assets/demo --ship``.
 UMAP stays lazy: it is cached the same way, but only when a user asks for it.
 """
 
@@ -24,29 +27,46 @@ from typing import Any
 
 import numpy as np
 
-from core.io import atomic_save_npz, runs_dir
+from core.io import assets_dir, atomic_save_npz, runs_dir
 from core.results.pack import EMBEDDINGS, RESULTS, Pack, load_pack
 
 CACHE_DIR = ".figcache"
+SHIPPED_DIR = "figcache"  # under the assets folder: committed entries (the demo's)
 PRECOMPUTED_METHODS: tuple[str, ...] = ("pca",)  # what warm() computes; UMAP only on request
+_VERSIONS: dict[tuple, str] = {}  # (path, mtime_ns, size, …) → content hash: hash each file once
 
 
 def pack_version(root: Path) -> str:
-    """``<mtime_ns>-<size>`` of results.json and embeddings.npz: changes whenever the pack does."""
-    parts = []
+    """SHA-1 (16 hex) of the contents of results.json and embeddings.npz (memoised per file
+    modification time and size, so a page asking twice reads nothing twice)."""
+    stats = []
     for name in (RESULTS, EMBEDDINGS):
         try:
             st = (Path(root) / name).stat()
-            parts.append(f"{st.st_mtime_ns}-{st.st_size}")
+            stats.append((str(Path(root) / name), st.st_mtime_ns, st.st_size))
         except OSError:
-            parts.append("0-0")
-    return "_".join(parts)
+            stats.append((str(Path(root) / name), 0, 0))
+    key = tuple(stats)
+    if key not in _VERSIONS:
+        h = hashlib.sha1()
+        for path, _, size in stats:
+            h.update(Path(path).read_bytes() if size else b"-")
+        _VERSIONS[key] = h.hexdigest()[:16]
+    return _VERSIONS[key]
 
 
 def cache_folder(root: Path) -> Path:
-    """Where the cached figures of the pack at ``root`` (this version of it) live."""
-    pack_id = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:16]
-    return runs_dir() / CACHE_DIR / pack_id / pack_version(root)
+    """Where the cached figures of the pack at ``root`` (this version of it) are written."""
+    return runs_dir() / CACHE_DIR / pack_version(root)
+
+
+def _cached_file(root: Path, method: str) -> Path | None:
+    """The cache file for ``method``: the shipped one if committed, else the runs-dir one."""
+    name = f"positions-{method.lower()}.npz"
+    for folder in (assets_dir() / SHIPPED_DIR / pack_version(root), cache_folder(root)):
+        if (folder / name).is_file():
+            return folder / name
+    return None
 
 
 def _flatten(pos: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -101,9 +121,10 @@ def cached_positions(
     """
     method = method.lower()
     path = cache_folder(pack.root) / f"positions-{method}.npz"
-    if path.is_file():
+    found = _cached_file(pack.root, method)
+    if found is not None:
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with np.load(found, allow_pickle=False) as z:
                 return _unflatten({k: z[k] for k in z.files})
         except (OSError, ValueError, KeyError):
             pass  # a torn or foreign file: recompute; the atomic writer never leaves one
@@ -119,7 +140,7 @@ def cached_positions(
 
 def is_cached(pack: Pack, method: str = "pca") -> bool:
     """Whether the positions for ``method`` are on disk already (the first view will be fast)."""
-    return (cache_folder(pack.root) / f"positions-{method.lower()}.npz").is_file()
+    return _cached_file(pack.root, method) is not None
 
 
 def warm(folder: Path, methods: tuple[str, ...] = PRECOMPUTED_METHODS) -> list[Path]:
@@ -132,8 +153,36 @@ def warm(folder: Path, methods: tuple[str, ...] = PRECOMPUTED_METHODS) -> list[P
     out = []
     for m in methods:
         cached_positions(pack, m)
-        out.append(cache_folder(pack.root) / f"positions-{m}.npz")
+        found = _cached_file(pack.root, m)
+        if found is not None:
+            out.append(found)
     return out
+
+
+def ship(folder: Path) -> Path:
+    """Copy the PCA layout of the pack in ``folder`` into ``<assets>/figcache/<version>/`` (for
+    the committed demo pack); returns the file. Computes it first if needed."""
+    pack = load_pack(Path(folder))
+    dest = assets_dir() / SHIPPED_DIR / pack_version(pack.root) / "positions-pca.npz"
+    if not dest.is_file():
+        atomic_save_npz(dest, _flatten(cached_positions(pack, "pca")))
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m core.results.figcache PACK [--ship]``: warm (or ship) a pack's layout."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("pack", type=Path, help="a pack folder, e.g. assets/demo")
+    ap.add_argument("--ship", action="store_true", help="write it under <assets>/figcache")
+    a = ap.parse_args(argv)
+    print(ship(a.pack) if a.ship else "\n".join(map(str, warm(a.pack))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
 
 
 __all__ = [
@@ -142,5 +191,6 @@ __all__ = [
     "compute_positions",
     "is_cached",
     "pack_version",
+    "ship",
     "warm",
 ]
