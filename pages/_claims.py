@@ -9,7 +9,8 @@ import streamlit as st
 from core.results.claims import Claim, PackClaims, pack_claims
 from core.results.pack import RESULTS, Pack, load_pack
 
-MARK = {True: "✅", False: "❌", None: "➖"}
+# plain glyphs in Streamlit colours: emoji fonts are missing on many projector laptops
+MARK = {True: ":green[✓]", False: ":red[✗]", None: ":gray[–]"}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -32,8 +33,8 @@ def _from_dict(d: dict) -> PackClaims:
 
 
 def render_claims_panel(pack: Pack | Path | None) -> None:
-    """An expander: the claims this pack reproduces (✅, measured numbers) and its honest limits
-    (❌ targets missed, ➖ not measured, notes from science.json). ``pack``: a loaded pack or a
+    """An expander: the claims this pack reproduces (✓, measured numbers) and its honest limits
+    (✗ targets missed, – not measured, notes from science.json). ``pack``: a loaded pack or a
     pack folder (Home passes the demo folder); None or a folder without results shows nothing."""
     if pack is None:
         return
@@ -47,12 +48,11 @@ def render_claims_panel(pack: Pack | Path | None) -> None:
         st.warning(f"Cannot check this pack's claims: {e}")
         return
     held = [c for c in pc.claims if c.holds]
-    with st.expander(
-        f"What this model reproduces — {len(held)} of {len(pc.claims)} claims hold", expanded=True
-    ):
+    # collapsed: the label already says how many claims hold; the page's figures stay in view
+    with st.expander(f"What this model reproduces — {len(held)} of {len(pc.claims)} claims hold"):
         st.markdown("\n".join(f"- {_line(c)}" for c in held) or "No claim holds on this pack.")
         if pc.limits:
             missed = {c.title: MARK[c.holds] for c in pc.claims if not c.holds}
-            lines = [f"- {missed.get(t.split(':')[0], 'ℹ️')} {t}" for t in pc.limits]
+            lines = [f"- {missed.get(t.split(':')[0], ':gray[•]')} {t}" for t in pc.limits]
             st.markdown("**Honest limits**\n" + "\n".join(lines))
         st.caption("Means over the pack's seeds with 95 % t-intervals (core/results/claims.py).")

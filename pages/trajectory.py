@@ -40,6 +40,7 @@ intro(
     "attack success",
 )
 pack = current_pack()
+render_claims_panel(pack)
 
 tabs = st.tabs(
     ["AD and implosion", "Over training steps", "Per-concept contributions", "Theory sandbox"],
@@ -199,6 +200,3 @@ with tabs[3]:
         else:
             st.caption("Exact AD of the synthetic pairs (α = 0.8, cosines not rescaled).")
         export_buttons(fig, "theory-sandbox")
-
-# Below the tabs, so the figures stay the first thing on screen (above the fold on a projector).
-render_claims_panel(pack)
