@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from core.sweep.engine import drive
+from core.sweep.engine import drive, read_level_states
 from core.sweep.executors import Control, SerialExecutor, make_executor
 from core.sweep.runner import LevelResult, RunnerSpec, new_results
 
@@ -70,6 +70,12 @@ def test_drive_saves_every_level_in_order(tmp_path):
     assert status["executor"] == "local"
     assert [s["state"] for s in status["levels"]] == ["done"] * 6
     assert all(s["attempts"] == 1 and s["pid"] for s in status["levels"])
+    states = read_level_states(tmp_path)
+    assert states is not None and [(s.c_p, s.seed, s.state) for s in states][:2] == [
+        (0, 0, "done"),
+        (1, 0, "done"),
+    ]
+    assert read_level_states(tmp_path / "nothing-here") is None
     units = [a[0] for a in seen]
     assert units == sorted(units) and seen[-1][:2] == (12, 12)  # 6 levels × 2 steps
 

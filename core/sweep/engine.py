@@ -15,6 +15,7 @@ Levels run in the sweep's order: seeds outer, C_P inner. A level stopped mid-way
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -57,6 +58,17 @@ class LevelState:
     error: str | None = None
     started: str | None = None
     finished: str | None = None
+
+
+def read_level_states(out: Path) -> list[LevelState] | None:
+    """The levels of the sweep in ``out`` as ``levels.json`` last had them (None before the
+    first write): what the Jobs page shows as queued / running on a node / done / failed."""
+    path = Path(out) / LEVELS_STATUS
+    try:
+        rows = json.loads(path.read_text())["levels"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [LevelState(**row) for row in rows]
 
 
 def level_file(out: Path, folder: str, c_p: int, seed: int, ext: str) -> Path:
