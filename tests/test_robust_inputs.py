@@ -197,3 +197,15 @@ def test_messages_only_suggest_options_that_exist():
                 if opt not in options and opt not in OTHER_TOOLS:
                     unknown.append(f"{path.relative_to(REPO_ROOT)}:{i}: {opt}")
     assert not unknown, unknown
+
+
+def test_corrupt_sweep_results_are_called_corrupt_not_a_different_sweep(tiny_model_dir, tmp_path):
+    from core.sweep.driver import preset, run_sweep
+
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "results.json").write_text('{"config": {"lev')
+    with pytest.raises(ValueError, match=r"results.json is corrupt \(not valid JSON") as e:
+        run_sweep(preset("ci-smoke", model=str(tiny_model_dir)), out)
+    assert "different sweep" not in str(e.value)
+    assert (out / "results.json").read_text() == '{"config": {"lev'  # nothing overwritten
