@@ -61,6 +61,10 @@ def test_cuda_without_cuda_is_one_line(tmp_path, capsys):
     assert "--device cuda: CUDA is not available here" in err and "--device cpu" in err
     assert main(["jobs", "start", "dummy", "--device", "cuda:0"]) == 2
     assert "CUDA is not available" in _err(capsys)
+    # the README's GPU command: the preset's own device is checked too, before any work
+    assert main(["sweep", "--preset", "gpu-full", "--out", str(tmp_path / "s")]) == 2
+    assert "preset gpu-full runs on cuda: CUDA is not available here" in _err(capsys)
+    assert not (tmp_path / "s").exists()
 
 
 def test_output_paths_are_checked_before_the_work_and_never_overwritten(

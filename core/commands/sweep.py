@@ -131,6 +131,10 @@ def _sweep(args: argparse.Namespace) -> int:
         "device": args.device,
     }
     cfg = preset(args.preset, **overrides)
+    if args.device is None:  # the preset's device (gpu-full: cuda), checked before any work
+        from core.jobs.devices import check_device
+
+        check_device(cfg.device, field=f"preset {args.preset} runs on")
     if args.steps is not None:
         cfg = replace(cfg, finetune=replace(cfg.finetune, steps=args.steps))
     if args.precision is not None:
