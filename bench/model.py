@@ -23,7 +23,13 @@ import numpy as np
 import torch
 
 from core.models.ldm import MiniLDM
-from core.training.precision import compute_dtype, dtype_name, native_bf16
+from core.training.precision import (
+    compute_dtype,
+    dtype_name,
+    native_bf16,
+    probe_key,
+    unet_step_probe,
+)
 
 
 def file_sizes(model: Path) -> dict[str, int]:
@@ -132,7 +138,14 @@ def main() -> None:
     finetune = {p: pool(rs) for p, rs in rounds.items()}
     for p, r in finetune.items():
         print(f"fine-tune {p}: {r}", flush=True)
-    auto = dtype_name(compute_dtype(args.device, "auto"))
+    # what `--precision auto` picks for this model: the same probe and cache finetune_unet uses
+    nb = 32
+    cfg = ldm.unet.config
+    lat = torch.randn(nb, cfg.in_channels, cfg.sample_size, cfg.sample_size, device=ldm.device)
+    ctx = ldm.encode_prompts(prompts[:1], check=False).expand(nb, -1, -1)
+    probe = unet_step_probe(ldm.unet.train(), lat, ctx)
+    auto = dtype_name(compute_dtype(args.device, "auto", probe, probe_key(ldm.unet, nb)))
+    ldm.unet.eval()
     sizes = file_sizes(args.model)
     res = {
         "device": args.device,

@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from core.models.ldm import MiniLDM
-from core.training.precision import autocast, check_precision, compute_dtype, dtype_name
+from core.training.precision import (
+    autocast,
+    check_precision,
+    compute_dtype,
+    dtype_name,
+    probe_key,
+    unet_step_probe,
+)
 
 Params = Literal["all", "cross-attention"]
 PARAMS: tuple[str, ...] = ("all", "cross-attention")
@@ -142,7 +149,9 @@ def finetune_unet(
     T = ldm.scheduler.config.num_train_timesteps
     empty = data.contexts.shape[0] - 1
     loss_v, t0 = float("nan"), time.time()
-    dtype = compute_dtype(dev, config.precision)
+    nb = min(config.batch, 32, int(data.mean.shape[0]))
+    probe = unet_step_probe(unet, data.mean[:nb], data.contexts[:1].expand(nb, -1, -1))
+    dtype = compute_dtype(dev, config.precision, probe, probe_key(unet, nb))
     step = start_step
     for step in range(start_step, config.steps):
         idx = torch.randint(0, len(data), (config.batch,), generator=g).to(dev)

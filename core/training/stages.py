@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from core.io import atomic_write_json, atomic_write_with
 from core.models.judge import judge_scores
 from core.training.common import batches, clone_for_ema, ema_update, lr_ok, warmup_cosine
-from core.training.precision import autocast, compute_dtype
+from core.training.precision import autocast, compute_dtype, probe_key, unet_step_probe
 
 
 def _small_net_dtype(device: torch.device) -> torch.dtype:
@@ -143,7 +143,6 @@ def train_unet(ldm, config, images, captions, g, st, stop, **_: Any) -> dict[str
     """DDPM ε-prediction: L = E‖ε − ε_θ(√ᾱ_t z_0 + √(1−ᾱ_t) ε, t, c)‖², on frozen latents z_0 and
     frozen text states c (precomputed: the encoders never change here); c = ∅ with prob. p_drop."""
     dev = ldm.device
-    dtype = compute_dtype(dev, config.precision)
     ckpt = st.ckpt
     # Latent statistics: SD scales latents to unit variance; we measure the factor on our data.
     with torch.no_grad():
@@ -163,6 +162,9 @@ def train_unet(ldm, config, images, captions, g, st, stop, **_: Any) -> dict[str
         )
     empty = len(uniq)
     unet = ldm.unet.train()
+    nb = min(config.batch, 32, int(mean.shape[0]))
+    probe = unet_step_probe(unet, mean[:nb] * scale, ctx_table[:1].expand(nb, -1, -1))
+    dtype = compute_dtype(dev, config.precision, probe, probe_key(unet, nb))
     ema = clone_for_ema(unet)
     opt = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=0.0)
     sched = warmup_cosine(opt, config.unet_steps)
