@@ -137,10 +137,13 @@ class Pack:
                     f"{path.name} is not in {self.root} yet: a sweep writes it when it completes. "
                     "Wait for the sweep to finish (see Jobs), resume it, or open another pack."
                 )
+            loaded: dict[str, np.ndarray] = {}
             with np.load(path, allow_pickle=False) as z:
                 for key in z.files:
                     a = z[key]
-                    self._emb[key] = a.astype(np.float32) if a.dtype == np.float16 else a
+                    loaded[key] = a.astype(np.float32) if a.dtype == np.float16 else a
+            # filled whole, then published: sessions sharing a cached Pack never see half of it
+            self._emb = loaded
         return self._emb
 
     def level_arrays(self, c_p: int) -> dict[str, np.ndarray]:
