@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs (CPU torch, the package, test tools, Debian Chromium for
+# Install everything the test suite needs (CPU torch, the package, test tools, Ray for the cluster
+# executor test, Debian Chromium for
 # the browser tests) and run the default suite (slow and gpu tests are deselected).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m slow`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-$PY -m pip install -q --disable-pip-version-check torch==2.13.0 -e ".[test]"
+$PY -m pip install -q --disable-pip-version-check torch==2.13.0 -e ".[test,cluster]"
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian chromium for the browser tests…"
