@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs (CPU torch, the package, test tools, Ray for the cluster
-# executor test, Debian Chromium for
-# the browser tests) and run the default suite (slow and gpu tests are deselected).
+# executor tests, Debian Chromium for the browser tests) and run the default suite (slow and gpu
+# tests are deselected).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m slow`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
