@@ -31,8 +31,8 @@ def _config(case: str, model: str | None):
     return preset(case, model=model), {"kind": "sweep", "preset": case}
 
 
-def run_case(case: str, model: str | None) -> dict:
-    from core.jobs import read_run, start_job, wait_job
+def run_case(case: str, model: str | None, max_wait_s: float) -> dict:
+    from core.jobs import cancel_job, read_run, start_job, wait_job
     from core.sweep.estimate import estimate, rates_for
     from core.sweep.experiment import job_config, model_world
 
@@ -47,19 +47,28 @@ def run_case(case: str, model: str | None) -> dict:
     load0 = os.getloadavg()[0]
     t0 = time.monotonic()
     run_id = start_job(meta["kind"], job, device=cfg.device, queue=True)
-    status = wait_job(run_id, timeout=6 * 3600)
+    try:
+        status = wait_job(run_id, timeout=max_wait_s)
+    except TimeoutError:  # a loaded machine: record how far it got, then cancel
+        cancel_job(run_id, wait=True)
+        status = {"state": "timeout"}
     wall = time.monotonic() - t0
     load1 = os.getloadavg()[0]
-    if status.get("state") != "completed":
+    if status.get("state") not in ("completed", "timeout"):
         raise RuntimeError(f"{case}: run {run_id} {status.get('state')}: {read_run(run_id)}")
+    progress = read_run(run_id)["progress"] or {}
     return {
         "case": case,
         "levels": len(cfg.levels) * len(cfg.seeds),
         "steps": cfg.finetune.steps,
         "estimate_s": round(est.total, 1),
         "estimate": {k: round(v, 1) for k, v in est.to_dict().items()},
-        "measured_s": round(wall, 1),
-        "error_pct": round(100 * (est.total - wall) / wall, 1),
+        "measured_s": round(wall, 1) if status["state"] == "completed" else None,
+        "error_pct": round(100 * (est.total - wall) / wall, 1)
+        if status["state"] == "completed"
+        else None,
+        "stopped_after_s": None if status["state"] == "completed" else round(wall, 1),
+        "progress_at_stop": None if status["state"] == "completed" else progress.get("message"),
         "load_before": round(load0, 2),
         "load_after": round(load1, 2),
         "rates": rates.to_dict(),
@@ -71,18 +80,21 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=["ci-smoke", "finetune"])
     ap.add_argument("--model", default=None, help="base model folder (default: shipped base)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument(
+        "--max-wait", type=float, default=3600, help="seconds per case before it is cancelled"
+    )
     args = ap.parse_args()
     runs = Path(tempfile.mkdtemp(prefix="estimate-runs-"))
     os.environ["IMPLOSION_RUNS"] = str(runs)  # rates cache and runs stay out of the repo
     rows = []
     for case in args.cases:
-        row = run_case(case, args.model)
+        row = run_case(case, args.model, args.max_wait)
         rows.append(row)
-        print(
-            f"{case:>10}: estimate {row['estimate_s']:7.1f} s  measured {row['measured_s']:7.1f} s"
-            f"  ({row['error_pct']:+.0f} %)  load {row['load_before']:.1f}→{row['load_after']:.1f}",
-            flush=True,
-        )
+        print(json.dumps({k: v for k, v in row.items() if k != "rates"}), flush=True)
+        write(rows, args)  # after each case: a long case cut short keeps the earlier ones
+
+
+def write(rows: list[dict], args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "estimate.json").write_text(json.dumps(rows, indent=1) + "\n")
     cpus = os.cpu_count()
@@ -90,7 +102,7 @@ def main() -> None:
         "# Run-time estimate vs measured wall time",
         "",
         f"`python bench/estimate.py --cases {' '.join(args.cases)}` on {cpus} CPU cores. "
-        "Measured = start_job → completed (worker start, set-up, training, probes, evaluation, "
+        f"Measured = start_job → completed (worker start, set-up, training, probes, evaluation, "
         "pack). The estimate uses rates measured once on this machine just before (load at "
         "that time in the rates). Load = 1-minute load average before → after the run.",
         "",
@@ -98,9 +110,11 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        measured = r["measured_s"] or f"not finished: cancelled after {r['stopped_after_s']} s"
+        error = "—" if r["error_pct"] is None else f"{r['error_pct']:+.0f} %"
         lines.append(
             f"| {r['case']} | {r['levels']} | {r['steps']} | {r['estimate_s']} | "
-            f"{r['measured_s']} | {r['error_pct']:+.0f} % | {r['load_before']} → {r['load_after']} |"
+            f"{measured} | {error} | {r['load_before']} → {r['load_after']} |"
         )
     (args.out / "estimate.md").write_text("\n".join(lines) + "\n")
 

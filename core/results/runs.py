@@ -171,10 +171,19 @@ def get_run(ref: str) -> RunInfo:
     """The run with id ``ref`` (``"demo"``, a job run id, a folder name under the runs
     directory) or at path ``ref``; ValueError listing known ids otherwise."""
     ref = str(ref).strip()
+    if ref == "demo" and (demo_dir() / RESULTS).is_file():
+        demo = _info("demo", demo_dir(), None, None)
+        if demo is not None:
+            return demo
+    run = runs_dir() / ref
+    if ref and "/" not in ref and not ref.startswith(".") and run.is_dir():
+        pack_dir = find_pack_dir(run)  # one run: only its own small files are read
+        if pack_dir is not None:
+            job, status = _read_json(run / "config.json"), _read_json(run / "status.json")
+            info = _info(ref, pack_dir, job if isinstance(job, dict) else None, status)
+            if info is not None:
+                return info
     runs = list_runs()
-    for r in runs:
-        if r.id == ref:
-            return r
     path = Path(ref).expanduser()
     if path.is_dir():
         pack_dir = find_pack_dir(path)
