@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ def rec(c_p: int, seed: int, acc: float, incoh: float, ad: float, align: float, 
         "incoherence_unpoisoned": incoh,
         "incoherence": incoh,
         "per_concept_acc": pc,
+        "undefined_rate": 0.01 if c_p == 0 else 0.02,  # 2× clean: never enough on its own
     }
 
 
@@ -86,6 +86,7 @@ def test_claims_by_hand(tmp_path):
     assert imp.value == pytest.approx(np.mean(ratios)) and imp.holds is True
     inc = pc.get("incoherence_ratio")
     assert inc.value == pytest.approx(np.mean([0.10 / 0.02, 0.102 / 0.022])) and inc.holds is True
+    assert "undefined rate 0.020 vs 0.010 = 2.0× clean" in inc.detail
     # C_P 1: related lose 0.4, 0.3 and unrelated 0.1, 0.0; C_P 4 (every concept 0.5): all equal
     rel = pc.get("related_loss")
     assert rel.value == pytest.approx(0.35 / 0.05) and "C_P 1" in rel.detail
@@ -163,5 +164,16 @@ def test_panel_renders(tmp_path):
     assert "AD rises" in text and "Honest limits" in text and "A note." in text
 
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+def test_undefined_rate_can_carry_the_incoherence_claim():
+    from core.results.claims import incoherence_ratio
+
+    recs = []
+    for s, j in ((0, 0.0), (1, 0.004), (2, 0.008)):
+        base = {"seed": s, "acc_unpoisoned": 0.9, "incoherence_unpoisoned": 0.05 + j}
+        recs += [
+            {**base, "c_p": 0, "undefined_rate": 0.01 + j / 4},
+            {**base, "c_p": 4, "undefined_rate": 0.10 + j},
+        ]
+    c = incoherence_ratio(recs)
+    assert c.value == pytest.approx(1.0) and c.holds is True
+    assert "undefined rate" in c.detail and "overlap" not in c.detail

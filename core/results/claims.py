@@ -13,8 +13,8 @@ Claims (C_P levels of the pack; "clean" = C_P 0 of the same seed):
   acc_unpoisoned(C_P) / acc_unpoisoned(0); holds when the mean is ≤ 0.5 and the two accuracies'
   CIs do not overlap.
 * ``incoherence_ratio`` (b): same level, per-seed ratio of the unpoisoned concepts' incoherence
-  (``incoherence_unpoisoned``; packs without it: all concepts' ``incoherence``); holds when ≥ 3
-  with non-overlapping CIs.
+  (``incoherence_unpoisoned``; packs without it: all concepts' ``incoherence``); holds when it,
+  or the ratio of mean ``undefined_rate``, is ≥ 3 with non-overlapping CIs.
 * ``related_loss`` (e): for each 0 < C_P ≤ 8, the accuracy each group loses against the clean run
   of the same seed, per concept (``per_concept_acc``), averaged over the group: related = shares
   ≥ 2 attribute words with a poisoned concept. Reported at the level where related/unrelated is
@@ -224,7 +224,9 @@ def implosion_ratio(records: list[dict[str, Any]]) -> Claim:
 
 def incoherence_ratio(records: list[dict[str, Any]]) -> Claim:
     title = "Unpoisoned generations become incoherent"
-    target = f"≥ {INCOHERENCE_MIN_RATIO:g}× clean, CIs not overlapping"
+    target = (
+        f"incoherence or undefined rate ≥ {INCOHERENCE_MIN_RATIO:g}× clean, CIs not overlapping"
+    )
     c = largest_level_with_unpoisoned(records)
     key = (
         "incoherence_unpoisoned"
@@ -239,16 +241,21 @@ def incoherence_ratio(records: list[dict[str, Any]]) -> Claim:
     i0, ic = _interval_at(records, 0, key), _interval_at(records, c, key)
     assert i0 is not None and ic is not None
     who = "unpoisoned concepts" if key == "incoherence_unpoisoned" else "all concepts"
-    return Claim(
-        "incoherence_ratio",
-        title,
-        ratio.mean,
-        ratio,
-        target,
-        ratio.mean >= INCOHERENCE_MIN_RATIO and _disjoint(i0, ic),
+    holds = ratio.mean >= INCOHERENCE_MIN_RATIO and _disjoint(i0, ic)
+    detail = (
         f"C_P {c}, {who}: incoherence {ic.mean:.3f} vs clean {i0.mean:.3f} "
-        f"= {ratio.mean:.1f}× clean [{ratio.low:.1f}, {ratio.high:.1f}]",
+        f"= {ratio.mean:.1f}× clean [{ratio.low:.1f}, {ratio.high:.1f}]"
     )
+    # issue 12 accepts the undefined rate (a head's top probability < 0.6) in its place
+    u0, uc = _interval_at(records, 0, "undefined_rate"), _interval_at(records, c, "undefined_rate")
+    if u0 is not None and uc is not None and u0.mean > 0:
+        u_holds = uc.mean / u0.mean >= INCOHERENCE_MIN_RATIO and _disjoint(u0, uc)
+        holds = holds or u_holds
+        detail += (
+            f"; undefined rate {uc.mean:.3f} vs {u0.mean:.3f} = {uc.mean / u0.mean:.1f}× clean"
+            f"{'' if _disjoint(u0, uc) else ' (intervals overlap)'}"
+        )
+    return Claim("incoherence_ratio", title, ratio.mean, ratio, target, holds, detail)
 
 
 def _seed_groups(pack: Pack, seed: int, c_p: int) -> tuple[list[int], list[int]] | None:
