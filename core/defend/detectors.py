@@ -15,8 +15,9 @@ image and text embeddings of pair i and κ(i) its caption concept:
   alignment hard. Every pair of a concept gets the same score, so it ranks concepts, not pairs.
 * ``knn_disagreement``: the fraction of pair i's k nearest image embeddings (cosine, i excluded)
   whose caption names another concept: the image's neighbours vote against its caption. Meant for
-  feature-space poisons, whose caption fits the image's look but whose image sits elsewhere; on
-  this model it does not catch them (bench/results/defend.md says why).
+  feature-space poisons, whose caption fits the image's look but whose image sits elsewhere. On
+  the demo pack it does not: Nightshade-style AUC 0.39–0.53, since the perturbation targets the
+  VAE, not the joint embedding, where the image stays among its own concept (bench/results/defend.md).
 
 All scores are (n,) float64; ties are allowed (the ROC handles them).
 """
