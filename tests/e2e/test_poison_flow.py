@@ -37,7 +37,10 @@ def test_poison_setup_to_pictures(server, browser_context, e2e_dirs):
     page = browser_context.new_page()
     page.set_viewport_size({"width": 1280, "height": 720})
     page.goto(f"{server['url']}/poison")
-    _title(page, "Poison setup").wait_for(timeout=60_000)
+    try:  # the first page of a fresh server on a loaded machine can take minutes
+        _title(page, "Poison setup").wait_for(timeout=300_000)
+    finally:
+        _shot(page, "0_open")
     page.get_by_text("These concepts by name").click()
     wait_idle(page, 60_000)
     # two concepts by name: the multiselect starts with the first two of the model's concepts
@@ -51,25 +54,25 @@ def test_poison_setup_to_pictures(server, browser_context, e2e_dirs):
     page.get_by_role("button", name="Launch run").click()
     page.wait_for_url(re.compile(r".*/jobs\?run=[^&]*-finetune-.*"), timeout=120_000)
     run_id = page.url.split("run=")[1].split("&")[0]
-    _title(page, "Jobs").wait_for(timeout=60_000)
+    _title(page, "Jobs").wait_for(timeout=180_000)
     _shot(page, "2_launched")
     page.close()  # the newcomer closes the tab …
 
     page = browser_context.new_page()  # … and comes back later to the same link
     page.set_viewport_size({"width": 1280, "height": 720})
     page.goto(f"{server['url']}/jobs?run={run_id}")
-    _title(page, "Jobs").wait_for(timeout=60_000)
+    _title(page, "Jobs").wait_for(timeout=180_000)
     try:
         page.locator("tr").filter(has_text=run_id).filter(has_text="completed").first.wait_for(
             timeout=900_000
         )
     finally:
         _shot(page, "3_jobs")
-    page.get_by_role("button", name="Open in the explorer").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Open in the explorer").wait_for(timeout=180_000)
     assert page.get_by_text("clean baseline").count() >= 1  # the clean-vs-poisoned table
     _shot(page, "4_completed")
     page.get_by_role("button", name="Open in the explorer").click()  # click 1 of 2
-    _title(page, "Alignment graph").wait_for(timeout=60_000)
+    _title(page, "Alignment graph").wait_for(timeout=180_000)
     wait_idle(page, 120_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
     assert not page.locator('[data-testid="stException"]').count()
@@ -80,7 +83,7 @@ def test_poison_setup_to_pictures(server, browser_context, e2e_dirs):
         ("generations", "Generations", "7_generations"),
     ):
         page.goto(f"{server['url']}/{path}?pack={run_id}")
-        _title(page, title).wait_for(timeout=60_000)
+        _title(page, title).wait_for(timeout=180_000)
         wait_idle(page, 120_000)
         assert not page.locator('[data-testid="stException"]').count()
         _shot(page, name)
