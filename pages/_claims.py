@@ -38,7 +38,8 @@ def render_claims_panel(pack: Pack | Path | None) -> None:
     pack folder (Home passes the demo folder); None or a folder without results shows nothing."""
     if pack is None:
         return
-    root = pack.root if isinstance(pack, Pack) else Path(pack)
+    # duck-typed: a Pack cached by a server from before a code reload is another class object
+    root = Path(getattr(pack, "root", pack))
     path = root / RESULTS
     if not path.is_file():
         return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import sys
 from typing import Any
 
@@ -40,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
         print(" ".join(cmd))
         return 0
     print(f"Implosion Lab at http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 130
+    # Become the server (exec) rather than start a child: SIGTERM/SIGINT to `implosion app` then
+    # reach Streamlit itself, and no server is left behind serving the port.
+    os.execv(cmd[0], cmd)
+    return 0  # not reached
