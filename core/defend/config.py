@@ -11,6 +11,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# Poisoning methods a defense is evaluated against: the one list, re-exported.
+from core.poison.plan import METHODS as METHODS
+
 # Detector names (core.defend.detectors.DETECTORS has one function per name).
 DETECTOR_NAMES: tuple[str, ...] = (
     "misalignment",
@@ -18,8 +21,6 @@ DETECTOR_NAMES: tuple[str, ...] = (
     "concept_share",
     "knn_disagreement",
 )
-# Poisoning methods a defense is evaluated against.
-METHODS: tuple[str, ...] = ("dirty-label", "nightshade")
 # The false-positive rates every report states recall at.
 REPORT_FPRS: tuple[float, ...] = (0.01, 0.05)
 

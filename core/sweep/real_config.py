@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from core.jobs import register_kind
+from core.poison.plan import METHODS
 
 register_kind("real-sweep", "core.sweep.real:run_job")
 
-METHODS: tuple[str, ...] = ("dirty-label", "nightshade")
 MODES: tuple[str, ...] = (
     "full",
     "xattn",
