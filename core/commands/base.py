@@ -11,7 +11,7 @@ from core.io import default_base
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from core.training.base import TrainConfig
+    from core.training.config import TrainConfig  # light: no torch before parsing
 
     d = TrainConfig()
     p = sub.add_parser("train-base", help="train the mini latent diffusion model from scratch")

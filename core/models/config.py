@@ -8,10 +8,11 @@ cross-attention at 8×8 and 4×4.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from diffusers import AutoencoderKL, UNet2DConditionModel
-from transformers import CLIPConfig, CLIPModel
+if TYPE_CHECKING:  # the configs are light; the builders import the model libraries when called
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPModel
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class ModelConfig:
 
 def build_clip(cfg: DualConfig, vocab_size: int, image_size: int, ids: dict[str, int]) -> CLIPModel:
     """A transformers CLIPModel from config (random init). ``ids``: bos/eos/pad token ids."""
+    from transformers import CLIPConfig, CLIPModel
+
     config = CLIPConfig(
         text_config=dict(
             vocab_size=vocab_size,
@@ -123,6 +126,8 @@ def build_clip(cfg: DualConfig, vocab_size: int, image_size: int, ids: dict[str,
 
 
 def build_vae(cfg: VAEConfig, image_size: int) -> AutoencoderKL:
+    from diffusers import AutoencoderKL
+
     n = len(cfg.channels)
     return AutoencoderKL(
         in_channels=3,
@@ -140,6 +145,8 @@ def build_vae(cfg: VAEConfig, image_size: int) -> AutoencoderKL:
 def build_unet(
     cfg: UNetConfig, latent_size: int, latent_channels: int, text_dim: int
 ) -> UNet2DConditionModel:
+    from diffusers import UNet2DConditionModel
+
     n = len(cfg.channels)
     return UNet2DConditionModel(
         sample_size=latent_size,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,53 +22,11 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from core.io import atomic_write_json, atomic_write_with, ensure_writable_dir, seed_everything
-from core.models.config import ModelConfig
 from core.models.ldm import MiniLDM
-from core.training.precision import check_precision
-from core.world import WorldConfig
+from core.training.config import TrainConfig
 
 OnStep = Callable[[str, int, int, float], None]  # (stage, step, total, loss)
 STAGES = ("dual", "vae", "judge", "unet")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training schedule of ``train-base``. Steps are optimizer steps of ``batch`` images."""
-
-    n_per_concept: int = 1000
-    batch: int = 256
-    dual_steps: int = 600
-    vae_steps: int = 800
-    judge_steps: int = 1200
-    unet_steps: int = 3000
-    lr: float = 1e-3
-    unet_lr: float = 5e-4
-    ema_decay: float = 0.999
-    cfg_dropout: float = 0.1
-    checkpoint_every: int = 250
-    seed: int = 0
-    device: str = "cpu"
-    precision: str = "auto"  # fp32 | bf16 | auto (core.training.precision)
-    world: WorldConfig = field(default_factory=WorldConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-
-    def __post_init__(self) -> None:
-        for name in ("n_per_concept", "batch", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("dual_steps", "vae_steps", "judge_steps", "unet_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
-        if not 0 <= self.cfg_dropout < 1:
-            raise ValueError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
-        if not 0 < self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
-        check_precision(self.precision)
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class _Stage:

@@ -30,19 +30,12 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 
-Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = get_args(Precision)
-
-
-def check_precision(value: str, field: str = "precision") -> Precision:
-    """``value`` as a :data:`Precision`, or ``ValueError`` naming ``field`` and the choices."""
-    if value not in PRECISIONS:
-        raise ValueError(f"{field} must be one of {', '.join(PRECISIONS)}; got {value!r}")
-    return value  # type: ignore[return-value]
+# the choices live with the light configs; re-exported here beside the rule
+from core.training.config import PRECISIONS, Precision, check_precision  # noqa: F401
 
 
 def native_bf16(device: torch.device | str) -> bool:

@@ -1,0 +1,60 @@
+"""Configs of the training stage that the CLI reads without importing torch: ``TrainConfig``
+(train-base) and the precision choices (the rule itself is in :mod:`core.training.precision`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+from core.models.config import ModelConfig
+from core.world import WorldConfig
+
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+
+def check_precision(value: str, field: str = "precision") -> Precision:
+    """``value`` as a :data:`Precision`, or ``ValueError`` naming ``field`` and the choices."""
+    if value not in PRECISIONS:
+        raise ValueError(f"{field} must be one of {', '.join(PRECISIONS)}; got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training schedule of ``train-base``. Steps are optimizer steps of ``batch`` images."""
+
+    n_per_concept: int = 1000
+    batch: int = 256
+    dual_steps: int = 600
+    vae_steps: int = 800
+    judge_steps: int = 1200
+    unet_steps: int = 3000
+    lr: float = 1e-3
+    unet_lr: float = 5e-4
+    ema_decay: float = 0.999
+    cfg_dropout: float = 0.1
+    checkpoint_every: int = 250
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "auto"  # fp32 | bf16 | auto (core.training.precision)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("n_per_concept", "batch", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("dual_steps", "vae_steps", "judge_steps", "unet_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if not 0 <= self.cfg_dropout < 1:
+            raise ValueError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
+        if not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        check_precision(self.precision)
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
