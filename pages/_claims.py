@@ -38,8 +38,9 @@ def render_claims_panel(pack: Pack | Path | None) -> None:
     pack folder (Home passes the demo folder); None or a folder without results shows nothing."""
     if pack is None:
         return
-    # duck-typed: a Pack cached by a server from before a code reload is another class object
-    root = Path(getattr(pack, "root", pack))
+    # duck-typed: a Pack cached by a server from before a code reload is another class object;
+    # a Path has a .root of its own ("/"), so paths are checked first
+    root = Path(pack) if isinstance(pack, (str, Path)) else Path(pack.root)
     path = root / RESULTS
     if not path.is_file():
         return

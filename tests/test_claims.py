@@ -154,12 +154,16 @@ def test_panel_renders(tmp_path):
         "from pathlib import Path\n"
         "from pages._claims import render_claims_panel\n"
         f"render_claims_panel(Path({str(pack.root)!r}))\n"
+        "from core.results.pack import load_pack\n"
+        f"render_claims_panel(load_pack(Path({str(pack.root)!r})))\n"
         "render_claims_panel(None)\n"
         f"render_claims_panel(Path({str(tmp_path / 'missing')!r}))\n"
     )
     at = AppTest.from_file(str(script), default_timeout=60).run()
     assert not at.exception
-    assert len(at.expander) == 1 and "claims hold" in at.expander[0].label
+    # a folder (Home) and a loaded pack (AD trajectory) each give one panel; None and a missing
+    # folder give none (a Path's own .root is "/", not the pack)
+    assert len(at.expander) == 2 and all("claims hold" in e.label for e in at.expander)
     text = " ".join(m.value for m in at.markdown)
     assert "AD rises" in text and "Honest limits" in text and "A note." in text
 
