@@ -134,6 +134,13 @@ steps = s1.number_input(
     "Fine-tune steps per level", 1, 20_000, FINETUNE_DEFAULTS.finetune.steps, key="p_steps"
 )
 device = s2.selectbox("Device", ["cpu", "cuda"], key="p_device")
+if steps < FINETUNE_DEFAULTS.finetune.steps:
+    st.warning(
+        f"{int(steps)} steps is a smoke test, not an experiment: every fine-tune first disrupts "
+        "the model (the clean baseline too) and clean runs recover only after about "
+        f"{FINETUNE_DEFAULTS.finetune.steps} steps, so below that clean and poisoned numbers "
+        "mostly measure the disruption. Use the default for results you compare."
+    )
 try:
     cfg = finetune_config(
         w,

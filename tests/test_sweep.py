@@ -96,11 +96,29 @@ def test_levels_beyond_k(tiny_model_dir, tmp_path):
         ({"levels": (4, 2)}, "ascending"),
         ({"seeds": ()}, "seeds"),
         ({"poison_ratio": 0}, "poison_ratio"),
+        ({"poison_mode": "swap"}, "poison_mode must be one of add, replace"),
+        ({"seeds": (-1,)}, "seeds must be ≥ 0"),
     ],
 )
 def test_config_validation(kw, match):
     with pytest.raises(ValueError, match=match):
         SweepConfig(**kw)
+
+
+def test_replace_mode_drops_the_clean_pairs_of_poisoned_concepts(tiny_model_dir, tmp_path):
+    from core.sweep.level import SweepRunner
+
+    for d in ("a", "r"):
+        (tmp_path / d / "levels").mkdir(parents=True)
+    add = SweepRunner(smoke(tiny_model_dir), tmp_path / "a")
+    rep = SweepRunner(smoke(tiny_model_dir, poison_mode="replace"), tmp_path / "r")
+    pa, pr = add.pairs(2, 0), rep.pairs(2, 0)
+    order, _ = rep.plans[0]
+    hit = np.isin(pr["caption_concept"], order[:2])
+    assert pr["poisoned"][hit].all()  # every pair captioned with a poisoned concept is poison
+    assert pr["poisoned"].sum() == pa["poisoned"].sum()  # the same poison pairs
+    clean_a = np.isin(pa["caption_concept"], order[:2]) & ~pa["poisoned"]
+    assert len(pr["captions"]) == len(pa["captions"]) - clean_a.sum() and clean_a.any()
 
 
 def test_unknown_preset():

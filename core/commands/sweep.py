@@ -33,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fine-tune dtype (default auto: bf16 where the device runs it natively, else fp32)",
     )
     p.add_argument(
+        "--poison-mode",
+        default=None,
+        choices=["add", "replace"],
+        help="add: poison pairs join the clean data (preset default); replace: a poisoned "
+        "concept's clean pairs are dropped (deeper implosion, bench/results/science.md)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -129,6 +136,7 @@ def _sweep(args: argparse.Namespace) -> int:
         "seeds": tuple(args.seeds) if args.seeds else None,
         "model": args.model,
         "device": args.device,
+        "poison_mode": args.poison_mode,
     }
     cfg = preset(args.preset, **overrides)
     if args.device is None:  # the preset's device (gpu-full: cuda), checked before any work

@@ -11,6 +11,8 @@ from core.defend.config import DefenseConfig
 from core.poison.plan import poisoning_plan
 from core.training.finetune import FinetuneConfig
 
+POISON_MODES: tuple[str, ...] = ("add", "replace")
+
 
 @dataclass(frozen=True)
 class SweepConfig:
@@ -21,6 +23,10 @@ class SweepConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     n_clean_per_concept: int = 64
     poison_ratio: float = 1.0
+    # "add": poison pairs join the clean data (a poisoned caption keeps its clean images too);
+    # "replace": a poisoned concept's clean pairs are dropped, a pure structure conflict that
+    # implodes deeper at the preset length (bench/results/science.md)
+    poison_mode: str = "add"
     method: str = "dirty-label"
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval_samples: int = 8
@@ -48,10 +54,16 @@ class SweepConfig:
             raise ValueError(f"levels must be distinct, ascending and ≥ 0, got {list(self.levels)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be non-empty and distinct, got {list(self.seeds)}")
+        if min(self.seeds) < 0:
+            raise ValueError(f"seeds must be ≥ 0 (they seed numpy/torch), got {list(self.seeds)}")
         if self.n_clean_per_concept < 1:
             raise ValueError(f"n_clean_per_concept must be ≥ 1, got {self.n_clean_per_concept}")
         if self.poison_ratio <= 0:
             raise ValueError(f"poison_ratio must be > 0, got {self.poison_ratio}")
+        if self.poison_mode not in POISON_MODES:
+            raise ValueError(
+                f"poison_mode must be one of {', '.join(POISON_MODES)}, got {self.poison_mode!r}"
+            )
         if self.method != "dirty-label":
             raise ValueError(f"method: the sweep supports 'dirty-label', got {self.method!r}")
         if self.probe_every < 0:

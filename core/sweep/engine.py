@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from core.io import atomic_save_npz, atomic_write_json
+from core.io import atomic_save_npz, atomic_write_json, clean_stale_tmp
 from core.results.grid import save_grid
 from core.results.pack import RESULTS
 from core.sweep.executors.base import Control, Executor, LevelTask
@@ -172,6 +172,7 @@ def drive(
     dict (``complete`` False if stopped). A level failing for its own reason raises after the
     saved levels and ``levels.json`` (state ``failed``, with the message) are written."""
     results = runner.open()
+    clean_stale_tmp(out)  # temp files of writers killed in an earlier run of this sweep
     cfg = results["config"]
     order = [LevelTask(int(c), int(s)) for s in cfg["seeds"] for c in cfg["levels"]]
     sweep = _Sweep(runner, out, results, order, executor.name, on_progress)
@@ -197,4 +198,17 @@ def drive(
         runner.assemble()
     results.update(complete=complete, summary=summarize(results["records"]))
     atomic_write_json(out / RESULTS, results)
+    if complete:
+        _warm_figures(out)
     return results
+
+
+def _warm_figures(out: Path) -> None:
+    """Lay out the finished pack's alignment graph now (PCA, seconds) so its first view in the
+    explorer is instant; a failure here only costs that speed-up, never the sweep."""
+    from core.results.figcache import warm  # the figure cache is the explorer's concern
+
+    try:
+        warm(out)
+    except (OSError, ValueError) as e:
+        print(f"note: graph layout not precomputed ({e}); the explorer computes it on first view")

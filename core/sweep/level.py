@@ -214,13 +214,20 @@ class SweepRunner:
             cap_c += [a] * n_p
             img_c += [b] * n_p
             poisoned += [True] * n_p
-        return {
+        out: dict[str, np.ndarray | list[str]] = {
             "image": np.asarray(img_idx),
             "captions": caps,
             "caption_concept": np.asarray(cap_c),
             "image_concept": np.asarray(img_c),
             "poisoned": np.asarray(poisoned),
         }
+        if cfg.poison_mode == "replace":  # drop the clean pairs of every poisoned caption concept
+            keep = ~np.isin(np.asarray(cap_c), order[:c_p]) | np.asarray(poisoned)
+            out = {
+                k: [c for c, m in zip(v, keep) if m] if k == "captions" else np.asarray(v)[keep]
+                for k, v in out.items()
+            }
+        return out
 
     def run_level(
         self, c_p: int, seed: int, on_step: StepFn | None = None, stop: StopFn | None = None

@@ -121,6 +121,8 @@ class RealSweepConfig:
             raise ValueError(f"levels must be distinct, ascending and ≥ 0, got {list(self.levels)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be non-empty and distinct, got {list(self.seeds)}")
+        if min(self.seeds) < 0:
+            raise ValueError(f"seeds must be ≥ 0 (they seed numpy/torch), got {list(self.seeds)}")
 
     def _check_concepts(self) -> None:
         if not self.concepts:
