@@ -52,13 +52,18 @@ def defended_config(
     cfg = pack.config
     if cfg.get("defense"):
         raise ValueError(f"pack: {pack.root} is already a defended sweep; pick the attacked pack")
-    # results.json's "concepts" (names) and "targets" (seed 0's map) are not SweepConfig's chosen
-    # concepts/targets: those are recovered from the recorded per-seed plans
-    known = {f.name for f in fields(SweepConfig)} - {"defense", "concepts", "targets"}
-    sc = SweepConfig.from_dict({k: v for k, v in cfg.items() if k in known})
+    known = {f.name for f in fields(SweepConfig)} - {"defense"}
+    if isinstance(cfg.get("sweep_config"), dict):  # the SweepConfig as given (newer packs)
+        sc = SweepConfig.from_dict({k: v for k, v in cfg["sweep_config"].items() if k in known})
+        picked: dict[str, Any] = {}
+    else:  # older packs: "concepts"/"targets" are names and seed 0's map, so use the plans
+        sc = SweepConfig.from_dict(
+            {k: v for k, v in cfg.items() if k in known - {"concepts", "targets"}}
+        )
+        picked = chosen(pack)
     over: dict[str, Any] = {
         "defense": replace(defense, attacked=str(pack.root.resolve())),
-        **chosen(pack),
+        **picked,
     }
     for name, sub, have in (("levels", levels, sc.levels), ("seeds", seeds, sc.seeds)):
         if sub is not None:
