@@ -143,9 +143,9 @@ def main() -> None:
     cfg = ldm.unet.config
     lat = torch.randn(nb, cfg.in_channels, cfg.sample_size, cfg.sample_size, device=ldm.device)
     ctx = ldm.encode_prompts(prompts[:1], check=False).expand(nb, -1, -1)
-    probe = unet_step_probe(ldm.unet.train(), lat, ctx)
+    probe = unet_step_probe(ldm.unet.train().requires_grad_(True), lat, ctx)
     auto = dtype_name(compute_dtype(args.device, "auto", probe, probe_key(ldm.unet, nb)))
-    ldm.unet.eval()
+    ldm.unet.eval().requires_grad_(False)
     sizes = file_sizes(args.model)
     res = {
         "device": args.device,
