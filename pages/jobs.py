@@ -57,12 +57,28 @@ def base_names() -> list[str]:
         return []
 
 
-def custom_sweep_config(preset: str, levels: str, seeds: str, concepts: list[str]) -> dict:
-    """The ``sweep`` job config for the form, validated here (SweepConfig) before a worker starts."""
+def custom_sweep_config(
+    preset: str, levels: str, seeds: str, concepts: list[str], ray_address: str = ""
+) -> dict:
+    """The ``sweep`` job config for the form, validated here (SweepConfig) before a worker starts.
+    ``ray_address``: run the levels as Ray tasks on that cluster ("auto", "ray://host:10001",
+    "local" for a Ray started with the sweep); blank: the local executor."""
     from core.sweep.driver import preset as make_preset
 
     names = base_names()
     cfg: dict = {"preset": preset}
+    address = ray_address.strip()
+    if address:
+        from core.sweep.executors import ray_available
+
+        if not ray_available():
+            raise ValueError(
+                "Ray address: Ray is not installed here; pip install -e '.[cluster]' "
+                "(or leave the field blank for the local executor)"
+            )
+        cfg["executor"] = "ray"
+        if address != "local":
+            cfg["address"] = address
     lv, sd = _ints(levels, "levels"), _ints(seeds, "seeds")
     if lv is not None:
         cfg["levels"] = lv
@@ -71,9 +87,10 @@ def custom_sweep_config(preset: str, levels: str, seeds: str, concepts: list[str
     if concepts:
         cfg["concepts"] = [names.index(n) for n in concepts]
         cfg.setdefault("levels", list(range(0, len(concepts) + 1)))
+    job_only = {"preset", "executor", "address"}  # read by the job, not SweepConfig fields
     make_preset(
         preset,
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k != "preset"},
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k not in job_only},
     )
     return cfg
 
@@ -104,9 +121,16 @@ with st.expander("Start a sweep (AD and implosion over C_P)"):
             key="j_concepts",
             help="Level C_P poisons the first C_P of them; levels default to 0, 1, … up to all.",
         )
+        ray_address = st.text_input(
+            "Ray address (blank: this machine's processes)",
+            key="j_ray_address",
+            placeholder="local · auto · ray://head-node:10001",
+            help="Run each level as a Ray task: 'local' starts Ray with the sweep, 'auto' joins "
+            "the cluster this machine belongs to, ray://… a remote head (docs/cluster.md).",
+        )
         if st.button("Start sweep", key="j_start_sweep"):
             try:
-                cfg = custom_sweep_config(preset, levels_text, seeds_text, concepts)
+                cfg = custom_sweep_config(preset, levels_text, seeds_text, concepts, ray_address)
                 with st.spinner("Starting the sweep worker (first start loads the model code)…"):
                     rid = jobs.start_job("sweep", cfg, device="auto", queue=True)
             except ValueError as e:
@@ -242,6 +266,17 @@ def comparison_rows(ref: str) -> list[dict]:
     return rows
 
 
+def level_states(run_dir: Path) -> list | None:
+    """Per-level state of a sweep run (queued / running on which node / done / failed), from the
+    driver's levels.json in the run's sweep or pack folder; None for other runs."""
+    for sub in ("sweep", "pack"):
+        if (run_dir / sub / "levels.json").is_file():
+            from core.sweep.engine import read_level_states  # only for sweeps: imports torch
+
+            return read_level_states(run_dir / sub)
+    return None
+
+
 def results(run_dir: Path, state: str) -> None:
     """The pack's table and the explorer link, once a level is saved."""
     try:
@@ -309,6 +344,23 @@ def show(run_id: str, live: bool = False) -> None:
     if grids:
         st.markdown("**Latest generations**")
         st.image([str(p) for p in grids], caption=[p.stem for p in grids], width=160)
+    levels = level_states(run_dir)
+    if levels:
+        st.markdown("**Levels**")
+        st.dataframe(
+            [
+                {
+                    "C_P": lv.c_p,
+                    "seed": lv.seed,
+                    "state": lv.state,
+                    "node": lv.node or "",
+                    "attempts": lv.attempts,
+                    "error": lv.error or "",
+                }
+                for lv in levels
+            ],
+            hide_index=True,
+        )
     results(run_dir, state)
     with st.expander("Log (last 30 lines)"):
         st.code(jobs.read_log(run_id, tail=30) or "(empty)", language=None)

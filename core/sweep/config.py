@@ -9,7 +9,7 @@ from typing import Any
 
 from core.defend.config import DefenseConfig
 from core.poison.plan import poisoning_plan
-from core.training.finetune import FinetuneConfig
+from core.training.config import FinetuneConfig
 
 POISON_MODES: tuple[str, ...] = ("add", "replace")
 

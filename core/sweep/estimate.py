@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from core.io import atomic_write_json, runs_dir
-from core.sweep.driver import SweepConfig
+from core.sweep.config import SweepConfig
 
 
 @dataclass(frozen=True)

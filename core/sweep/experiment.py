@@ -22,8 +22,8 @@ from typing import Any
 
 from core.poison.plan import TARGET_RULES, check_concepts, choose_targets, poisoning_plan
 from core.results.schema import level_summaries
-from core.sweep.driver import SweepConfig, run_sweep
-from core.training.finetune import FinetuneConfig
+from core.sweep.config import SweepConfig
+from core.training.config import FinetuneConfig
 from core.world import World
 
 # Where a finetune job writes its pack inside the run directory (core.results.pack.PACK_SUBDIRS).
@@ -166,6 +166,8 @@ def run_finetune(
     """Run (or resume) the experiment into ``out``; returns {"out", "complete", "levels"}."""
     if config.concepts is None:
         raise ValueError("concepts: a fine-tune needs its chosen concepts (see finetune_config)")
+    from core.sweep.driver import run_sweep  # torch and the model code: only when a run starts
+
     res = run_sweep(config, out, on_progress, should_stop)
     return {
         "out": str(out),

@@ -1,5 +1,7 @@
-"""Configs of the training stage that the CLI reads without importing torch: ``TrainConfig``
-(train-base) and the precision choices (the rule itself is in :mod:`core.training.precision`)."""
+"""Configs of the training stage that the CLI and the pages read without importing torch:
+``TrainConfig`` (train-base), ``FinetuneConfig`` (the mini fine-tune, run by
+:mod:`core.training.finetune`) and the precision choices (the rule itself is in
+:mod:`core.training.precision`)."""
 
 from __future__ import annotations
 
@@ -55,6 +57,40 @@ class TrainConfig:
         check_precision(self.precision)
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Params = Literal["all", "cross-attention"]
+PARAMS: tuple[str, ...] = ("all", "cross-attention")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """steps × batch images; lr for AdamW; ema_decay 0 disables EMA (sampling uses raw weights)."""
+
+    steps: int = 200
+    batch: int = 64
+    lr: float = 2e-4
+    params: Params = "all"
+    cfg_dropout: float = 0.1
+    ema_decay: float = 0.0
+    seed: int = 0
+    precision: str = "auto"  # fp32 | bf16 | auto: bf16 only where native (core.training.precision)
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+        if self.steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be ≥ 1, got {self.batch}")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"lr must be in (0, 1), got {self.lr}")
+        if self.params not in PARAMS:
+            raise ValueError(f"params must be one of {list(PARAMS)}, got {self.params!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,55 +13,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from core.models.ldm import MiniLDM
+from core.training.config import PARAMS, FinetuneConfig, Params  # noqa: F401 (light configs)
 from core.training.precision import (
     autocast,
-    check_precision,
     compute_dtype,
     dtype_name,
     probe_key,
     unet_step_probe,
 )
-
-Params = Literal["all", "cross-attention"]
-PARAMS: tuple[str, ...] = ("all", "cross-attention")
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """steps × batch images; lr for AdamW; ema_decay 0 disables EMA (sampling uses raw weights)."""
-
-    steps: int = 200
-    batch: int = 64
-    lr: float = 2e-4
-    params: Params = "all"
-    cfg_dropout: float = 0.1
-    ema_decay: float = 0.0
-    seed: int = 0
-    precision: str = "auto"  # fp32 | bf16 | auto: bf16 only where native (core.training.precision)
-
-    def __post_init__(self) -> None:
-        check_precision(self.precision)
-        if self.steps < 1:
-            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
-        if self.batch < 1:
-            raise ValueError(f"batch must be ≥ 1, got {self.batch}")
-        if not 0 < self.lr < 1:
-            raise ValueError(f"lr must be in (0, 1), got {self.lr}")
-        if self.params not in PARAMS:
-            raise ValueError(f"params must be one of {list(PARAMS)}, got {self.params!r}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

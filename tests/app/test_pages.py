@@ -357,6 +357,46 @@ def test_jobs_page_selects_a_newly_started_sweep(finished_run, monkeypatch):
     core.jobs.wait_job(started["id"], timeout=60)
 
 
+def test_jobs_page_shows_level_states_and_starts_on_ray(finished_run, monkeypatch):
+    """A sweep run's levels.json is a table (state, node, attempts, error); a Ray address in the
+    sweep form becomes executor 'ray' in the job config ('local': a Ray started with the sweep)."""
+    import json
+
+    import core.jobs
+    import core.sweep.executors as executors
+    from core.jobs.store import run_path
+
+    sweep = run_path(finished_run) / "sweep"
+    sweep.mkdir()
+    rows = [
+        {"c_p": 0, "seed": 0, "state": "done", "node": "10.0.0.2", "pid": 7, "attempts": 2},
+        {"c_p": 4, "seed": 0, "state": "failed", "attempts": 1, "error": "MemoryError: x"},
+    ]
+    (sweep / "levels.json").write_text(json.dumps({"executor": "ray", "levels": rows}))
+    at = run("jobs", query={"run": finished_run})
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table["state"]) == ["done", "failed"] and list(table["attempts"]) == [2, 1]
+    assert table["node"][0] == "10.0.0.2" and "MemoryError" in table["error"][1]
+
+    seen = {}
+
+    def fake_start(kind, config, **kw):
+        seen.update(config)
+        return finished_run
+
+    monkeypatch.setattr(core.jobs, "start_job", fake_start)
+    monkeypatch.setattr(executors, "ray_available", lambda: True)
+    at.text_input(key="j_ray_address").input("ray://head:10001").run()
+    at.button(key="j_start_sweep").click().run()
+    assert not at.exception, at.exception
+    assert seen["executor"] == "ray" and seen["address"] == "ray://head:10001"
+    monkeypatch.setattr(executors, "ray_available", lambda: False)
+    at.text_input(key="j_ray_address").input("local").run()
+    at.button(key="j_start_sweep").click().run()
+    assert "pip install -e '.[cluster]'" in at.error[0].value
+
+
 def test_route_through_app_flips_the_legacy_flag_once(monkeypatch):
     """On a fresh server, a deep link runs the page file directly (legacy pages/ mode); the page
     clears the flag and reruns so app.py's st.navigation routes it."""
