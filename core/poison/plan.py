@@ -302,3 +302,16 @@ def preview_pairs(
 def world_for(n_concepts: int) -> World:
     """The concept world with ``n_concepts`` concepts (default image size and seed)."""
     return World(WorldConfig(n_concepts=n_concepts))
+
+
+def check_levels_and_seeds(levels: tuple[int, ...], seeds: tuple[int, ...], example: str) -> None:
+    """The sweep grid every sweep config shares: C_P levels distinct, ascending, ≥ 0; seeds
+    non-empty, distinct, ≥ 0. ValueError naming the field; ``example`` shows valid levels."""
+    if not levels:
+        raise ValueError(f"levels: empty; give C_P values such as {example}")
+    if list(levels) != sorted(set(levels)) or levels[0] < 0:
+        raise ValueError(f"levels must be distinct, ascending and ≥ 0, got {list(levels)}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be non-empty and distinct, got {list(seeds)}")
+    if min(seeds) < 0:
+        raise ValueError(f"seeds must be ≥ 0 (they seed numpy/torch), got {list(seeds)}")

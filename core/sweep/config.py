@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from core.defend.config import DefenseConfig
-from core.poison.plan import poisoning_plan
+from core.poison.plan import check_levels_and_seeds, poisoning_plan
 from core.training.config import FinetuneConfig
 
 POISON_MODES: tuple[str, ...] = ("add", "replace")
@@ -48,14 +48,7 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defense", DefenseConfig.coerce(self.defense))  # dict from JSON
-        if not self.levels:
-            raise ValueError("levels: empty; give C_P values such as 0 4 8 16")
-        if list(self.levels) != sorted(set(self.levels)) or self.levels[0] < 0:
-            raise ValueError(f"levels must be distinct, ascending and ≥ 0, got {list(self.levels)}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be non-empty and distinct, got {list(self.seeds)}")
-        if min(self.seeds) < 0:
-            raise ValueError(f"seeds must be ≥ 0 (they seed numpy/torch), got {list(self.seeds)}")
+        check_levels_and_seeds(self.levels, self.seeds, "0 4 8 16")
         if self.n_clean_per_concept < 1:
             raise ValueError(f"n_clean_per_concept must be ≥ 1, got {self.n_clean_per_concept}")
         if self.poison_ratio <= 0:

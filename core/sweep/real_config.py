@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.jobs import register_kind
-from core.poison.plan import METHODS
+from core.poison.plan import METHODS, check_levels_and_seeds
 
 register_kind("real-sweep", "core.sweep.real:run_job")
 
@@ -115,14 +115,7 @@ class RealSweepConfig:
             raise ValueError(f"ad_alpha must be in [0, 1], got {self.ad_alpha}")
 
     def _check_levels(self) -> None:
-        if not self.levels:
-            raise ValueError("levels: empty; give C_P values such as --levels 0 1 2")
-        if list(self.levels) != sorted(set(self.levels)) or self.levels[0] < 0:
-            raise ValueError(f"levels must be distinct, ascending and ≥ 0, got {list(self.levels)}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be non-empty and distinct, got {list(self.seeds)}")
-        if min(self.seeds) < 0:
-            raise ValueError(f"seeds must be ≥ 0 (they seed numpy/torch), got {list(self.seeds)}")
+        check_levels_and_seeds(self.levels, self.seeds, "--levels 0 1 2")
 
     def _check_concepts(self) -> None:
         if not self.concepts:
