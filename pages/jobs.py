@@ -194,8 +194,10 @@ def run_name(run_id: str) -> str:
 
 
 def label(r: dict) -> str:
+    # No state in the option label: a keyed selectbox keeps the labels it was first drawn with, so
+    # a state here went stale ("running" beside State "completed"); the State metric below is live.
     when = str(r.get("created") or "")[:16].replace("T", " ")
-    return f"{run_name(r['run_id'])} · {when} · {r.get('state')}"
+    return f"{run_name(r['run_id'])} · {when}"
 
 
 by_id = {r["run_id"]: r for r in runs}
@@ -213,7 +215,7 @@ run_id = st.selectbox(
     ids,
     key="j_run",
     format_func=lambda i: label(by_id[i]),
-    help="Name · start (UTC) · state",
+    help="Name · start (UTC); the state is shown below",
 )
 st.session_state["run"] = st.session_state["j_synced"] = run_id
 if st.query_params.get("run") != run_id:
