@@ -28,7 +28,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
 from core.defend.config import DETECTOR_NAMES, check_detector
 from core.metrics import pair_contributions, per_concept
@@ -105,6 +104,8 @@ def knn_disagreement(
     _, lab = check_labels(caption_concept, n, "caption_concept")
     if k < 1:
         raise ValueError(f"k: need at least 1 neighbour, got {k}")
+    import torch  # topk over blocks; imported here so pages importing core.defend stay light
+
     k = min(k, n - 1)
     xt = torch.from_numpy(x.astype(np.float32))
     labt = torch.from_numpy(lab)
