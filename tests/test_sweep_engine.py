@@ -125,3 +125,40 @@ def test_executor_names_and_ray_only_flags():
         make_executor("local", ExecutorOptions(gpus_per_level=0.25))
     with pytest.raises(ValueError, match="cpus_per_level must be > 0"):
         ExecutorOptions(cpus_per_level=0)
+
+
+def test_worker_events_cross_the_pipe_without_pickle():
+    """The local executor's worker protocol: JSON header + .npz (allow_pickle=False), so a
+    finished level arrives equal and a crafted frame cannot run code."""
+    import io
+
+    from core.sweep.executors.local import decode_event, encode_event
+    from core.sweep.runner import LevelResult
+
+    arrays = {
+        "image": np.arange(6, dtype=np.float16).reshape(3, 2),
+        "poisoned": np.array([True, False, True]),
+    }
+    result = LevelResult(
+        {"c_p": 2, "seed": 0, "ad": 0.4375}, arrays, np.zeros((2, 4, 4, 3), np.uint8), 1
+    )
+    kind, back = decode_event(encode_event(("done", result)))
+    assert kind == "done" and back.record == result.record and back.grid_cols == 1
+    assert back.arrays["image"].dtype == np.float16 and np.array_equal(
+        back.arrays["image"], arrays["image"]
+    )
+    assert np.array_equal(back.arrays["poisoned"], arrays["poisoned"]) and back.grid.shape == (
+        2,
+        4,
+        4,
+        3,
+    )
+    assert decode_event(encode_event(("step", 3, 0.25))) == ("step", 3, 0.25)
+    assert decode_event(encode_event(("started", "host", 7))) == ("started", "host", 7)
+    # an object array (what a pickle payload would need) is refused when read back
+    buf = io.BytesIO()
+    np.savez(buf, a_x=np.array([object()], dtype=object), grid=np.zeros(1))
+    head = b'{"kind": "done", "record": {}, "grid_cols": 1, "arrays": ["x"]}'
+    frame = len(head).to_bytes(8, "little") + head + buf.getvalue()
+    with pytest.raises(ValueError, match="allow_pickle"):
+        decode_event(frame)

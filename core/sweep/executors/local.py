@@ -10,15 +10,16 @@ processes on one device run N levels at once. Each worker is its own interpreter
 re-import the caller's ``__main__`` (a Streamlit page, a test runner). Protocol: the parent
 writes JSON lines to the worker's stdin (first the runner spec, then ``{"run": [c_p, seed]}``
 one level at a time, and ``{"control": "run" | "pause" | "stop"}``); the worker answers with
-length-prefixed pickled events on its original stdout (its prints go to stderr). End of stdin
-means stop, so workers also stop when the parent dies.
+length-prefixed events on its original stdout (its prints go to stderr): a JSON header, and for
+a finished level its arrays as an ``.npz`` read with ``allow_pickle=False`` — nothing crossing
+the pipe is unpickled. End of stdin means stop, so workers also stop when the parent dies.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import pickle
 import queue
 import socket
 import struct
@@ -28,8 +29,12 @@ import threading
 import traceback
 from collections import deque
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
+import numpy as np
+
+from core.io import _jsonable
+from core.results.schema import LevelRecord
 from core.sweep.executors.base import (
     Control,
     ControlState,
@@ -38,7 +43,7 @@ from core.sweep.executors.base import (
     LevelTask,
     worker_stop,
 )
-from core.sweep.runner import LevelRunner, RunnerSpec, build_runner, run_timed
+from core.sweep.runner import LevelResult, LevelRunner, RunnerSpec, build_runner, run_timed
 
 POLL_S = 0.2  # how often the parent asks the caller's should_stop while levels run
 _FRAME = struct.Struct("<Q")
@@ -183,6 +188,42 @@ def _close(p: subprocess.Popen[bytes]) -> None:
         pass
 
 
+def encode_event(msg: tuple[Any, ...]) -> bytes:
+    """A worker event as bytes: a length-prefixed JSON header, then (for ``("done", result)``)
+    the level's arrays and grid as an uncompressed ``.npz``."""
+    arrays: dict[str, np.ndarray] = {}
+    if msg and msg[0] == "done":
+        result: LevelResult = msg[1]
+        header: dict[str, Any] = {
+            "kind": "done",
+            "record": _jsonable(dict(result.record)),
+            "grid_cols": int(result.grid_cols),
+            "arrays": sorted(result.arrays),
+        }
+        arrays = {f"a_{k}": np.asarray(v) for k, v in result.arrays.items()}
+        arrays["grid"] = np.asarray(result.grid)
+    else:
+        header = {"kind": msg[0] if msg else None, "args": _jsonable(list(msg[1:]))}
+    head = json.dumps(header).encode()
+    buf = io.BytesIO()
+    if arrays:
+        np.savez(buf, **cast(dict[str, Any], arrays))
+    return _FRAME.pack(len(head)) + head + buf.getvalue()
+
+
+def decode_event(body: bytes) -> tuple[Any, ...]:
+    """Inverse of :func:`encode_event` (arrays loaded with ``allow_pickle=False``)."""
+    n = _FRAME.unpack(body[: _FRAME.size])[0]
+    header = json.loads(body[_FRAME.size : _FRAME.size + n])
+    if header["kind"] != "done":
+        return (header["kind"], *header["args"])
+    with np.load(io.BytesIO(body[_FRAME.size + n :]), allow_pickle=False) as z:
+        arrays = {k: z[f"a_{k}"] for k in header["arrays"]}
+        grid = z["grid"]
+    record = cast(LevelRecord, header["record"])
+    return ("done", LevelResult(record, arrays, grid, int(header["grid_cols"])))
+
+
 def _read_frames(i: int, pipe: IO[bytes] | None, inbox: queue.Queue[Any]) -> None:
     assert pipe is not None
     while True:
@@ -190,7 +231,7 @@ def _read_frames(i: int, pipe: IO[bytes] | None, inbox: queue.Queue[Any]) -> Non
         if len(head) < _FRAME.size:
             break
         body = pipe.read(_FRAME.unpack(head)[0])
-        inbox.put((i, pickle.loads(body)))
+        inbox.put((i, decode_event(body)))
     inbox.put((i, ("exit",)))
 
 
@@ -205,7 +246,7 @@ def _worker() -> None:
     lock = threading.Lock()
 
     def send(*msg: Any) -> None:
-        body = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        body = encode_event(msg)
         with lock:
             out.write(_FRAME.pack(len(body)) + body)
             out.flush()
