@@ -93,11 +93,7 @@ def run_level(runner: LeverRunner, c_p: int, seed: int, at: list[int]) -> dict[i
     ldm.unet.load_state_dict(runner.base_state)
     clean = runner.clean(seed)
     p = runner.pairs(c_p, seed)
-    uniq = sorted(set(p["captions"]))
-    t_u = ldm.text_embeds(uniq).cpu().numpy()
-    pos = {c: i for i, c in enumerate(uniq)}
-    x = clean["image_emb"][p["image"]]
-    y = t_u[[pos[c] for c in p["captions"]]]
+    x, y = runner.pair_embeddings(p, seed)
     ad = alignment_difficulty(x, y, scale=runner.calibration)
     data = make_pairs(ldm, clean["mean"], clean["std"], np.asarray(p["image"]), list(p["captions"]))
     ft = replace(cfg.finetune, steps=max(at), seed=seed * 1000 + c_p)

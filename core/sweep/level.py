@@ -46,10 +46,15 @@ def generated_ad(ldm: MiniLDM, images: torch.Tensor, prompts: list[str], scale: 
     fine-tune; this one moves with the weights (D_fea: generations drift from their prompts;
     D_stru: image–image similarities stop mirroring prompt–prompt ones)."""
     x = ldm.image_embeds(images).cpu().numpy()
+    return float(alignment_difficulty(x, text_rows(ldm, prompts), scale=scale).ad)
+
+
+def text_rows(ldm: MiniLDM, prompts: list[str]) -> np.ndarray:
+    """Joint-space text embeddings (n, d), one row per prompt; each distinct prompt encoded once."""
     uniq = sorted(set(prompts))
     t = ldm.text_embeds(uniq).cpu().numpy()
-    y = t[[uniq.index(q) for q in prompts]]
-    return float(alignment_difficulty(x, y, scale=scale).ad)
+    pos = {c: i for i, c in enumerate(uniq)}
+    return t[[pos[q] for q in prompts]]
 
 
 class TrainingProbe:
@@ -229,6 +234,14 @@ class SweepRunner:
             }
         return out
 
+    def pair_embeddings(
+        self, p: dict[str, np.ndarray | list[str]], seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y): image and caption embeddings (n, d) of the pairs ``p`` (from :meth:`pairs`)
+        in the dual encoder's joint space: the inputs of AD and of the poison detectors."""
+        x = self.clean(seed)["image_emb"][np.asarray(p["image"])]
+        return x, text_rows(self.ldm, list(p["captions"]))
+
     def run_level(
         self, c_p: int, seed: int, on_step: StepFn | None = None, stop: StopFn | None = None
     ) -> LevelResult | None:
@@ -237,12 +250,7 @@ class SweepRunner:
         ldm.unet.load_state_dict(self.base_state)
         clean = self.clean(seed)
         p = self.pairs(c_p, seed)
-        # AD of the training pairs, in the dual encoder's joint space
-        uniq = sorted(set(p["captions"]))
-        t_u = ldm.text_embeds(uniq).cpu().numpy()
-        pos = {c: i for i, c in enumerate(uniq)}
-        x = clean["image_emb"][p["image"]]
-        y = t_u[[pos[c] for c in p["captions"]]]
+        x, y = self.pair_embeddings(p, seed)  # AD's inputs, in the dual encoder's joint space
         # ---- defense (core/defend): drop the pairs the detector flags, before AD and fine-tune
         defense_fields: dict[str, Any] = {}
         if cfg.defense is not None:
