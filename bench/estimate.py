@@ -38,7 +38,7 @@ def run_case(case: str, model: str | None, max_wait_s: float) -> dict:
 
     world = model_world(model)
     cfg, meta = _config(case, model)
-    rates = rates_for(model, cfg.device, cfg.finetune.precision)
+    rates = rates_for(model, cfg.device, cfg.finetune.precision, params=cfg.finetune.params)
     est = estimate(cfg, world.n_concepts, rates)
     if meta["kind"] == "finetune":
         job = job_config(cfg, world.names)

@@ -15,15 +15,21 @@ def setup(tiny_model_dir):
     return ldm, data
 
 
-@pytest.mark.parametrize("params", ["all", "cross-attention"])
+@pytest.mark.parametrize("params", ["all", "cross-attention", "lora"])
 def test_modes_change_the_right_parameters(setup, params):
     ldm, data = setup
     before = {k: v.clone() for k, v in ldm.unet.state_dict().items()}
     r = finetune_unet(ldm, data, FinetuneConfig(steps=2, batch=4, lr=1e-2, params=params))
     assert r["steps"] == 2 and np.isfinite(r["loss"])
-    changed = {k for k, v in ldm.unet.state_dict().items() if not torch.equal(v, before[k])}
+    after = ldm.unet.state_dict()
+    assert set(after) == set(before)  # LoRA adapters are merged away: a plain UNet again
+    changed = {k for k, v in after.items() if not torch.equal(v, before[k])}
     assert changed
-    if params == "cross-attention":
+    if params == "lora":  # low-rank updates (default rank 4) of attn2 projections only
+        assert all(".attn2." in k for k in changed)
+        for k in changed:
+            assert torch.linalg.matrix_rank(after[k] - before[k]).item() <= 4
+    elif params == "cross-attention":
         assert all(".attn2." in k for k in changed)
     else:
         assert any(".attn2." not in k for k in changed)
@@ -40,7 +46,7 @@ def test_stop_and_resume_step_count(setup):
 
 
 @pytest.mark.parametrize(
-    "kw", [{"steps": 0}, {"batch": 0}, {"lr": 0}, {"params": "lora"}, {"ema_decay": 1.0}]
+    "kw", [{"steps": 0}, {"batch": 0}, {"lr": 0}, {"params": "lorra"}, {"lora_rank": 0}, {"ema_decay": 1.0}]
 )
 def test_config_errors(kw):
     with pytest.raises(ValueError):

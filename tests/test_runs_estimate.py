@@ -70,6 +70,7 @@ def test_rates_cache_round_trip(tmp_path, monkeypatch):
     path.write_text(json.dumps({machine_key(None, "cpu", "auto"): RATES.to_dict()}))
     assert cached_rates(None) == RATES
     assert cached_rates(None, "cuda") is None  # another device: not this entry
+    assert cached_rates(None, params="lora") is None  # LoRA steps are timed on their own
 
 
 def test_format_seconds():

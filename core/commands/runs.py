@@ -8,6 +8,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from core.commands._args import add_finetune_args, finetune_overrides
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,10 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
     )
     p.add_argument(
-        "--budget", type=int, default=None, help="poison pairs per concept (default: 32, = clean)"
+        "--budget",
+        type=int,
+        default=None,
+        help="poison pairs per concept (default: 64, two per clean pair)",
     )
     p.add_argument("--steps", type=int, default=None, help="fine-tune steps per level (60)")
-    p.add_argument("--params", default=None, choices=["all", "cross-attention"])
+    add_finetune_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=None, help="base model folder (default: shipped base)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -129,8 +134,7 @@ def _finetune(args: argparse.Namespace) -> int:
         device=args.device,
         **overrides,
     )
-    if args.params is not None:
-        cfg = replace(cfg, finetune=replace(cfg.finetune, params=args.params))
+    cfg = replace(cfg, finetune=replace(cfg.finetune, **finetune_overrides(args)))
     run_id = start_job(
         "finetune",
         job_config(cfg, world.names),

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from core.commands._args import add_finetune_args, finetune_overrides
 from core.commands._args import seed as seed_arg
 
 
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--levels", type=int, nargs="+", default=None, help="C_P values, e.g. 0 4 8 16")
     p.add_argument("--seeds", type=seed_arg, nargs="+", default=None)
     p.add_argument("--steps", type=int, default=None, help="fine-tune steps per level")
+    add_finetune_args(p)
     p.add_argument("--model", default=None, help="base model folder (default: shipped base)")
     p.add_argument("--device", default=None, help="cpu or cuda")
     p.add_argument(
@@ -36,8 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--poison-mode",
         default=None,
         choices=["add", "replace"],
-        help="add: poison pairs join the clean data (preset default); replace: a poisoned "
-        "concept's clean pairs are dropped (deeper implosion, bench/results/science.md)",
+        help="add: poison pairs join the clean data (a poisoned caption keeps its clean images); "
+        "replace: a poisoned concept's clean pairs are dropped (the CPU presets' default, "
+        "bench/results/science.md)",
     )
     p.add_argument(
         "--workers",
@@ -143,10 +146,12 @@ def _sweep(args: argparse.Namespace) -> int:
         from core.jobs.devices import check_device
 
         check_device(cfg.device, field=f"preset {args.preset} runs on")
+    ft_over = finetune_overrides(args)
     if args.steps is not None:
-        cfg = replace(cfg, finetune=replace(cfg.finetune, steps=args.steps))
+        ft_over["steps"] = args.steps
     if args.precision is not None:
-        cfg = replace(cfg, finetune=replace(cfg.finetune, precision=args.precision))
+        ft_over["precision"] = args.precision
+    cfg = replace(cfg, finetune=replace(cfg.finetune, **ft_over))  # validated here, before work
     if args.background:
         from core.jobs import start_job
 
@@ -155,9 +160,8 @@ def _sweep(args: argparse.Namespace) -> int:
             "out": str(args.out.resolve()),
             **{k: v for k, v in overrides.items() if v is not None},
         }
-        ft = {"steps": args.steps, "precision": args.precision}
-        if any(v is not None for v in ft.values()):
-            job_cfg["finetune"] = {k: v for k, v in ft.items() if v is not None}
+        if ft_over:
+            job_cfg["finetune"] = ft_over
         if args.workers is not None:
             job_cfg["workers"] = args.workers
         executor_options(args, args.workers or 1)  # refused here, not in the worker

@@ -101,8 +101,9 @@ def _cache_path() -> Path:
     return runs_dir() / ".bench" / "rates.json"
 
 
-def machine_key(model: str | Path | None, device: str, precision: str) -> str:
-    """Machine (CPU model, cores, torch), device, dtype rule and model folder: one cache entry."""
+def machine_key(model: str | Path | None, device: str, precision: str, params: str = "all") -> str:
+    """Machine (CPU model, cores, torch), device, dtype rule, model folder and which weights train
+    (a LoRA step skips the frozen weights' gradients): one cache entry."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -114,16 +115,18 @@ def machine_key(model: str | Path | None, device: str, precision: str) -> str:
     except OSError:
         pass
     folder = str(Path(model).resolve()) if model else "shipped-base"
-    return f"{cpu}|{os.cpu_count()}|torch {torch.__version__}|{device}|{precision}|{folder}"
+    key = f"{cpu}|{os.cpu_count()}|torch {torch.__version__}|{device}|{precision}|{folder}"
+    return key if params == "all" else f"{key}|{params}"
 
 
 def cached_rates(
-    model: str | Path | None, device: str = "cpu", precision: str = "auto"
+    model: str | Path | None, device: str = "cpu", precision: str = "auto", params: str = "all"
 ) -> Rates | None:
-    """Rates measured earlier on this machine for this model, device and dtype, or None."""
+    """Rates measured earlier on this machine for this model, device, dtype and trained weights,
+    or None."""
     try:
         data = json.loads(_cache_path().read_text())
-        return Rates(**data[machine_key(model, device, precision)])
+        return Rates(**data[machine_key(model, device, precision, params)])
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
         return None
 
@@ -141,6 +144,7 @@ def measure_rates(
     batch: int = 64,
     save: bool = True,
     start_s: float | None = None,
+    params: str = "all",
 ) -> Rates:
     """Measure this machine on the real model: 3 fine-tune steps (the 2 after warm-up timed),
     one DDIM sampling of 32 images × 5 steps, encoding and judging 256 images, and a worker's
@@ -179,7 +183,7 @@ def measure_rates(
     mean, std = encode_images(ldm, d.images)
     data = make_pairs(ldm, mean, std, np.arange(n_img), list(d.captions))
     stamps: list[float] = []
-    cfg = FinetuneConfig(steps=3, batch=batch, lr=1e-6, precision=precision)
+    cfg = FinetuneConfig(steps=3, batch=batch, lr=1e-6, precision=precision, params=params)
     state = {k: v.clone() for k, v in ldm.unet.state_dict().items()}
     finetune_unet(ldm, data, cfg, on_step=lambda s, t, lo: stamps.append(time.perf_counter()))
     ldm.unet.load_state_dict(state)
@@ -206,7 +210,7 @@ def measure_rates(
             data_all = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             data_all = {}
-        data_all[machine_key(model, device, precision)] = rates.to_dict()
+        data_all[machine_key(model, device, precision, params)] = rates.to_dict()
         atomic_write_json(path, data_all)
     return rates
 
@@ -230,11 +234,12 @@ def rates_for(
     device: str = "cpu",
     precision: str = "auto",
     start_s: float | None = None,
+    params: str = "all",
 ) -> Rates:
     """Cached rates, measured now if this machine has none yet (``start_s``: a worker's own
     start-up time, which then need not be measured in a fresh interpreter)."""
-    cached = cached_rates(model, device, precision)
-    return cached or measure_rates(model, device, precision, start_s=start_s)
+    cached = cached_rates(model, device, precision, params)
+    return cached or measure_rates(model, device, precision, start_s=start_s, params=params)
 
 
 def format_seconds(s: float) -> str:

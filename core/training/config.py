@@ -62,13 +62,18 @@ class TrainConfig:
         return asdict(self)
 
 
-Params = Literal["all", "cross-attention"]
-PARAMS: tuple[str, ...] = ("all", "cross-attention")
+Params = Literal["all", "cross-attention", "lora"]
+PARAMS: tuple[str, ...] = ("all", "cross-attention", "lora")
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """steps × batch images; lr for AdamW; ema_decay 0 disables EMA (sampling uses raw weights)."""
+    """steps × batch images; lr for AdamW; ema_decay 0 disables EMA (sampling uses raw weights).
+
+    params: ``all`` UNet weights, ``cross-attention`` (every ``attn2`` projection) or ``lora``
+    (rank-``lora_rank`` adapters on those projections, merged into the weights afterwards: a
+    text→image path with little room to fit conflicting captions one by one).
+    """
 
     steps: int = 200
     batch: int = 64
@@ -78,6 +83,7 @@ class FinetuneConfig:
     ema_decay: float = 0.0
     seed: int = 0
     precision: str = "auto"  # fp32 | bf16 | auto: bf16 only where native (core.training.precision)
+    lora_rank: int = 4  # used when params == "lora"
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -89,6 +95,8 @@ class FinetuneConfig:
             raise ValueError(f"lr must be in (0, 1), got {self.lr}")
         if self.params not in PARAMS:
             raise ValueError(f"params must be one of {list(PARAMS)}, got {self.params!r}")
+        if not 1 <= self.lora_rank <= 64:
+            raise ValueError(f"lora_rank must be in [1, 64], got {self.lora_rank}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 

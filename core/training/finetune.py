@@ -4,9 +4,10 @@ The text encoder and VAE stay frozen (as in SD fine-tuning), so a training set r
 ``PairData``: VAE posterior mean/std per image and, per pair, an index into a table of text
 contexts. Dirty-label poison is then just a different index pairing — no image is re-encoded.
 
-Trainable parameters: ``all`` UNet weights, or ``cross-attention`` only (the K/V/Q/out
+Trainable parameters: ``all`` UNet weights, ``cross-attention`` only (the K/V/Q/out
 projections of every ``attn2``: the mapping from the text graph to the image graph that the paper
-analyses).
+analyses), or ``lora``: low-rank adapters on those projections, merged into the weights when the
+fine-tune ends.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from core.models.ldm import MiniLDM
+from core.models.lora import merge_lora_state_dict, setup_trainable
 from core.training.config import PARAMS, FinetuneConfig, Params  # noqa: F401 (light configs)
 from core.training.precision import (
     autocast,
@@ -76,16 +78,24 @@ def make_pairs(
     )
 
 
-def trainable_parameters(unet: torch.nn.Module, params: str) -> list[torch.nn.Parameter]:
-    """All parameters, or those of cross-attention (``attn2``) layers only; freezes the rest."""
-    if params == "all":
-        unet.requires_grad_(True)
-        return list(unet.parameters())
-    unet.requires_grad_(False)
-    chosen = [p for n, p in unet.named_parameters() if ".attn2." in n]
-    for p in chosen:
-        p.requires_grad_(True)
-    return chosen
+_MODES = {"all": "full", "cross-attention": "xattn", "lora": "lora"}
+
+
+def trainable_parameters(
+    unet: torch.nn.Module, params: str, lora_rank: int = 4
+) -> list[torch.nn.Parameter]:
+    """Freeze the UNet, then unfreeze all weights, the cross-attention (``attn2``) ones, or
+    inject rank-``lora_rank`` adapters on them (core.models.lora, the real path's one place)."""
+    return setup_trainable(unet, _MODES[params], lora_rank)
+
+
+def merge_adapters(unet: torch.nn.Module) -> None:
+    """Fold any LoRA adapters into the weights and remove them: a plain UNet again."""
+    if not any("lora_" in n for n, _ in unet.named_parameters()):
+        return
+    merged = merge_lora_state_dict(unet)
+    unet.unload_lora()  # type: ignore[operator]  # diffusers PeftAdapterMixin
+    unet.load_state_dict(merged)
 
 
 def finetune_unet(
@@ -103,7 +113,7 @@ def finetune_unet(
     """
     dev = ldm.device
     unet = ldm.unet.train()
-    params = trainable_parameters(unet, config.params)
+    params = trainable_parameters(unet, config.params, config.lora_rank)
     # fused AdamW (one kernel for all parameters) where the device supports it
     fused = True if dev.type == "cuda" else None
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0, fused=fused)
@@ -158,6 +168,7 @@ def finetune_unet(
         with torch.no_grad():
             for p, e in zip(params, ema):
                 p.copy_(e)
+    merge_adapters(unet)
     unet.eval().requires_grad_(False)
     seconds = time.time() - t0
     done = step - start_step
