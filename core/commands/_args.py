@@ -4,6 +4,7 @@ reported by argparse as ``error: argument --seeds: …`` (the option is always n
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def seed(text: str) -> int:
@@ -35,7 +36,7 @@ def add_finetune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="fine-tune learning rate")
 
 
-def finetune_overrides(args: argparse.Namespace) -> dict[str, object]:
+def finetune_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The fine-tune fields set on the command line (see :func:`add_finetune_args`)."""
     given = {"params": args.params, "lora_rank": args.lora_rank, "lr": args.lr}
     return {k: v for k, v in given.items() if v is not None}

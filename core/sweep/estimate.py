@@ -183,7 +183,7 @@ def measure_rates(
     mean, std = encode_images(ldm, d.images)
     data = make_pairs(ldm, mean, std, np.arange(n_img), list(d.captions))
     stamps: list[float] = []
-    cfg = FinetuneConfig(steps=3, batch=batch, lr=1e-6, precision=precision, params=params)
+    cfg = FinetuneConfig(steps=3, batch=batch, lr=1e-6, precision=precision, params=params)  # type: ignore[arg-type]  # checked by FinetuneConfig
     state = {k: v.clone() for k, v in ldm.unet.state_dict().items()}
     finetune_unet(ldm, data, cfg, on_step=lambda s, t, lo: stamps.append(time.perf_counter()))
     ldm.unet.load_state_dict(state)
