@@ -49,7 +49,21 @@ VARIANTS: dict[str, tuple[str, float, dict[str, Any]]] = {
     "add-r2": ("add", 2.0, {}),
     "replace-xattn": ("replace", 1.0, {"params": "cross-attention", "lr": 1e-3}),
     "replace-lr1e-3": ("replace", 1.0, {"lr": 1e-3}),
+    "replace-lora-r1": ("replace", 1.0, {"params": "lora", "lora_rank": 1, "lr": 3e-3}),
+    "replace-lora-r4": ("replace", 1.0, {"params": "lora", "lora_rank": 4, "lr": 3e-3}),
+    "replace-lora-r16": ("replace", 1.0, {"params": "lora", "lora_rank": 16, "lr": 3e-3}),
+    "replace-lora-r1-lr1e-2": ("replace", 1.0, {"params": "lora", "lora_rank": 1, "lr": 1e-2}),
+    "replace-r2-lora-r1": ("replace", 2.0, {"params": "lora", "lora_rank": 1, "lr": 3e-3}),
+    "replace-r3-lora-r1": ("replace", 3.0, {"params": "lora", "lora_rank": 1, "lr": 3e-3}),
+    "add-lora-r4": ("add", 1.0, {"params": "lora", "lora_rank": 4, "lr": 3e-3}),
 }
+
+
+def params_label(ft: FinetuneConfig) -> str:
+    """all | cross-attention | lora-r<rank>: C_P 0 is one run per label, learning rate and length."""
+    return f"lora-r{ft.lora_rank}" if ft.params == "lora" else ft.params
+
+
 KEYS = (
     "acc_unpoisoned",
     "acc_poisoned",
@@ -157,7 +171,7 @@ def main() -> None:
             eval_steps=10,
             grid_samples=4,
         )
-        folder = work / f"{name}_lr{ft.lr:g}_{ft.params}"
+        folder = work / f"{name}_lr{ft.lr:g}_{params_label(ft)}"
         (folder / "grids").mkdir(parents=True, exist_ok=True)
         runner = LeverRunner(cfg, folder)
         runner.mode = mode
@@ -165,7 +179,7 @@ def main() -> None:
         for seed in args.seed:
             for c_p in levels:
                 # C_P 0 is the same run for every poison mode and ratio
-                label = name if c_p else f"clean-{ft.params}"
+                label = name if c_p else f"clean-{params_label(ft)}"
                 done = {
                     (r["variant"], r["steps"], r["lr"], r["c_p"], r["seed"]) for r in res["runs"]
                 }
@@ -182,7 +196,7 @@ def main() -> None:
                         "poison_ratio": ratio,
                         "steps": steps,
                         "lr": ft.lr,
-                        "params": ft.params,
+                        "params": params_label(ft),
                         "c_p": c_p,
                         "seed": seed,
                         "wall_seconds": round(time.time() - t0, 1),
