@@ -5,7 +5,16 @@ import streamlit as st
 from core.figures.palette import METRIC_LABELS
 from core.figures.trajectory import compare_figure
 from pages._present import intro, show, terms
-from pages._ui import _load, _stamp, export_buttons, markdown_table, pack_choices, route_through_app
+from pages._ui import (
+    _load,
+    _stamp,
+    export_buttons,
+    markdown_table,
+    pack_choices,
+    route_through_app,
+    run_choices,
+    run_label,
+)
 
 route_through_app()
 
@@ -20,7 +29,14 @@ if not packs:
     st.info("Nothing to compare yet: play the demo from **Home** or finish a sweep in **Jobs**.")
     st.stop()
 
-chosen = st.multiselect("Packs / runs", list(packs), default=list(packs)[:2], key="cmp_packs")
+labels = {r.id: run_label(r) for r in run_choices()}  # name · date · model, not a raw id
+chosen = st.multiselect(
+    "Packs / runs",
+    list(packs),
+    default=list(packs)[:2],
+    key="cmp_packs",
+    format_func=lambda i: labels.get(i, i),
+)
 metric = st.selectbox(
     "Metric",
     list(METRIC_LABELS),
@@ -34,16 +50,16 @@ for name in chosen:
     try:
         loaded[name] = _load(str(packs[name]), _stamp(packs[name]))
     except (FileNotFoundError, ValueError) as e:
-        st.error(f"Cannot open “{name}”: {e}")
+        st.error(f"Cannot open “{labels.get(name, name)}”: {e}")
 if loaded:
-    fig = compare_figure({n: p.summary for n, p in loaded.items()}, metric)
+    fig = compare_figure({labels.get(n, n): p.summary for n, p in loaded.items()}, metric)
     show(fig, "cmp_chart")
     export_buttons(fig, f"compare-{metric}")
     st.markdown(
         markdown_table(
             [
                 {
-                    "pack": n,
+                    "pack": labels.get(n, n),
                     "preset": p.config.get("preset"),
                     "concepts": len(p.concepts),
                     "levels": ", ".join(map(str, p.levels)),
@@ -56,7 +72,9 @@ if loaded:
 
 st.subheader("Download a run as a zip bundle")
 st.caption("Config, results, training curves, samples and one image grid per C_P (no weights).")
-which = st.selectbox("Run or pack", list(packs), key="cmp_bundle")
+which = st.selectbox(
+    "Run or pack", list(packs), key="cmp_bundle", format_func=lambda i: labels.get(i, i)
+)
 if st.button("Prepare bundle", key="cmp_prepare"):
     from core.results.export import bundle_run
 
