@@ -44,6 +44,10 @@ IMPLOSION_MAX_RATIO = 0.5
 STEADY_MAX_RATIO = 0.6
 INCOHERENCE_MIN_RATIO = 3.0
 RELATED_MIN_RATIO = 2.0
+# a seed counts for claim (e) at a level only if both groups hold this many concepts (at large C_P
+# nearly every unpoisoned concept shares words with a poisoned one: an "unrelated" mean over two
+# concepts says little); a level needs two such seeds for an interval
+RELATED_MIN_GROUP = 3
 R_MAX = -0.9
 
 
@@ -283,25 +287,27 @@ def related_loss(pack: Pack) -> Claim:
     target = f"related loss ≥ {RELATED_MIN_RATIO:g}× unrelated at some C_P ≤ {RELATED_MAX_CP}"
     recs = pack.records
     clean = {int(r["seed"]): r for r in recs if r["c_p"] == 0 and r.get("per_concept_acc")}
-    best: tuple[int, Interval, Interval] | None = None
+    best: tuple[int, Interval, Interval, float, float] | None = None
     for c in sorted({int(r["c_p"]) for r in recs if 0 < r["c_p"] <= RELATED_MAX_CP}):
-        lr, lu = [], []
+        lr, lu, nr, nu = [], [], [], []
         for r in recs:
             s = int(r["seed"])
             if r["c_p"] != c or s not in clean or not r.get("per_concept_acc"):
                 continue
             groups = _seed_groups(pack, s, c)
-            if groups is None or not groups[0] or not groups[1]:
+            if groups is None or min(len(groups[0]), len(groups[1])) < RELATED_MIN_GROUP:
                 continue
             a0, ac = np.asarray(clean[s]["per_concept_acc"]), np.asarray(r["per_concept_acc"])
             lr.append(float((a0 - ac)[groups[0]].mean()))
             lu.append(float((a0 - ac)[groups[1]].mean()))
-        if not lr:
+            nr.append(len(groups[0]))
+            nu.append(len(groups[1]))
+        if len(lr) < 2:
             continue
         ir, iu = t_interval(lr), t_interval(lu)
         # the level where related concepts lose most beyond unrelated ones
         if best is None or ir.mean - iu.mean > best[1].mean - best[2].mean:
-            best = (c, ir, iu)
+            best = (c, ir, iu, float(np.mean(nr)), float(np.mean(nu)))
     if best is None:
         return Claim(
             "related_loss",
@@ -310,9 +316,10 @@ def related_loss(pack: Pack) -> Claim:
             None,
             target,
             None,
-            "needs per-concept accuracy at C_P 0 and at some 0 < C_P ≤ 8 with both groups",
+            f"needs per-concept accuracy at C_P 0 and, for two seeds, at some 0 < C_P ≤ "
+            f"{RELATED_MAX_CP} with ≥ {RELATED_MIN_GROUP} related and unrelated concepts",
         )
-    c, ir, iu = best
+    c, ir, iu, n_rel, n_unrel = best
     # unrelated concepts that lose nothing (or gain) leave the ratio unbounded
     ratio = ir.mean / iu.mean if iu.mean > 1e-9 else (float("inf") if ir.mean > 0 else 0.0)
     holds = ratio >= RELATED_MIN_RATIO and ir.low > iu.high
@@ -325,7 +332,8 @@ def related_loss(pack: Pack) -> Claim:
         target,
         holds,
         f"C_P {c}: related lose {ir.mean:+.3f} [{ir.low:+.3f}, {ir.high:+.3f}], unrelated "
-        f"{iu.mean:+.3f} [{iu.low:+.3f}, {iu.high:+.3f}] accuracy vs clean ({shown})",
+        f"{iu.mean:+.3f} [{iu.low:+.3f}, {iu.high:+.3f}] accuracy vs clean ({shown}; "
+        f"{n_rel:.0f} related and {n_unrel:.0f} unrelated concepts per seed, {ir.n} seeds)",
     )
 
 
