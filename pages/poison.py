@@ -116,9 +116,16 @@ method = m1.radio(
     key="p_method",
     format_func={"dirty-label": "Dirty-label", "nightshade": "Nightshade-style"}.get,
 )
-default_budget = FINETUNE_DEFAULTS.n_clean_per_concept
+default_budget = round(FINETUNE_DEFAULTS.poison_ratio * FINETUNE_DEFAULTS.n_clean_per_concept)
 budget = m2.number_input(
-    "Budget: poisoned samples per concept", 1, 2000, default_budget, key="p_budget"
+    "Budget: poisoned samples per concept",
+    1,
+    2000,
+    default_budget,
+    key="p_budget",
+    help="Poisoned pairs for each chosen concept. Its own clean pairs are left out of the "
+    f"fine-tune, so its caption is only ever shown with the target's images; the other concepts "
+    f"keep {FINETUNE_DEFAULTS.n_clean_per_concept} clean pairs each.",
 )
 eps = m3.slider(
     "Perturbation budget ε (Nightshade)",
@@ -136,10 +143,9 @@ steps = s1.number_input(
 device = s2.selectbox("Device", ["cpu", "cuda"], key="p_device")
 if steps < FINETUNE_DEFAULTS.finetune.steps:
     st.warning(
-        f"{int(steps)} steps is a smoke test, not an experiment: every fine-tune first disrupts "
-        "the model (the clean baseline too) and clean runs recover only after about "
-        f"{FINETUNE_DEFAULTS.finetune.steps} steps, so below that clean and poisoned numbers "
-        "mostly measure the disruption. Use the default for results you compare."
+        f"{int(steps)} steps is a smoke test, not an experiment: the poisons have barely been "
+        f"learnt. The explorer's numbers were measured at {FINETUNE_DEFAULTS.finetune.steps} "
+        "steps; use the default for results you compare."
     )
 try:
     cfg = finetune_config(
@@ -155,12 +161,14 @@ try:
 except ValueError as e:
     st.error(str(e))
     st.stop()
-rates = cached_rates(str(model_dir), device, cfg.finetune.precision)
+rates = cached_rates(str(model_dir), device, cfg.finetune.precision, cfg.finetune.params)
 if rates is None:
     s3.metric("Estimated run time", "not measured")
     if s3.button("Measure this machine (about 30 s)", key="p_measure"):
         with st.spinner("Timing fine-tune steps, sampling and judging on this machine…"):
-            measure_rates(str(model_dir), device, cfg.finetune.precision)
+            measure_rates(
+                str(model_dir), device, cfg.finetune.precision, params=cfg.finetune.params
+            )
         st.rerun()
 else:
     est = estimate(cfg, k, rates)

@@ -1,6 +1,7 @@
 """Sweep and single-run jobs on a tiny model: contract, resume, errors."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -261,3 +262,25 @@ def test_parallel_stop_then_resume(tiny_model_dir, tmp_path):
 def test_workers_must_be_positive(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="workers"):
         run_sweep(smoke(tiny_model_dir), tmp_path / "w", workers=0)
+
+
+def test_cpu_presets_attack_runs_end_to_end_with_lora(tiny_model_dir, tmp_path):
+    """The CPU presets' attack and fine-tune (replace poisons, rank-1 LoRA) through the driver:
+    every level completes and saves, and the Poison-setup defaults are the same configuration."""
+    from core.sweep.config import CPU_FINETUNE, CPU_POISON_RATIO, PRESETS
+    from core.sweep.experiment import FINETUNE_DEFAULTS
+
+    for cfg in (PRESETS["cpu-quick"], PRESETS["cpu-full"], FINETUNE_DEFAULTS):
+        assert cfg.poison_mode == "replace" and cfg.poison_ratio == CPU_POISON_RATIO
+        assert cfg.finetune == CPU_FINETUNE and CPU_FINETUNE.params == "lora"
+    base = smoke(tiny_model_dir)
+    cfg = replace(
+        base,
+        poison_mode="replace",
+        poison_ratio=CPU_POISON_RATIO,
+        finetune=replace(base.finetune, params="lora", lora_rank=1, lr=CPU_FINETUNE.lr),
+    )
+    res = run_sweep(cfg, tmp_path / "s")
+    assert res["complete"] and len(res["records"]) == 2
+    r2 = next(r for r in res["records"] if r["c_p"] == 2)
+    assert r2["acc_poisoned"] is not None

@@ -31,7 +31,13 @@ from core.results.claims import SCIENCE_FILE, t_interval  # noqa: E402
 
 
 def longer_training(
-    rows: list[dict], variant: str, clean: str, c_p: int, steps: int | None
+    rows: list[dict],
+    variant: str,
+    clean: str,
+    c_p: int,
+    steps: int | None,
+    lr: float | None = None,
+    seeds: list[int] | None = None,
 ) -> dict:
     def pick(name: str, level: int) -> dict[int, float]:
         return {
@@ -40,6 +46,8 @@ def longer_training(
             if r["variant"] == name
             and r["c_p"] == level
             and (steps is None or r.get("steps", steps) == steps)
+            and (lr is None or abs(float(r["lr"]) - lr) < 1e-12)
+            and (not seeds or int(r["seed"]) in seeds)
         }
 
     num, den = pick(variant, c_p), pick(clean, 0)
@@ -91,6 +99,8 @@ def main() -> None:
     ap.add_argument("--clean-variant")
     ap.add_argument("--cp", type=int)
     ap.add_argument("--steps", type=int)
+    ap.add_argument("--lr", type=float, help="only lever rows at this learning rate")
+    ap.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: all)")
     ap.add_argument("--preset-steps", type=int)
     ap.add_argument("--budget", type=Path)
     ap.add_argument("--note", action="append", default=[])
@@ -103,7 +113,9 @@ def main() -> None:
         if not (args.variant and args.clean_variant and args.cp is not None):
             raise SystemExit("--levers needs --variant, --clean-variant and --cp")
         rows = json.loads(args.levers.read_text())["runs"]
-        lt = longer_training(rows, args.variant, args.clean_variant, args.cp, args.steps)
+        lt = longer_training(
+            rows, args.variant, args.clean_variant, args.cp, args.steps, args.lr, args.seeds
+        )
         lt["preset_steps"] = args.preset_steps
         lt["source"] = str(args.levers)
         d["longer_training"] = lt

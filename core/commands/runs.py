@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--budget",
         type=int,
         default=None,
-        help="poison pairs per concept (default: 64, two per clean pair)",
+        help="poison pairs per concept (default: 96, three per clean pair)",
     )
     p.add_argument("--steps", type=int, default=None, help="fine-tune steps per level (60)")
     add_finetune_args(p)

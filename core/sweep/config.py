@@ -99,6 +99,15 @@ class SweepConfig:
         return SweepConfig(**d)
 
 
+# The CPU presets' attack and fine-tune (bench/results/science.md, issue 12): poisons replace the
+# poisoned captions' clean pairs, three per clean image (a pure structure conflict, with the poisoned
+# captions outweighing the clean ones), and the fine-tune trains rank-1 LoRA adapters on the
+# cross-attention projections (a text→image path too narrow to memorise each swap on its own).
+# With all UNet weights and added poisons, implosion was a transient: unpoisoned accuracy at C_P 24
+# went back to 70–80 % of clean with 3× the steps; with this it stays near half of clean at 9×.
+CPU_POISON_RATIO = 3.0
+CPU_FINETUNE = FinetuneConfig(steps=60, batch=64, lr=3e-3, params="lora", lora_rank=1)
+
 PRESETS: dict[str, SweepConfig] = {
     # seconds: for tests and smoke runs of the whole pipeline
     "ci-smoke": SweepConfig(
@@ -119,21 +128,24 @@ PRESETS: dict[str, SweepConfig] = {
         levels=(0, 4, 16, 28, 32),
         seeds=(0, 1, 2),
         n_clean_per_concept=32,
-        finetune=FinetuneConfig(steps=60, batch=64, lr=5e-4),
+        poison_ratio=CPU_POISON_RATIO,
+        poison_mode="replace",
+        finetune=CPU_FINETUNE,
         eval_samples=4,
         eval_steps=10,
         grid_samples=4,
         probe_every=20,
     ),
     # gpu-full's C_P levels on 2 CPU cores (~30 min): the cpu-quick fine-tune, 5 seeds, 8
-    # judged samples per concept; bench/levers.py shows why 60 steps at lr 5e-4 (the disruption
-    # is largest early in fine-tuning; with 200 steps the model partly fits the conflicts)
+    # judged samples per concept (the shipped demo pack)
     "cpu-full": SweepConfig(
         preset="cpu-full",
         levels=(0, 1, 2, 4, 8, 16, 24, 32),
         seeds=(0, 1, 2, 3, 4),
         n_clean_per_concept=32,
-        finetune=FinetuneConfig(steps=60, batch=64, lr=5e-4),
+        poison_ratio=CPU_POISON_RATIO,
+        poison_mode="replace",
+        finetune=CPU_FINETUNE,
         eval_samples=8,
         eval_steps=10,
         grid_samples=4,

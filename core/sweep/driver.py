@@ -2,10 +2,12 @@
 
 For each seed a random poisoning order and random targets are drawn once
 (:func:`core.poison.plan.poisoning_plan`); level C_P poisons the first C_P concepts of that order
-(nested sets), with dirty-label pairs *added* to the clean data (caption of A on copies of target
-B's images, ``poison_ratio`` × A's clean pairs) — conflicting poison, the lever that makes
-implosion appear in small models (shared/SCIENCE.md). Each (C_P, seed) fine-tunes the clean base
-from scratch, measures AD of its training pairs and judges generations.
+(nested sets) with dirty-label pairs: caption of A on copies of target B's images,
+``poison_ratio`` × A's clean pairs, either *added* to the clean data (``poison_mode="add"``: A keeps
+its clean images too) or *replacing* A's clean pairs (``"replace"``, the CPU presets: a pure
+structure conflict; bench/results/science.md). Each (C_P, seed) fine-tunes the clean base from
+scratch (all UNet weights, cross-attention only, or LoRA adapters: ``FinetuneConfig.params``),
+measures AD of its training pairs and judges generations.
 
 :func:`run_sweep` is the mini-model sweep: :class:`core.sweep.level.SweepRunner` run by the one
 driver (:func:`core.sweep.engine.drive`, which owns resume, progress, stop, the files) on an

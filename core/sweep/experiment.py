@@ -22,22 +22,23 @@ from typing import Any
 
 from core.poison.plan import TARGET_RULES, check_concepts, choose_targets, poisoning_plan
 from core.results.schema import level_summaries
-from core.sweep.config import SweepConfig
-from core.training.config import FinetuneConfig
+from core.sweep.config import CPU_FINETUNE, CPU_POISON_RATIO, SweepConfig
 from core.world import World
 
 # Where a finetune job writes its pack inside the run directory (core.results.pack.PACK_SUBDIRS).
 PACK_SUBDIR = "pack"
 
-# Poison-setup defaults: the cpu-quick fine-tune (60 steps at lr 5e-4, where the disruption is
-# largest, bench/levers.py), 32 clean pairs per concept, 32 poison pairs per poisoned concept.
+# Poison-setup defaults: the CPU presets' attack and fine-tune (core.sweep.config: poisons replace
+# the chosen captions' clean pairs, three per clean image; rank-1 LoRA for 60 steps), 32 clean pairs
+# per concept.
 FINETUNE_DEFAULTS = SweepConfig(
     preset="finetune",
     levels=(0, 1),
     seeds=(0,),
     n_clean_per_concept=32,
-    poison_ratio=1.0,
-    finetune=FinetuneConfig(steps=60, batch=64, lr=5e-4),
+    poison_ratio=CPU_POISON_RATIO,
+    poison_mode="replace",
+    finetune=CPU_FINETUNE,
     eval_samples=4,
     eval_steps=10,
     grid_samples=4,
@@ -96,7 +97,7 @@ def finetune_config(
 
     targets: ``"random"`` (the seed's plan targets, as the sweep), ``"nearest"`` / ``"farthest"``
     (shared attribute words) or explicit {concept: target} by name or id. budget: poison pairs
-    per poisoned concept (default: as many as its clean pairs). steps: fine-tune steps per level.
+    per poisoned concept (default: the preset ratio, 3 per clean pair). steps: fine-tune steps per level.
     ``overrides``: other SweepConfig fields (eval_samples, probe_every, …).
     """
     ids = resolve_concepts(world, concepts)
@@ -227,7 +228,9 @@ def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(ctx.run_dir) / PACK_SUBDIR
     ctx.progress(0, 1000, message="measuring this machine (once) / loading the model")
-    rates = rates_for(sc.model, sc.device, sc.finetune.precision, start_s=process_age_s())
+    rates = rates_for(
+        sc.model, sc.device, sc.finetune.precision, process_age_s(), sc.finetune.params
+    )
     est = estimate(sc, model_world(sc.model).n_concepts, rates)
     clock = Countdown(est.total, est.start + est.setup, est.per_level(), est.levels)
     ctx.log(f"estimated {format_seconds(est.total)} ({est.levels} levels; load {rates.load:.1f})")
