@@ -10,7 +10,7 @@ import streamlit as st
 from core.defend.config import DETECTOR_NAMES, DefenseConfig
 from core.defend.figures import DETECTOR_LABELS, defended_figure, roc_figure, score_histogram
 from core.defend.pairs import level_pairs, nightshade_file
-from core.defend.report import DEFENSE, load_report
+from core.defend.report import DEFENSE, load_report, scorable_levels
 from core.defend.roc import roc, threshold_at_fpr
 from core.defend.sweep import defended_packs, start_defended_job
 from pages._ui import (
@@ -51,7 +51,7 @@ if pack.config.get("defense"):
         "hold the pairs that survived the filter. Pick the attacked pack to evaluate detectors."
     )
 key = pack_key(pack)
-poisoned_levels = [c for c in pack.levels if c > 0]
+poisoned_levels = scorable_levels(pack)  # C_P > 0 with clean pairs left to tell apart
 if not poisoned_levels:
     st.warning("This pack has no poisoned level (C_P > 0): nothing to detect.")
     st.stop()

@@ -62,6 +62,15 @@ def check_choice(values: Sequence[str], allowed: Sequence[str], field: str) -> t
     return tuple(values)
 
 
+def scorable_levels(pack: Pack) -> list[int]:
+    """The pack's levels whose training pairs hold both poisoned and clean pairs (a ROC needs
+    both): C_P > 0, and below K when poisons replace the poisoned concepts' clean pairs (at C_P = K
+    every pair is poisoned)."""
+    k = len(pack.concepts)
+    replace = pack.config.get("poison_mode") == "replace"
+    return [c for c in pack.levels if c > 0 and not (replace and c >= k)]
+
+
 def evaluate_pack(
     pack: Pack,
     detectors: Sequence[str] = DETECTOR_NAMES,
@@ -76,10 +85,16 @@ def evaluate_pack(
     Nightshade rows need the pack's model (builds and caches the poisons on first use)."""
     detectors = tuple(check_detector(d, "detectors") for d in detectors)
     methods = check_choice(methods, METHODS, "methods")
-    lv = [c for c in pack.levels if c > 0] if levels is None else list(levels)
+    lv = scorable_levels(pack) if levels is None else list(levels)
     missing = [c for c in lv if c not in pack.levels]
     if missing:
         raise ValueError(f"levels: {missing} not in this pack (it has {pack.levels})")
+    unscorable = [c for c in lv if c not in scorable_levels(pack)]
+    if unscorable:
+        raise ValueError(
+            f"levels: C_P {unscorable} have no clean pairs or no poisoned pairs, so no ROC; "
+            f"choose from {scorable_levels(pack)}"
+        )
     if not lv:
         raise ValueError("levels: none with poison (C_P > 0); a ROC needs poisoned pairs")
     settings = evaluate_settings(pack, detectors, methods, lv, epsilon, steps)
@@ -157,7 +172,7 @@ def evaluate_settings(
     **_: Any,
 ) -> dict[str, Any]:
     """The ``settings`` dict :func:`evaluate_pack` would record (to recognise a stored report)."""
-    lv = [c for c in pack.levels if c > 0] if levels is None else list(levels)
+    lv = scorable_levels(pack) if levels is None else list(levels)
     return {
         "detectors": list(detectors),
         "methods": list(methods),

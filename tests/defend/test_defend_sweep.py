@@ -129,3 +129,22 @@ def test_nightshade_pairs_replace_the_dirty_label_ones(attacked, tmp_path):
     np.testing.assert_array_equal(ns.caption_concept[ns.poisoned], ns.image_concept[ns.poisoned])
     with pytest.raises(FileNotFoundError, match="build it first"):
         level_pairs(pack, 2, "nightshade", epsilon=4 / 255, steps=2)
+
+
+def test_replace_pack_level_without_clean_pairs_is_not_scored(tiny_model_dir, tmp_path, capsys):
+    """With replace poisons, C_P = K leaves no clean pair: no ROC there, the others are scored,
+    and asking for it names the level and the ones that can be scored."""
+    from core.defend.report import scorable_levels
+    from core.sweep.driver import preset, run_sweep
+
+    out = tmp_path / "sweep"
+    cfg = preset("ci-smoke", model=str(tiny_model_dir), poison_mode="replace", levels=(0, 1, 8))
+    assert run_sweep(cfg, out)["complete"]
+    assert scorable_levels(load_pack(out)) == [1]
+    rc = main(["defend", "--pack", str(out), "--json", "--detectors", "misalignment"])
+    assert rc == 0
+    assert [r["c_p"] for r in json.loads(capsys.readouterr().out)["rows"]] == [1]
+    rc = main(["defend", "--pack", str(out), "--levels", "8", "--out", str(tmp_path / "d.json")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "C_P [8] have no clean pairs" in err and "choose from [1]" in err
