@@ -113,7 +113,11 @@ def finetune_unet(
     """
     dev = ldm.device
     unet = ldm.unet.train()
-    params = trainable_parameters(unet, config.params, config.lora_rank)
+    # LoRA adapters draw their initial weights from torch's global RNG: seed them from the
+    # fine-tune's seed so a level does not depend on what ran before it in the process
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(config.seed * 100_003 + 17)
+        params = trainable_parameters(unet, config.params, config.lora_rank)
     # fused AdamW (one kernel for all parameters) where the device supports it
     fused = True if dev.type == "cuda" else None
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0, fused=fused)
