@@ -44,9 +44,9 @@ IMPLOSION_MAX_RATIO = 0.5
 STEADY_MAX_RATIO = 0.6
 INCOHERENCE_MIN_RATIO = 3.0
 RELATED_MIN_RATIO = 2.0
-# a seed counts for claim (e) at a level only if both groups hold this many concepts (at large C_P
-# nearly every unpoisoned concept shares words with a poisoned one: an "unrelated" mean over two
-# concepts says little); a level needs two such seeds for an interval
+# claim (e) is judged as the issue defines it, but a level whose unrelated group averages fewer
+# concepts than this is flagged in the detail (at large C_P nearly every unpoisoned concept shares
+# words with a poisoned one: an "unrelated" mean over two concepts says little)
 RELATED_MIN_GROUP = 3
 R_MAX = -0.9
 
@@ -281,6 +281,15 @@ def _seed_groups(pack: Pack, seed: int, c_p: int) -> tuple[list[int], list[int]]
     return related, unrelated
 
 
+def _related_ratio(ir: Interval, iu: Interval) -> float:
+    # unrelated concepts that lose nothing (or gain) leave the ratio unbounded
+    return ir.mean / iu.mean if iu.mean > 1e-9 else (float("inf") if ir.mean > 0 else 0.0)
+
+
+def _related_holds(ir: Interval, iu: Interval) -> bool:
+    return _related_ratio(ir, iu) >= RELATED_MIN_RATIO and ir.low > iu.high
+
+
 def related_loss(pack: Pack) -> Claim:
     """Claim (e): accuracy lost by related vs unrelated unpoisoned concepts (paired by seed)."""
     title = "Related concepts lose more than unrelated ones (bleed-through)"
@@ -295,7 +304,7 @@ def related_loss(pack: Pack) -> Claim:
             if r["c_p"] != c or s not in clean or not r.get("per_concept_acc"):
                 continue
             groups = _seed_groups(pack, s, c)
-            if groups is None or min(len(groups[0]), len(groups[1])) < RELATED_MIN_GROUP:
+            if groups is None or not groups[0] or not groups[1]:
                 continue
             a0, ac = np.asarray(clean[s]["per_concept_acc"]), np.asarray(r["per_concept_acc"])
             lr.append(float((a0 - ac)[groups[0]].mean()))
@@ -305,8 +314,10 @@ def related_loss(pack: Pack) -> Claim:
         if len(lr) < 2:
             continue
         ir, iu = t_interval(lr), t_interval(lu)
-        # the level where related concepts lose most beyond unrelated ones
-        if best is None or ir.mean - iu.mean > best[1].mean - best[2].mean:
+        # a level where the claim holds first, then the one where related concepts lose most
+        # beyond unrelated ones
+        rank = (_related_holds(ir, iu), ir.mean - iu.mean)
+        if best is None or rank > (_related_holds(best[1], best[2]), best[1].mean - best[2].mean):
             best = (c, ir, iu, float(np.mean(nr)), float(np.mean(nu)))
     if best is None:
         return Claim(
@@ -317,12 +328,11 @@ def related_loss(pack: Pack) -> Claim:
             target,
             None,
             f"needs per-concept accuracy at C_P 0 and, for two seeds, at some 0 < C_P ≤ "
-            f"{RELATED_MAX_CP} with ≥ {RELATED_MIN_GROUP} related and unrelated concepts",
+            f"{RELATED_MAX_CP} with both related and unrelated concepts",
         )
     c, ir, iu, n_rel, n_unrel = best
-    # unrelated concepts that lose nothing (or gain) leave the ratio unbounded
-    ratio = ir.mean / iu.mean if iu.mean > 1e-9 else (float("inf") if ir.mean > 0 else 0.0)
-    holds = ratio >= RELATED_MIN_RATIO and ir.low > iu.high
+    ratio = _related_ratio(ir, iu)
+    holds = _related_holds(ir, iu)
     shown = f"{ratio:.1f}×" if np.isfinite(ratio) else "unrelated lose nothing"
     return Claim(
         "related_loss",
@@ -333,7 +343,12 @@ def related_loss(pack: Pack) -> Claim:
         holds,
         f"C_P {c}: related lose {ir.mean:+.3f} [{ir.low:+.3f}, {ir.high:+.3f}], unrelated "
         f"{iu.mean:+.3f} [{iu.low:+.3f}, {iu.high:+.3f}] accuracy vs clean ({shown}; "
-        f"{n_rel:.0f} related and {n_unrel:.0f} unrelated concepts per seed, {ir.n} seeds)",
+        f"{n_rel:.0f} related and {n_unrel:.0f} unrelated concepts per seed, {ir.n} seeds"
+        + (
+            f"; with under {RELATED_MIN_GROUP} unrelated concepts the comparison is weak)"
+            if n_unrel < RELATED_MIN_GROUP
+            else ")"
+        ),
     )
 
 
