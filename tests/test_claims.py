@@ -181,3 +181,37 @@ def test_undefined_rate_can_carry_the_incoherence_claim():
     c = incoherence_ratio(recs)
     assert c.value == pytest.approx(1.0) and c.holds is True
     assert "undefined rate" in c.detail and "overlap" not in c.detail
+
+
+def test_related_claim_prefers_a_level_where_it_holds(tmp_path):
+    """C_P 2 has the larger related-minus-unrelated gap but its intervals overlap; C_P 1's are
+    apart: the claim reports C_P 1 (it holds), not the larger, inconclusive gap."""
+    from core.results.claims import _seed_groups, related_loss
+
+    base = make_pack(tmp_path)
+    groups = {c: _seed_groups(base, 0, c) for c in (1, 2)}
+    assert all(g and g[0] and g[1] for g in groups.values())
+    lose = {1: ([0.30, 0.31, 0.32], [0.0, 0.0, 0.01]), 2: ([0.0, 0.9, 0.9], [0.0, 0.0, 0.0])}
+    records = []
+    for s in range(3):
+        records.append(rec(0, s, 1.0, 0.01, 0.3, 0.9, [1.0] * 8))
+        for c, (rl, ul) in lose.items():
+            pc = [0.0] * 8  # poisoned concepts: not used by the claim
+            for j in groups[c][0]:
+                pc[j] = 1.0 - rl[s]
+            for j in groups[c][1]:
+                pc[j] = 1.0 - ul[s]
+            records.append(rec(c, s, 0.8, 0.02, 0.4, 0.8, pc))
+    order = list(range(8))
+    cfg = {
+        "concepts": NAMES,
+        "levels": [0, 1, 2],
+        "seeds": [0, 1, 2],
+        "poison_order": order,
+        "plans": {str(s): {"order": order} for s in range(3)},
+    }
+    root = tmp_path / "pack3"
+    root.mkdir()
+    (root / "results.json").write_text(json.dumps({"config": cfg, "records": records}))
+    claim = related_loss(load_pack(root))
+    assert claim.holds is True and claim.detail.startswith("C_P 1:")
