@@ -104,7 +104,8 @@ class SweepConfig:
 # captions outweighing the clean ones), and the fine-tune trains rank-1 LoRA adapters on the
 # cross-attention projections (a text→image path too narrow to memorise each swap on its own).
 # With all UNet weights and added poisons, implosion was a transient: unpoisoned accuracy at C_P 24
-# went back to 70–80 % of clean with 3× the steps; with this it stays near half of clean at 9×.
+# went back to 70–80 % of clean with 3× the steps; with this it is 51 % of clean at 60 steps and
+# 34 % at 180 (5 seeds), and clean fine-tunes stay at 1.00.
 CPU_POISON_RATIO = 3.0
 CPU_FINETUNE = FinetuneConfig(steps=60, batch=64, lr=3e-3, params="lora", lora_rank=1)
 
