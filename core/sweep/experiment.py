@@ -22,28 +22,16 @@ from typing import Any
 
 from core.poison.plan import TARGET_RULES, check_concepts, choose_targets, poisoning_plan
 from core.results.schema import level_summaries
-from core.sweep.config import CPU_FINETUNE, CPU_POISON_RATIO, SweepConfig
+from core.sweep.config import PRESETS, SweepConfig
 from core.world import World
 
 # Where a finetune job writes its pack inside the run directory (core.results.pack.PACK_SUBDIRS).
 PACK_SUBDIR = "pack"
 
-# Poison-setup defaults: the CPU presets' attack and fine-tune (core.sweep.config: poisons replace
-# the chosen captions' clean pairs, three per clean image; rank-1 LoRA for 60 steps), 32 clean pairs
-# per concept.
-FINETUNE_DEFAULTS = SweepConfig(
-    preset="finetune",
-    levels=(0, 1),
-    seeds=(0,),
-    n_clean_per_concept=32,
-    poison_ratio=CPU_POISON_RATIO,
-    poison_mode="replace",
-    finetune=CPU_FINETUNE,
-    eval_samples=4,
-    eval_steps=10,
-    grid_samples=4,
-    probe_every=20,
-)
+# Poison-setup defaults: cpu-quick's attack, fine-tune and evaluation (core.sweep.config: poisons
+# replace the chosen captions' clean pairs, three per clean image; rank-1 LoRA for 60 steps; 32
+# clean pairs per concept), as a two-level run: the clean baseline and the chosen concepts.
+FINETUNE_DEFAULTS = replace(PRESETS["cpu-quick"], preset="finetune", levels=(0, 1), seeds=(0,))
 
 
 def model_world(model: str | Path | None = None) -> World:
