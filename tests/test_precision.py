@@ -68,20 +68,9 @@ def test_measure_runs_the_probe_in_both_dtypes():
 
 
 def test_unet_probe_leaves_no_gradients():
-    from diffusers import UNet2DConditionModel
+    from core.models.tiny import tiny_unet
 
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=8,
-        attention_head_dim=4,
-        norm_num_groups=4,
-    )
+    unet = tiny_unet(16, 8)  # latents 8 × 8, text states of width 8
     probe = P.unet_step_probe(unet, torch.zeros(2, 4, 8, 8), torch.zeros(2, 3, 8))
     probe(torch.float32)
     probe(torch.bfloat16)

@@ -93,7 +93,8 @@ def _tiny_vae(resolution: int) -> Any:
     )
 
 
-def _tiny_unet(resolution: int, cross_attention_dim: int, **extra: Any) -> Any:
+def tiny_unet(resolution: int, cross_attention_dim: int, **extra: Any) -> Any:
+    """A random SD-shaped ``UNet2DConditionModel`` for latents of ``resolution // 2`` (tests)."""
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
@@ -144,7 +145,7 @@ def build_tiny_sd(
     vocab = write_tiny_tokenizer(path / "tokenizer")
     text_encoder = _tiny_text_encoder(vocab, hidden)
     vae = _tiny_vae(resolution)
-    unet = _tiny_unet(resolution, hidden)
+    unet = tiny_unet(resolution, hidden)
     sched = (
         PNDMScheduler(**BETAS, skip_prk_steps=True, steps_offset=1, prediction_type=prediction_type)
         if scheduler == "pndm"
@@ -175,7 +176,7 @@ def build_tiny_sdxl(
     torch.manual_seed(seed)
     vocab = write_tiny_tokenizer(path / "tokenizer")
     write_tiny_tokenizer(path / "tokenizer_2", pad="!")
-    unet = _tiny_unet(
+    unet = tiny_unet(
         resolution,
         sum(hidden),
         addition_embed_type="text_time",

@@ -72,17 +72,9 @@ def test_defended_sweep_refuses_bad_requests(attacked, tmp_path, capsys):
 
 
 def test_defend_report_cli_stores_once(attacked, capsys):
-    rc = main(
-        [
-            "defend",
-            "--pack",
-            str(attacked),
-            "--json",
-            "--detectors",
-            "misalignment",
-            "knn_disagreement",
-        ]
-    )
+    args = ["defend", "--pack", str(attacked), "--json"]
+    args += ["--detectors", "misalignment", "knn_disagreement"]
+    rc = main(args)
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["computed"] is True and (attacked / DEFENSE).is_file()
@@ -96,17 +88,7 @@ def test_defend_report_cli_stores_once(attacked, capsys):
     stored = json.loads((attacked / DEFENSE).read_text())
     assert stored["rows"][0]["fpr"][0] == 0.0 and stored["rows"][0]["tpr"][-1] == 1.0
     # same settings: read back, not recomputed; other settings: refused, nothing overwritten
-    main(
-        [
-            "defend",
-            "--pack",
-            str(attacked),
-            "--json",
-            "--detectors",
-            "misalignment",
-            "knn_disagreement",
-        ]
-    )
+    main(args)
     assert json.loads(capsys.readouterr().out)["computed"] is False
     assert main(["defend", "--pack", str(attacked), "--detectors", "misalignment"]) == 2
     assert "exists (nothing was overwritten)" in capsys.readouterr().err
