@@ -52,6 +52,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "core.commands.real",
         "real Stable Diffusion models and datasets (load, poison, fine-tune, evaluate)",
     ),
+    "handout": (
+        "core.commands.handout",
+        "printable lesson handout: the story at three levels, AD curve, questions",
+    ),
     "app": ("core.commands.app", "start the interactive explorer in your browser"),
 }
 
@@ -64,6 +68,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "core.commands.jobs",  # jobs
     "core.commands.runs",  # runs: results packs (demo, sweeps, fine-tunes)
     "core.commands.real",  # real: SD 1.x/2.x models and real datasets
+    "core.commands.handout",  # handout: the lesson's printable handout
     "core.commands.app",  # app
 )
 
