@@ -6,7 +6,13 @@ A *concept* is a combination of three attributes shared with other concepts:
 table makes that measurable.
 
 Images are rasterised in numpy from signed distance functions, vectorised over the whole batch,
-so 30,000 images at 32 px take a couple of seconds.
+so 30,000 images at 32 px take a few seconds. Two styles:
+
+* ``flat``: one flat-coloured shape on a dark grey background (the fast world of the tests).
+* ``textured``: the same concepts drawn with detail an image encoder must keep and a viewer can
+  see fail: a pattern printed on the shape (stripes, checks or dots), bevel shading and a drop
+  shadow, a tinted patterned background, a lighting gradient and sensor noise. None of these
+  nuisances is named by a caption, so concepts still relate only through their three words.
 
 Shapes: images ``(N, 3, S, S)`` float32 in [-1, 1] (the diffusion convention); labels ``(N,)`` int64
 concept ids; attribute ids ``(N, 3)`` int64 (size, colour, shape).
@@ -51,6 +57,8 @@ TEMPLATES: tuple[str, ...] = (
     "an image showing a {size} {colour} {shape}",
 )
 IMAGE_SIZES: tuple[int, ...] = (32, 64)
+STYLES: tuple[str, ...] = ("flat", "textured")
+MAX_TEXTURE = 2.0
 
 
 def _grid_for(n_concepts: int) -> tuple[int, int]:
@@ -85,11 +93,17 @@ class WorldConfig:
     n_concepts: K, number of concepts (8 … 128, see :func:`valid_n_concepts`).
     image_size: pixels per side, 32 (default) or 64.
     seed: seed of the procedural generator.
+    style: ``flat`` (default) or ``textured`` (patterns, shading, backgrounds, lighting; meant
+        for 64 px).
+    texture: strength of the textured style's patterns and lighting, 0 … 2 (1 = as designed; 0
+        keeps shading and backgrounds but no patterns). Only the textured style reads it.
     """
 
     n_concepts: int = 32
     image_size: int = 32
     seed: int = 0
+    style: str = "flat"
+    texture: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_concepts, int) or isinstance(self.n_concepts, bool):
@@ -99,6 +113,10 @@ class WorldConfig:
             raise ValueError(
                 f"image_size={self.image_size} is not supported: use one of {list(IMAGE_SIZES)}"
             )
+        if self.style not in STYLES:
+            raise ValueError(f"style={self.style!r} is not supported: use one of {list(STYLES)}")
+        if not (isinstance(self.texture, (int, float)) and 0 <= self.texture <= MAX_TEXTURE):
+            raise ValueError(f"texture={self.texture!r} must be a number in [0, {MAX_TEXTURE}]")
 
 
 @dataclass(frozen=True)
@@ -236,6 +254,8 @@ class World:
 
     def render(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Rasterise one image per label: (N, 3, S, S) float32 in [-1, 1]."""
+        if self.config.style == "textured":
+            return _render_textured(self, labels, rng)
         n, s = labels.shape[0], self.config.image_size
         attrs = self.attribute_ids[labels]
         # Per-image nuisance: position jitter, rotation, colour and background variation.
@@ -268,6 +288,101 @@ class World:
         img = alpha * fg[:, :, None, None] + (1 - alpha) * bg[:, :, None, None]
         img += rng.normal(0, 0.015, img.shape).astype(np.float32)
         return (np.clip(img, 0, 1) * 2 - 1).astype(np.float32)
+
+
+# -------------------------------------------------------------------- the textured style
+_CHUNK = 1024  # images rasterised at once: bounds the temporaries (~50 MB each at 64 px)
+
+
+def _render_textured(world: World, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The ``textured`` style: (N, 3, S, S) float32 in [-1, 1]; coordinates in image half-widths.
+
+    Per image: shape placement as the flat style (wider rotation), fill = colour × bevel shading ×
+    (1 + a · pattern) with a pattern of period 5–10 px at 64 px (stripes, checks or dots, turning
+    with the shape); background = tinted grey × low-frequency blotches + a fine grating, darkened
+    by the shape's soft drop shadow; the whole image × a linear lighting ramp, plus sensor noise.
+    Pattern, blotch, grating and ramp amplitudes scale with ``config.texture``.
+    """
+    n, s, k = labels.shape[0], world.config.image_size, float(world.config.texture)
+    attrs = world.attribute_ids[labels]
+    # Every per-image parameter is drawn here, in one fixed order (determinism per rng state).
+    radius = np.where(attrs[:, 0] == 0, 0.34, 0.62) * (1 + rng.uniform(-0.08, 0.08, (n,)))
+    max_shift = np.clip(0.95 - radius, 0.05, None)
+    cx = rng.uniform(-1, 1, (n,)) * max_shift * 0.5
+    cy = rng.uniform(-1, 1, (n,)) * max_shift * 0.5
+    theta = rng.uniform(-0.4, 0.4, (n,))
+    palette = np.array([ALL_COLOURS[c] for c in world.colours])
+    fg = palette[attrs[:, 1]] + rng.normal(0, 0.04, (n, 3))
+    pattern = rng.integers(0, 3, (n,))  # 0 stripes, 1 checks, 2 dots
+    p_freq = rng.uniform(20.0, 40.0, (n,))  # radians per half-width: period 2π/f · S/2 px
+    p_angle = rng.uniform(0, math.pi, (n,))
+    p_amp = 0.25 * k * rng.uniform(0.6, 1.0, (n,))
+    bg = rng.uniform(0.12, 0.42, (n, 1)) + rng.normal(0, 0.06, (n, 3))
+    blot_f = rng.uniform(2.0, 6.0, (n, 2))
+    blot_phase = rng.uniform(0, 2 * math.pi, (n, 2))
+    grate_f = rng.uniform(25.0, 45.0, (n,))
+    grate_angle = rng.uniform(0, math.pi, (n,))
+    light_angle = rng.uniform(0, 2 * math.pi, (n,))
+    light = 0.3 * k * rng.uniform(0.0, 1.0, (n,))
+
+    coords = (np.arange(s, dtype=np.float32) + 0.5) / s * 2 - 1
+    yy, xx = np.meshgrid(coords, coords, indexing="ij")
+    out = np.empty((n, 3, s, s), dtype=np.float32)
+    aa = 1.5 / s
+
+    def col(v: np.ndarray) -> np.ndarray:  # per-image scalars → (m, 1, 1) float32
+        return v[:, None, None].astype(np.float32)
+
+    def shape_sdf(m: slice, ox: np.ndarray, oy: np.ndarray) -> tuple[np.ndarray, ...]:
+        ct, st = col(np.cos(theta[m])), col(np.sin(theta[m]))
+        x0, y0 = xx[None] - col(cx[m] + ox), yy[None] - col(cy[m] + oy)
+        x, y = ct * x0 + st * y0, -st * x0 + ct * y0
+        r = col(radius[m])
+        sdf = np.empty(x.shape, dtype=np.float32)
+        for shape_id, shape in enumerate(world.shapes):
+            sel = attrs[m, 2] == shape_id
+            if sel.any():
+                sdf[sel] = _SDF[shape](x[sel], y[sel], r[sel])
+        return sdf, x, y, r
+
+    for i in range(0, n, _CHUNK):
+        m = slice(i, min(n, i + _CHUNK))
+        sdf, x, y, r = shape_sdf(m, np.zeros(1), np.zeros(1))
+        alpha = np.clip(0.5 - sdf / aa, 0.0, 1.0)
+        # Drop shadow: the same shape moved away from the light, with a soft edge.
+        off = 0.07 * np.stack([-np.cos(light_angle[m]), -np.sin(light_angle[m])])
+        shadow_sdf = shape_sdf(m, off[0], off[1])[0]
+        shadow = np.clip(0.5 - shadow_sdf / (6 * aa), 0.0, 1.0)
+        bevel = 0.78 + 0.22 * np.clip(-sdf / (0.3 * r), 0.0, 1.0)
+        ca, sa = col(np.cos(p_angle[m])), col(np.sin(p_angle[m]))
+        f = col(p_freq[m])
+        u, v = f * (ca * x + sa * y), f * (-sa * x + ca * y)
+        pid = col(pattern[m])
+        pat = np.where(
+            pid == 0,
+            np.sin(u),
+            np.where(
+                pid == 1, np.tanh(3 * np.sin(u)) * np.tanh(3 * np.sin(v)), np.cos(u) * np.cos(v)
+            ),
+        )
+        shade = bevel * (1 + col(p_amp[m]) * pat)
+        bf, bp = blot_f[m], blot_phase[m]
+        blot = 0.5 * (
+            np.sin(col(bf[:, 0]) * xx[None] + col(bp[:, 0]))
+            + np.sin(col(bf[:, 1]) * yy[None] + col(bp[:, 1]))
+        )
+        ga, gs = col(np.cos(grate_angle[m])), col(np.sin(grate_angle[m]))
+        grate = np.sin(col(grate_f[m]) * (ga * xx[None] + gs * yy[None]))
+        ground = (1 + 0.25 * k * blot + 0.12 * k * grate) * (1 - 0.45 * shadow)
+        la, ls = col(np.cos(light_angle[m])), col(np.sin(light_angle[m]))
+        ramp = 1 + col(light[m]) * (la * xx[None] + ls * yy[None]) / math.sqrt(2)
+        fg_c = fg[m].astype(np.float32)[:, :, None, None]
+        bg_c = bg[m].astype(np.float32)[:, :, None, None]
+        a4 = alpha[:, None]
+        img = (a4 * fg_c * shade[:, None] + (1 - a4) * bg_c * ground[:, None]) * ramp[:, None]
+        img += rng.normal(0, 0.02, img.shape).astype(np.float32)
+        out[m] = np.clip(img, 0, 1) * 2 - 1
+    return out
 
 
 # -------------------------------------------------------------------- signed distance functions
