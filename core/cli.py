@@ -42,6 +42,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "core.commands.runs",
         "poison chosen concepts and fine-tune: clean baseline + poisoned level, as a pack",
     ),
+    "audit": (
+        "core.commands.audit",
+        "AD audit of a dataset or a planned attack: health, overlaps, flagged pairs, forecast",
+    ),
     "defend": (
         "core.commands.defend",
         "detect poisoned training pairs (ROC/AUC per detector × method × C_P); defended sweep",
@@ -64,6 +68,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "core.commands.base",  # train-base, eval-base, generate
     "core.commands.ad",  # ad
     "core.commands.sweep",  # sweep, finetune
+    "core.commands.audit",  # audit: AD audit of a dataset or a planned attack
     "core.commands.defend",  # defend: poison detectors, defended sweep
     "core.commands.jobs",  # jobs
     "core.commands.runs",  # runs: results packs (demo, sweeps, fine-tunes)
