@@ -1,6 +1,7 @@
 """Implosion Lab: routing only. Each page lives in pages/ and reads like its screen.
 
-Before the page runs, the sidebar gets what every page shares: the run picker and the presenter
+Before the page runs, a class server shows its join form and stops until a right code
+(pages/_class.py); then the sidebar gets what every page shares: the run picker and the presenter
 mode switch (both also in the URL: ``?pack=…&present=1``).
 """
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages._class import class_gate, nav_position
 from pages._present import PRESENTER_CSS, presenter, presenter_toggle
 from pages._ui import run_picker
 
@@ -62,7 +64,8 @@ PAGES = {
     ],
 }
 
-page = st.navigation(PAGES, expanded=True)
+page = st.navigation(PAGES, expanded=True, position=nav_position())
+class_gate()  # a class server: only the join form until a right code (pages/_class.py)
 run_picker()
 if presenter_toggle():
     st.html(PRESENTER_CSS)

@@ -66,10 +66,13 @@ def _runs(runs: str, assets: str) -> list[RunInfo]:
 
 
 def run_choices() -> list[RunInfo]:
-    """The demo pack and every run with results (demo first, then newest first)."""
+    """The demo pack and every run with results (demo first, then newest first) that this
+    session may open (on a class server a student sees the demo, pinned runs and their own)."""
     from core.io import assets_dir, runs_dir
+    from core.results.runs import visible_runs
+    from pages._class import current_principal
 
-    return _runs(str(runs_dir()), str(assets_dir()))
+    return visible_runs(_runs(str(runs_dir()), str(assets_dir())), current_principal())
 
 
 def run_label(run: RunInfo) -> str:
@@ -110,7 +113,20 @@ def _write_url(key: str, value: str | None) -> None:
 def chosen_pack_name(names: list[str]) -> str:
     """The pack the URL or this session names, else the first (the demo)."""
     wanted = _from_url_or_session(PACK_KEY)
+    if wanted is not None and wanted not in names:
+        _refuse_hidden_run(wanted)
     return wanted if wanted in names else names[0]
+
+
+def _refuse_hidden_run(ref: str) -> None:
+    """Say why a ``?pack=`` this session may not open is not shown (a class server's student)."""
+    from core.results.runs import check_open
+    from pages._class import current_principal
+
+    try:
+        check_open(ref, current_principal())
+    except ValueError as e:
+        st.error(f"Not opened: {e}.")
 
 
 def run_picker() -> str | None:
@@ -337,3 +353,16 @@ def run_models(models: dict[str, Path], run_root: Path | None) -> tuple[str | No
     clean = [n for n in mine if any(w in n.lower() for w in clean_words)]
     poisoned = [n for n in mine if n not in clean]
     return (clean[0] if clean else None), (poisoned[-1] if poisoned else None)
+
+
+def run_banner(pack: Pack) -> None:
+    """One line above a page's figures: which run is open and its settings (steps, poisons,
+    levels, seeds, targets), and a warning when it is a smoke test (core.lesson.banner)."""
+    from core.lesson.banner import run_settings
+
+    info = next((r for r in run_choices() if r.path.resolve() == pack.root.resolve()), None)
+    name = f"{info.name} ({info.id}, {info.state})" if info is not None else pack.root.name
+    settings = run_settings(pack.config, pack.concepts)
+    st.caption(f"**Run:** {name} — {settings.line}")
+    if settings.smoke:
+        st.warning(settings.smoke)

@@ -15,8 +15,10 @@ from core import jobs
 from core.figures.trajectory import loss_curve_figure
 from core.jobs.devices import busy_with
 from core.jobs.store import read_json, run_path
+from core.jobs.fair import queue_place
 from core.results.runs import get_run, run_summary
 from core.sweep import real_config as real_sweep
+from pages._class import current_principal
 from pages._ui import markdown_table, route_through_app
 
 route_through_app()
@@ -95,10 +97,12 @@ def custom_sweep_config(
     return cfg
 
 
+ME = current_principal()  # every job call below acts for this session (a class server's member)
+
 with st.expander("Start a sweep (AD and implosion over C_P)"):
     model_kind = st.radio(
         "Model",
-        ["Embedded mini model", "Real Stable Diffusion"],
+        ["Embedded mini model"] + ([] if ME.role == "student" else ["Real Stable Diffusion"]),
         horizontal=True,
         key="j_sweep_model",
         help="Real: a diffusers SD 1.x/2.x folder, a CLIP folder and a captioned image folder "
@@ -132,7 +136,7 @@ with st.expander("Start a sweep (AD and implosion over C_P)"):
             try:
                 cfg = custom_sweep_config(preset, levels_text, seeds_text, concepts, ray_address)
                 with st.spinner("Starting the sweep worker (first start loads the model code)…"):
-                    rid = jobs.start_job("sweep", cfg, device="auto", queue=True)
+                    rid = jobs.start_job("sweep", cfg, device="auto", queue=True, actor=ME)
             except ValueError as e:
                 st.error(f"Could not start the sweep: {e}")
             else:
@@ -164,7 +168,7 @@ with st.expander("Start a sweep (AD and implosion over C_P)"):
                 started(rid)
 
 try:
-    runs = jobs.list_runs(limit=50)
+    runs = jobs.list_runs(limit=50, actor=ME)
 except ValueError as e:
     st.error(f"Cannot read the runs directory: {e}")
     st.stop()
@@ -205,6 +209,11 @@ ids = list(by_id)
 # ?run= wins when it changed from outside (deep link, reload, a job just started, another page);
 # otherwise the selectbox keeps the user's choice. The choice is mirrored back into the URL.
 url_run = st.query_params.get("run")
+if url_run and url_run not in ids and url_run != st.session_state.get("j_synced"):
+    try:  # say why a ?run= this session may not open is not shown
+        jobs.read_run(url_run, actor=ME)
+    except ValueError as e:
+        st.error(f"Not opened: {e}.")
 if url_run in ids and url_run != st.session_state.get("j_synced"):
     st.session_state["j_run"] = url_run
 elif st.session_state.get("j_run") not in ids:
@@ -228,22 +237,28 @@ def control(action: str) -> None:
         "pause": jobs.pause_job,
         "resume": jobs.resume_job,
         "cancel": jobs.cancel_job,
+        "delete": jobs.remove_job,
     }[action]
     try:
-        fn(run_id)
-        st.toast(f"{action} requested for {run_id}")
+        fn(run_id, actor=ME)
+        st.toast(f"{action} requested for {run_id}" if action != "delete" else f"deleted {run_id}")
     except ValueError as e:
         st.error(str(e))
+    if action == "delete":
+        st.session_state.pop("run", None)
+        st.session_state.pop("j_run", None)
 
 
-# The controls that apply in each state (none for a completed or cancelled run).
+# The controls that apply in each state (a finished run can only be deleted).
 ACTIONS = {
     "queued": ("cancel",),
     "running": ("pause", "stop", "cancel"),
     "paused": ("resume", "stop", "cancel"),
-    "stopped": ("resume",),
-    "failed": ("resume",),
-    "broken": ("resume",),
+    "stopped": ("resume", "delete"),
+    "failed": ("resume", "delete"),
+    "broken": ("resume", "delete"),
+    "completed": ("delete",),
+    "cancelled": ("delete",),
 }
 
 
@@ -254,7 +269,7 @@ def comparison_rows(ref: str) -> list[dict]:
         return "—" if v is None else f"{v:.3f}"
 
     rows = []
-    for s in run_summary(ref):
+    for s in run_summary(ref, actor=ME):
         rows.append(
             {
                 "level": "clean baseline" if s.c_p == 0 else f"poisoned (C_P = {s.c_p})",
@@ -282,7 +297,7 @@ def level_states(run_dir: Path) -> list | None:
 def results(run_dir: Path, state: str) -> None:
     """The pack's table and the explorer link, once a level is saved."""
     try:
-        info = get_run(run_dir.name)
+        info = get_run(run_dir.name, actor=ME)
     except ValueError:
         return
     if not info.levels_done:
@@ -300,7 +315,7 @@ def results(run_dir: Path, state: str) -> None:
 def show(run_id: str, live: bool = False) -> None:
     """State, progress, ETA, loss curve, latest grids, results and log tail of one run."""
     try:
-        run = jobs.read_run(run_id)
+        run = jobs.read_run(run_id, actor=ME)
     except ValueError as e:
         st.error(str(e))
         return
@@ -325,8 +340,10 @@ def show(run_id: str, live: bool = False) -> None:
     m[3].metric("ETA", "—" if eta is None or state != "running" else f"{eta:.0f} s")
     if state == "queued":
         holder = busy_with(str(status.get("device") or "cpu"), exclude=run_id)
+        place = queue_place(run_id)
+        where = f"place {place[0]} of {place[1]} in the queue; " if place else ""
         st.info(
-            f"Queued: waiting for run {holder} ({run_name(holder)}) to free the device."
+            f"Queued: {where}waiting for run {holder} ({run_name(holder)}) to free the device."
             if holder
             else "Queued: the worker is starting."
         )
@@ -365,7 +382,7 @@ def show(run_id: str, live: bool = False) -> None:
         )
     results(run_dir, state)
     with st.expander("Log (last 30 lines)"):
-        st.code(jobs.read_log(run_id, tail=30) or "(empty)", language=None)
+        st.code(jobs.read_log(run_id, tail=30, actor=ME) or "(empty)", language=None)
     if live and state in jobs.TERMINAL_STATES:
         st.rerun()  # stop polling: redraw the whole page once with the final state
 
@@ -393,6 +410,7 @@ st.markdown(
         [
             {
                 "run": run_name(r["run_id"]),
+                **({"owner": r.get("owner") or "—"} if ME.role == "teacher" else {}),
                 "id": r["run_id"],
                 "state": r.get("state"),
                 "progress": f"{r.get('step') or 0}/{r.get('total') or '?'}",

@@ -200,10 +200,16 @@ if method == "nightshade":
     )
 if st.button("Launch run", type="primary", key="p_launch", disabled=method == "nightshade"):
     from core.jobs import start_job
+    from pages._class import current_principal
 
     try:
         run_id = start_job(
-            "finetune", job_config(cfg, w.names), device=device, queue=True, seed=seed
+            "finetune",
+            job_config(cfg, w.names),
+            device=device,
+            queue=True,
+            seed=seed,
+            actor=current_principal(),
         )
     except ValueError as e:
         st.error(f"Could not start the run: {e}.")

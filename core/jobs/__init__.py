@@ -17,6 +17,7 @@ A run whose ``status.json`` is unreadable is state ``broken``: :func:`resume_job
 its last checkpoint, :func:`remove_job` deletes it (both refused while a worker of it is alive).
 """
 
+from core.jobs.access import LOCAL, AccessDenied, Principal, Quota, QuotaExceeded
 from core.jobs.api import (
     cancel_job,
     pause_job,
@@ -42,11 +43,16 @@ from core.jobs.store import (
 )
 
 __all__ = [
+    "LOCAL",
     "ACTIVE_STATES",
+    "AccessDenied",
     "STATES",
     "TERMINAL_STATES",
     "JobContext",
     "JobState",
+    "Principal",
+    "Quota",
+    "QuotaExceeded",
     "cancel_job",
     "check_device",
     "kinds",

@@ -11,19 +11,29 @@ that has no live worker.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from core.io import REPO_ROOT, atomic_write_json, run_metadata
 from core.jobs import devices, store
+from core.jobs.access import (
+    Principal,
+    Quota,
+    QuotaExceeded,
+    check_launch,
+    current_actor,
+    folder_mb,
+)
 from core.jobs.kinds import import_root, load_target, resolve_target
 
 DEFAULT_CANCEL_GRACE_S = 10.0
@@ -34,6 +44,8 @@ def _spawn(run_dir: Path) -> int:
     env = dict(os.environ)
     env["IMPLOSION_RUNS"] = str(run_dir.parent)
     env["PYTHONUNBUFFERED"] = "1"
+    for secret in ("IMPLOSION_CLASS_CODE", "IMPLOSION_TEACHER_CODE"):
+        env.pop(secret, None)  # a job never needs the class server's join codes
     # Make `core` importable even without an editable install (appended: never shadows it).
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([*paths, str(REPO_ROOT)])
@@ -85,6 +97,46 @@ def _busy_error(device: str, holder: str) -> ValueError:
     return ValueError(f"device {device} is busy with run {holder}; wait, stop it, or pass --queue")
 
 
+@contextlib.contextmanager
+def _launch_lock(actor: Principal) -> Iterator[None]:
+    """Serialises a student's "count my runs and the disk, then launch" against every other
+    launch that is counted (flock across processes, so two racing clicks cannot both pass)."""
+    if actor.role != "student":
+        yield
+        return
+    with open(store.locks_dir() / "class-launch.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _check_quota(actor: Principal, exclude: str | None = None) -> None:
+    """Under :func:`_launch_lock`: a student's active runs and the runs folder's disk budget."""
+    if actor.role != "student":
+        return
+    quota = actor.quota or Quota()
+    mine = [
+        p.name
+        for p in store._run_dirs()
+        if p.name != exclude
+        and store.owned_by(p, actor)
+        and store.refresh_status(p).get("state") in store.ACTIVE_STATES
+    ]
+    if len(mine) >= quota.queued_per_student:
+        raise QuotaExceeded(
+            f"you already have {len(mine)} run(s) queued or running ({', '.join(sorted(mine))}); "
+            f"the class limit is {quota.queued_per_student}: wait for one to finish or stop it"
+        )
+    used = folder_mb(store.jobs_root())
+    if used >= quota.disk_budget_mb:
+        raise QuotaExceeded(
+            f"disk budget: the class's runs take {used:.0f} MiB of the {quota.disk_budget_mb} MiB "
+            "allowed; delete finished runs on the Jobs page or ask the teacher to"
+        )
+
+
 def start_job(
     kind: str,
     config: Mapping[str, Any] | None = None,
@@ -93,6 +145,7 @@ def start_job(
     queue: bool = False,
     seed: int | None = None,
     cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S,
+    actor: Principal | None = None,
 ) -> str:
     """Start a job in a detached worker process and return its run id.
 
@@ -100,15 +153,21 @@ def start_job(
     ``config`` must be JSON-serialisable and is passed to the kind function as a dict. ``device``:
     auto, cpu, mps, cuda or cuda:N. One job runs per device: if it is busy the job is queued when
     ``queue`` is true, else ValueError. ``seed`` (default ``config["seed"]``) goes into metadata.
+    ``actor`` becomes the run's owner; a student's launch must fit their quota
+    (:class:`core.jobs.access.QuotaExceeded` otherwise) and always queues.
     """
     target = resolve_target(kind)
     load_target(target, kind)  # fail here, not in the worker, on an unknown kind
     config = dict(config or {})
+    actor = current_actor(actor)
+    check_launch(actor, kind, config)
+    queue = queue or actor.role == "student"  # students wait their turn in the class queue
     device = devices.normalize_device(device)
     if cancel_grace_s <= 0:
         raise ValueError("cancel_grace_s must be > 0 seconds")
     root = store.jobs_root(create=True)
-    with devices.start_lock(device):
+    with _launch_lock(actor), devices.start_lock(device):
+        _check_quota(actor)
         holder = devices.busy_with(device)
         if holder is not None and not queue:
             raise _busy_error(device, holder)
@@ -146,6 +205,7 @@ def start_job(
                 "device": device,
                 "created": now,
                 "cancel_grace_s": float(cancel_grace_s),
+                "owner": actor.owner_record(),
                 "sys_path": [root_path] if root_path else [],
                 "metadata": run_metadata(seed if seed is not None else config.get("seed")),
             },
@@ -193,12 +253,13 @@ def _refuse(action: str, run_id: str, state: str, hint: str) -> ValueError:
     return ValueError(f"cannot {action} run {run_id}: it is {state}; {hint}")
 
 
-def stop_job(run_id: str) -> dict[str, Any]:
+def stop_job(run_id: str, *, actor: Principal | None = None) -> dict[str, Any]:
     """Ask a queued/running/paused job to stop after its current step (resumable later).
 
     Returns the status at the time of the request; the worker sets ``stopped`` when done.
     """
     run_dir = store.run_path(run_id)
+    store.check_access(run_dir, actor, "stop")
     state = _state(run_dir)
     if state not in store.ACTIVE_STATES:
         raise _refuse("stop", run_id, state, "only queued, running or paused jobs can be stopped")
@@ -206,9 +267,10 @@ def stop_job(run_id: str) -> dict[str, Any]:
     return store.read_status(run_dir)
 
 
-def pause_job(run_id: str) -> dict[str, Any]:
+def pause_job(run_id: str, *, actor: Principal | None = None) -> dict[str, Any]:
     """Ask a running job to pause at its next ``should_stop()`` (it keeps its device)."""
     run_dir = store.run_path(run_id)
+    store.check_access(run_dir, actor, "pause")
     state = _state(run_dir)
     if state == "paused":
         raise _refuse("pause", run_id, state, f"resume it with `implosion jobs resume {run_id}`")
@@ -218,13 +280,19 @@ def pause_job(run_id: str) -> dict[str, Any]:
     return store.read_status(run_dir)
 
 
-def resume_job(run_id: str, *, queue: bool = False) -> dict[str, Any]:
+def resume_job(
+    run_id: str, *, queue: bool = False, actor: Principal | None = None
+) -> dict[str, Any]:
     """Resume a paused job, or restart a stopped/failed one from its latest checkpoint.
 
     A restart starts a new worker attempt (``status.attempt`` + 1); if the device is busy it is
     queued when ``queue`` is true, else ValueError. Completed and cancelled runs cannot resume.
+    A student's restart counts against their quota like a launch.
     """
     run_dir = store.run_path(run_id)
+    actor = current_actor(actor)
+    store.check_access(run_dir, actor, "resume")
+    queue = queue or actor.role == "student"
     state = _state(run_dir)
     if state == "paused":
         _request(run_dir, "resume")
@@ -236,7 +304,8 @@ def resume_job(run_id: str, *, queue: bool = False) -> dict[str, Any]:
     if state == "broken":
         _refuse_live_workers("resume", run_dir)
     device = str((store.read_json(run_dir / store.CONFIG) or {}).get("device", "cpu"))
-    with devices.start_lock(device):
+    with _launch_lock(actor), devices.start_lock(device):
+        _check_quota(actor, exclude=run_dir.name)
         holder = devices.busy_with(device, exclude=run_dir.name)
         if holder is not None and not queue:
             raise _busy_error(device, holder)
@@ -267,7 +336,9 @@ def resume_job(run_id: str, *, queue: bool = False) -> dict[str, Any]:
     return status
 
 
-def cancel_job(run_id: str, *, wait: bool = False, grace_s: float | None = None) -> dict[str, Any]:
+def cancel_job(
+    run_id: str, *, wait: bool = False, grace_s: float | None = None, actor: Principal | None = None
+) -> dict[str, Any]:
     """Cancel a queued/running/paused job (final state ``cancelled``, not resumable).
 
     The worker stops at its next ``should_stop()``; if it has not within the run's grace period it
@@ -275,6 +346,7 @@ def cancel_job(run_id: str, *, wait: bool = False, grace_s: float | None = None)
     stuck outside Python), kills the process group itself. Returns the latest status.
     """
     run_dir = store.run_path(run_id)
+    store.check_access(run_dir, actor, "cancel")
     state = _state(run_dir)
     if state not in store.ACTIVE_STATES:
         hint = "only queued, running or paused jobs can be cancelled"
@@ -290,7 +362,7 @@ def cancel_job(run_id: str, *, wait: bool = False, grace_s: float | None = None)
     config = store.read_json(run_dir / store.CONFIG) or {}
     grace = float(grace_s if grace_s is not None else config.get("cancel_grace_s", 10.0))
     try:
-        return wait_job(run_id, timeout=grace + 3.0)
+        return wait_job(run_id, timeout=grace + 3.0, actor=actor)
     except TimeoutError:
         pass
     status = store.read_status(run_dir)
@@ -323,7 +395,7 @@ def _refuse_live_workers(action: str, run_dir: Path) -> None:
         )
 
 
-def remove_job(run_id: str) -> str:
+def remove_job(run_id: str, *, actor: Principal | None = None) -> str:
     """Delete a run that is not active (stopped, cancelled, failed, completed or broken).
 
     Refused while a worker of the run is alive. The folder is first renamed to a hidden name
@@ -331,6 +403,7 @@ def remove_job(run_id: str) -> str:
     removed folder's path.
     """
     run_dir = store.run_path(run_id)
+    store.check_access(run_dir, actor, "remove")
     state = _state(run_dir)
     if state in store.ACTIVE_STATES:
         raise _refuse(
@@ -343,12 +416,19 @@ def remove_job(run_id: str) -> str:
     return str(run_dir)
 
 
-def wait_job(run_id: str, timeout: float | None = None, poll_s: float = 0.1) -> dict[str, Any]:
+def wait_job(
+    run_id: str,
+    timeout: float | None = None,
+    poll_s: float = 0.1,
+    *,
+    actor: Principal | None = None,
+) -> dict[str, Any]:
     """Block until the run is stopped, cancelled, failed or completed; return its status.
 
     Raises TimeoutError after ``timeout`` seconds (None waits forever).
     """
     run_dir = store.run_path(run_id)
+    store.check_access(run_dir, actor, "open")
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         status = store.refresh_status(run_dir)

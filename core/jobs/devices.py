@@ -3,7 +3,7 @@
 The lock is an ``flock`` on ``runs_dir()/.locks/<device>.lock`` held by the worker for the job's
 whole life (paused jobs keep it: their model stays in memory). The kernel releases it when the
 process dies, so a ``kill -9`` never leaves a device locked. Waiting workers take the lock in
-``queued_at`` order.
+the class queue's order (:mod:`core.jobs.fair`: round-robin by owner, FIFO for one owner).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from core.jobs import store
+from core.jobs import fair, store
 
 QUEUE_POLL_S = 0.1
 _DEVICE_RE = re.compile(r"^(cpu|mps|cuda:\d+)$")
@@ -119,17 +119,13 @@ def acquire(run_dir: Path, device: str, give_up: Callable[[], bool]) -> IO[str] 
     (a stop or cancel request arrived while queued).
     """
     me = run_dir.name
-    my_key = (store.read_status(run_dir).get("queued_at") or "", me)
     path = _lock_path(device)
     last_scan, ahead = float("-inf"), True
     while True:
         if time.monotonic() - last_scan >= 0.5:
-            # Runs queued before us that are still waiting go first (FIFO).
+            # The class queue decides who goes next: round-robin by owner (FIFO for one owner).
             last_scan = time.monotonic()
-            ahead = any(
-                s.get("state") == "queued" and (s.get("queued_at") or "", s["run_id"]) < my_key
-                for s in _same_device_active(device, exclude=me)
-            )
+            ahead = not fair.may_start(run_dir, device)
         if not ahead:
             fh = open(path, "a+")
             try:

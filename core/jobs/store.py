@@ -2,7 +2,8 @@
 
 Layout of one run (``runs_dir()/<run_id>/``)::
 
-    config.json     kind, target, config, device, created, metadata (seed, git commit, versions)
+    config.json     kind, target, config, device, created, metadata (seed, git commit, versions),
+                    owner ({"name", "role"} of the class member who launched it; null: local user)
     status.json     state, pid, host, attempt, queued_at, started, updated, heartbeat, finished,
                     error (traceback tail), error_message (one line), device
     progress.json   step, total, loss, eta_seconds, message, metrics, history (last N points)
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.io import atomic_write_json, runs_dir
+from core.jobs.access import Action, Principal, check, current_actor, owns
 
 JobState = Literal[
     "queued", "running", "paused", "stopped", "cancelled", "failed", "completed", "broken"
@@ -151,6 +153,15 @@ def _run_dirs() -> list[Path]:
     if not root.is_dir():
         return []
     return [p for p in root.iterdir() if _is_run_dir(p)]
+
+
+def check_access(run_dir: Path, actor: Principal | None, action: Action) -> None:
+    """Raise :class:`core.jobs.access.AccessDenied` unless ``actor`` (None: the current one,
+    :func:`core.jobs.access.current_actor`) may ``action`` this run (its owner is read from
+    ``config.json``)."""
+    actor = current_actor(actor)
+    if not actor.is_admin:
+        check(actor, action, Path(run_dir).name, read_json(Path(run_dir) / CONFIG))
 
 
 def run_path(run_id: str) -> Path:
@@ -436,9 +447,10 @@ def refresh_status(run_dir: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- listing
 
 
-def read_log(run: str | Path, tail: int | None = None) -> str:
+def read_log(run: str | Path, tail: int | None = None, actor: Principal | None = None) -> str:
     """Worker log of a run (a run id or directory); only the last ``tail`` lines if given."""
     run_dir = Path(run) if isinstance(run, Path) else run_path(run)
+    check_access(run_dir, actor, "open")
     try:
         # Never follow a symlinked log.txt: it would show another file's contents.
         fd = os.open(run_dir / LOG, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
@@ -467,9 +479,12 @@ def _summary(run_dir: Path, refresh: bool) -> dict[str, Any]:
     config = read_json(run_dir / CONFIG) or {}
     status = refresh_status(run_dir) if refresh else read_status(run_dir)
     progress = read_json(run_dir / PROGRESS) or {}
+    found = config.get("owner")
+    owner: dict[str, Any] = found if isinstance(found, dict) else {}
     return {
         "run_id": run_dir.name,
         "kind": config.get("kind"),
+        "owner": owner.get("name") if isinstance(owner.get("name"), str) else None,
         "state": status.get("state", "broken"),
         "device": config.get("device"),
         "created": config.get("created"),
@@ -482,13 +497,20 @@ def _summary(run_dir: Path, refresh: bool) -> dict[str, Any]:
     }
 
 
-def list_runs(limit: int | None = None, refresh: bool = True) -> list[dict[str, Any]]:
-    """Runs newest first: run_id, kind, state, device, created, step, total, loss, eta, message.
+def list_runs(
+    limit: int | None = None, refresh: bool = True, actor: Principal | None = None
+) -> list[dict[str, Any]]:
+    """Runs newest first: run_id, kind, owner, state, device, created, step, total, loss, eta,
+    message; only those ``actor`` may open (a student: their own and pinned ones).
 
     With ``refresh`` (default) dead workers are detected and their runs persisted as failed.
     """
+    visible = _run_dirs()
+    actor = current_actor(actor)
+    if not actor.is_admin:
+        visible = [p for p in visible if _may_open(p, actor)]
     dirs = sorted(
-        _run_dirs(),
+        visible,
         key=lambda p: ((read_json(p / CONFIG) or {}).get("created") or "", p.name),
         reverse=True,
     )
@@ -497,12 +519,27 @@ def list_runs(limit: int | None = None, refresh: bool = True) -> list[dict[str, 
     return [_summary(p, refresh) for p in dirs]
 
 
-def read_run(run_id: str) -> dict[str, Any]:
+def owned_by(run_dir: Path, actor: Principal) -> bool:
+    """Whether ``actor`` (a student or the teacher) launched the run in ``run_dir``."""
+    return owns(actor, read_json(Path(run_dir) / CONFIG))
+
+
+def _may_open(run_dir: Path, actor: Principal) -> bool:
+    try:
+        check_access(run_dir, actor, "open")
+    except ValueError:
+        return False
+    return True
+
+
+def read_run(run_id: str, actor: Principal | None = None) -> dict[str, Any]:
     """Everything about one run: run_id, run_dir, config, status, progress, result (or None).
 
-    Dead workers are detected here (state persisted as failed). Unknown ids raise ValueError.
+    Dead workers are detected here (state persisted as failed). Unknown ids raise ValueError;
+    a run ``actor`` may not open raises :class:`core.jobs.access.AccessDenied`.
     """
     run_dir = run_path(run_id)
+    check_access(run_dir, actor, "open")
     return {
         "run_id": run_dir.name,
         "run_dir": str(run_dir),
@@ -513,9 +550,11 @@ def read_run(run_id: str) -> dict[str, Any]:
     }
 
 
-def read_metrics(run_id: str) -> list[dict[str, Any]]:
+def read_metrics(run_id: str, actor: Principal | None = None) -> list[dict[str, Any]]:
     """Per-step records from ``metrics.jsonl`` (the last record wins for steps redone on resume)."""
     by_step: dict[Any, dict[str, Any]] = {}
-    for rec in read_jsonl(run_path(run_id) / METRICS):
+    run_dir = run_path(run_id)
+    check_access(run_dir, actor, "open")
+    for rec in read_jsonl(run_dir / METRICS):
         by_step[rec.get("step")] = rec
     return list(by_step.values())

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.io import default_base, runs_dir
+from core.jobs.access import DEMO_ID, AccessDenied, Principal, check, current_actor, may_open
 from core.results.pack import Pack, demo_dir, find_pack_dir, load_pack
 from core.results.schema import RESULTS, LevelSummary, level_summaries
 
@@ -167,10 +168,12 @@ def list_runs(include_demo: bool = True) -> list[RunInfo]:
     return out + found
 
 
-def get_run(ref: str) -> RunInfo:
+def get_run(ref: str, actor: Principal | None = None) -> RunInfo:
     """The run with id ``ref`` (``"demo"``, a job run id, a folder name under the runs
-    directory) or at path ``ref``; ValueError listing known ids otherwise."""
+    directory) or at path ``ref``; ValueError listing known ids otherwise. A student ``actor``
+    gets :class:`~core.jobs.access.AccessDenied` for a path or a run that is not theirs."""
     ref = str(ref).strip()
+    check_open(ref, actor)
     if ref == "demo" and (demo_dir() / RESULTS).is_file():
         demo = _info("demo", demo_dir(), None, None)
         if demo is not None:
@@ -202,14 +205,19 @@ def get_run(ref: str) -> RunInfo:
     )
 
 
-def open_run(ref: str, complete: bool = False, model: str | Path | None = None) -> Pack:
+def open_run(
+    ref: str,
+    complete: bool = False,
+    model: str | Path | None = None,
+    actor: Principal | None = None,
+) -> Pack:
     """Load run ``ref`` as a :class:`~core.results.pack.Pack`.
 
     complete: refuse a pack whose sweep has not finished (ValueError saying what to wait for);
     model: refuse a pack made with a different model (its concept names differ from that
     model's world), since its graph and generations would not match that model.
     """
-    info = get_run(ref)
+    info = get_run(ref, actor)
     if complete and not info.complete:
         done = ", ".join(str(c) for c in info.levels_done) or "none"
         raise ValueError(
@@ -231,11 +239,59 @@ def open_run(ref: str, complete: bool = False, model: str | Path | None = None) 
 
 
 def run_summary(
-    ref: str, complete: bool = False, model: str | Path | None = None
+    ref: str,
+    complete: bool = False,
+    model: str | Path | None = None,
+    actor: Principal | None = None,
 ) -> list[LevelSummary]:
     """Per level (ascending C_P): AD, accuracies, incoherence, alignment, attack success, means
     over the seeds saved so far (core.results.schema.level_summaries)."""
-    return level_summaries(open_run(ref, complete, model).records)
+    return level_summaries(open_run(ref, complete, model, actor).records)
 
 
-__all__ = ["RunInfo", "RunKind", "get_run", "list_runs", "open_run", "run_summary"]
+# ---------------------------------------------------------------- who may open which run
+_OWNERS: dict[str, Any] = {}  # run id → its job's config.json (never changes once written)
+
+
+def _job_config(run_id: str) -> Any:
+    if run_id not in _OWNERS:
+        job = _read_json(runs_dir() / run_id / "config.json")
+        if job is None:
+            return None  # not cached: the job may be writing it right now
+        _OWNERS[run_id] = {"owner": job.get("owner")} if isinstance(job, dict) else {}
+    return _OWNERS[run_id]
+
+
+def visible_runs(runs: list[RunInfo], actor: Principal | None = None) -> list[RunInfo]:
+    """The runs ``actor`` (None: the current one) may open: all for the local user and the
+    teacher; for a student the demo, the runs the teacher pinned and their own (core.jobs.access).
+    """
+    actor = current_actor(actor)
+    if actor.is_admin:
+        return runs
+    return [r for r in runs if may_open(actor, r.id, _job_config(r.id))]
+
+
+def check_open(ref: str, actor: Principal | None = None) -> None:
+    """Refuse a student any path and any run id that is not the demo, pinned or theirs
+    (:class:`~core.jobs.access.AccessDenied`, one line naming what they can open)."""
+    actor = current_actor(actor)
+    if actor.is_admin:
+        return
+    if not ref or "/" in ref or "\\" in ref or ref.startswith((".", "~")):
+        raise AccessDenied(
+            f"run {ref!r}: students open runs by id (the demo, pinned runs, their own), not by path"
+        )
+    check(actor, "open", ref, None if ref == DEMO_ID else _job_config(ref))
+
+
+__all__ = [
+    "RunInfo",
+    "RunKind",
+    "check_open",
+    "get_run",
+    "list_runs",
+    "open_run",
+    "run_summary",
+    "visible_runs",
+]

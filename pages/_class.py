@@ -1,0 +1,189 @@
+"""Class server UI: the join form every page shows first, who is signed in, the teacher's class
+controls and the students' "follow the teacher".
+
+Without a class code (a single-user app on 127.0.0.1) nothing here draws anything and
+:func:`current_principal` is the local user with every right.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import streamlit as st
+
+from core.classroom import AttemptLimiter, ClassConfig, Member, class_config, clean_name
+from core.classroom.state import pin, read_state, write_state
+from core.jobs.access import LOCAL, NOBODY, Principal, act_as
+
+MEMBER_KEY = "_class_member"
+FOLLOW_KEY = "class_follow"
+FOLLOW_POLL_S = 5.0  # a following student's page looks for the teacher's changes this often
+# One limiter per server process, shared by every session (module state, not session state:
+# a reload must not reset a guesser's backoff). Tests replace it with one on a fake clock.
+LIMITER = AttemptLimiter()
+
+
+def config() -> ClassConfig | None:
+    """This server's class configuration (None: a single-user app)."""
+    return class_config()
+
+
+def member() -> Member | None:
+    """Who joined in this browser session (None before the join form)."""
+    found = st.session_state.get(MEMBER_KEY)
+    return found if isinstance(found, Member) else None
+
+
+def current_principal() -> Principal:
+    """The principal every job and run call of this session passes as ``actor``."""
+    cfg = config()
+    if cfg is None:
+        return LOCAL
+    who = member()
+    if who is None:  # never reached by a page: the gate stops first; refuse everything anyway
+        return NOBODY
+    return who.principal(cfg)
+
+
+def nav_position() -> Literal["sidebar", "hidden"]:
+    """Sidebar navigation once joined; hidden while a class server shows its join form."""
+    return "sidebar" if config() is None or member() is not None else "hidden"
+
+
+def _client_keys() -> list[str]:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    keys = [f"session:{ctx.session_id if ctx else 'none'}"]
+    try:
+        ip = st.context.ip_address
+    except Exception:  # noqa: BLE001 — not available in every runtime (tests)
+        ip = None
+    if ip:
+        keys.append(f"ip:{ip}")
+    return keys
+
+
+def join_form(cfg: ClassConfig) -> None:
+    """The only thing a class server shows before a right code: class code and name."""
+    st.title("Implosion Lab")
+    st.markdown("**Join the class.** Your teacher gives you the class code.")
+    with st.form("class_join", clear_on_submit=False):
+        code = st.text_input("Class code", type="password", max_chars=200)
+        name = st.text_input("Your name", max_chars=80, placeholder="e.g. Ada L.")
+        submitted = st.form_submit_button("Join", type="primary")
+    if not submitted:
+        return
+    try:
+        clean = clean_name(name)
+    except ValueError as e:
+        st.error(str(e))
+        return
+    keys = _client_keys()
+    wait = LIMITER.wait_s(keys)
+    if wait > 0:
+        st.error(f"Too many wrong codes: try again in {math.ceil(wait)} s.")
+        return
+    role = cfg.role_for(code)
+    if role is None:
+        LIMITER.failed(keys)
+        st.error("Wrong class code: check it with your teacher.")
+        return
+    LIMITER.succeeded(keys)
+    st.session_state[MEMBER_KEY] = Member(name=clean, role=role)
+    st.rerun()
+
+
+def class_gate() -> Principal:
+    """Before any page runs: on a class server, the join form and a stop until a right code; once
+    joined, the sidebar's class box. Returns this session's principal."""
+    cfg = config()
+    if cfg is None:
+        return LOCAL
+    who = member()
+    if who is None:
+        act_as(NOBODY)
+        join_form(cfg)
+        st.stop()
+    assert who is not None
+    principal = who.principal(cfg)
+    act_as(principal)  # the default actor of every core job and run call in this session's run
+    with st.sidebar.container(border=True):
+        st.markdown(f"**{who.name}** · {who.role}")
+        if who.role == "teacher":
+            _teacher_box(principal)
+        else:
+            _follow_box()
+        if st.button("Leave", key="class_leave"):
+            del st.session_state[MEMBER_KEY]
+            st.rerun()
+    return principal
+
+
+def _teacher_box(principal: Principal) -> None:
+    state = read_state()
+    pack = st.session_state.get("pack")
+    if pack and pack != "demo":
+        pinned = pack in state.pinned
+        if st.toggle("Pinned for the class", value=pinned, key=f"class_pin_{pack}") != pinned:
+            pin(principal, pack, on=not pinned)
+            st.rerun()
+    driving = state.c_p is not None
+    c_p = st.session_state.get("story_cp")
+    if st.button(
+        "Show the class my view",
+        key="class_send",
+        help="Students who follow the teacher get this run, its Story C_P and the lesson step.",
+    ):
+        if pack and pack != "demo" and pack not in state.pinned:
+            pin(principal, pack)
+        write_state(
+            principal,
+            c_p=c_p if isinstance(c_p, int) else 0,
+            lesson_step=_int_or_none(st.session_state.get("lesson_step")),
+            pack=pack or "demo",
+        )
+        st.toast("The class follows your view.")
+    if driving and st.button("Stop driving the class", key="class_unsend"):
+        write_state(principal, c_p=None, lesson_step=None, pack=None)
+        st.rerun()
+    if driving:
+        st.caption(f"Class shown: C_P {state.c_p} · {state.pack or 'demo'}")
+
+
+def _int_or_none(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _follow_box() -> None:
+    following = st.toggle(
+        "Follow the teacher",
+        value=st.session_state.get(FOLLOW_KEY, True),
+        key=FOLLOW_KEY,
+        help="Your Story page shows the run and C_P the teacher shows; switch off to explore.",
+    )
+    if following:
+        apply_follow()
+        st.fragment(run_every=FOLLOW_POLL_S)(_watch_teacher)()
+
+
+def apply_follow() -> None:
+    """Take the teacher's latest view (run, C_P, lesson step) once per change."""
+    state = read_state()
+    if state.c_p is None or state.revision == st.session_state.get("_class_seen"):
+        return
+    st.session_state["_class_seen"] = state.revision
+    st.session_state["story_next"] = state.c_p  # the Story page applies it before its slider
+    if state.lesson_step is not None:
+        st.session_state["class_lesson_step"] = state.lesson_step
+    if state.pack:
+        st.session_state["pack"] = state.pack
+        st.query_params["pack"] = state.pack
+
+
+def _watch_teacher() -> None:
+    """Fragment body: rerun the page when the teacher changed the class view."""
+    state = read_state()
+    if state.c_p is not None and state.revision != st.session_state.get("_class_seen"):
+        st.rerun(scope="app")
