@@ -5,7 +5,8 @@ cell; generate from a custom prompt with the base or a run's model."""
 import numpy as np
 import streamlit as st
 
-from core.figures.images import accuracy_drop, generation_grid_figure, upscale
+from core.analysis.drops import accuracy_drop
+from core.figures.images import generation_grid_figure, upscale
 from core.results.pack import list_models
 from pages._present import intro, show, terms
 from pages._ui import current_pack, generations, pack_key, route_through_app
@@ -61,7 +62,7 @@ if pack is not None:
         per_group = c4.slider("Rows per group", 1, len(pack.concepts), 6, key="gen_rows")
         groups = pack.groups(ref)
         names = pack.concepts
-        drop = accuracy_drop(pack.records, len(names), ref)
+        drop = accuracy_drop(pack, ref)
         side_by_side = view == "clean vs this C_P" and 0 in gens
         for group, label in (
             ("poisoned", "Poisoned ×"),
@@ -103,8 +104,9 @@ if pack is not None:
             show(fig, f"gen_grid_{group}", config={"displayModeBar": False})
         st.caption(
             "In brackets: change in judged accuracy of that prompt since C_P = 0, in percentage "
-            f"points (mean over seeds); ▼ and a vermillion frame: an unpoisoned prompt that fell "
-            f"by {HIGHLIGHT_DROP:.0%} or more."
+            "points (mean over the seeds where the prompt is in this group: each seed poisons its "
+            f"own set); ▼ and a vermillion frame: an unpoisoned prompt that fell by "
+            f"{HIGHLIGHT_DROP:.0%} or more."
             if drop is not None
             else "This run's records have no per-prompt accuracy, so no row is highlighted."
         )

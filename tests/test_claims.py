@@ -186,11 +186,11 @@ def test_undefined_rate_can_carry_the_incoherence_claim():
 def test_related_claim_prefers_a_level_where_it_holds(tmp_path):
     """C_P 2 has the larger related-minus-unrelated gap but its intervals overlap; C_P 1's are
     apart: the claim reports C_P 1 (it holds), not the larger, inconclusive gap."""
-    from core.results.claims import _seed_groups, related_loss
+    from core.results.claims import related_loss
 
     base = make_pack(tmp_path)
-    groups = {c: _seed_groups(base, 0, c) for c in (1, 2)}
-    assert all(g and g[0] and g[1] for g in groups.values())
+    groups = {c: (base.groups(c, 0)["related"], base.groups(c, 0)["unrelated"]) for c in (1, 2)}
+    assert all(g[0] and g[1] for g in groups.values())
     lose = {1: ([0.30, 0.31, 0.32], [0.0, 0.0, 0.01]), 2: ([0.0, 0.9, 0.9], [0.0, 0.0, 0.0])}
     records = []
     for s in range(3):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -125,23 +124,3 @@ def generation_grid_figure(
     style(fig, title, height)
     fig.update_layout(margin={"l": 230, "r": 10, "t": 110 if title else 60, "b": 10})
     return fig
-
-
-def accuracy_drop(records: Sequence[Mapping[str, Any]], k: int, c_p: int) -> np.ndarray | None:
-    """Per concept, how much judged accuracy fell from C_P = 0 to ``c_p``: the mean over seeds of
-    ``per_concept_acc`` at 0 minus at ``c_p``, paired by seed. (K,) float64 (positive = the prompt
-    got worse), or None when the records carry no per-concept accuracy for both levels."""
-    base = {
-        int(r["seed"]): r["per_concept_acc"]
-        for r in records
-        if int(r["c_p"]) == 0 and len(r.get("per_concept_acc") or []) == k
-    }
-    diffs = [
-        np.asarray(base[int(r["seed"])], dtype=np.float64)
-        - np.asarray(r["per_concept_acc"], dtype=np.float64)
-        for r in records
-        if int(r["c_p"]) == int(c_p)
-        and int(r["seed"]) in base
-        and len(r.get("per_concept_acc") or []) == k
-    ]
-    return np.mean(diffs, axis=0) if diffs else None

@@ -262,25 +262,6 @@ def incoherence_ratio(records: list[dict[str, Any]]) -> Claim:
     return Claim("incoherence_ratio", title, ratio.mean, ratio, target, holds, detail)
 
 
-def _seed_groups(pack: Pack, seed: int, c_p: int) -> tuple[list[int], list[int]] | None:
-    """Related / unrelated unpoisoned concept ids of one seed's plan at level c_p."""
-    plans = pack.config.get("plans") or {}
-    order = plans.get(str(seed), {}).get("order") if plans else None
-    if order is None:
-        if int(seed) != int((pack.config.get("seeds") or [seed])[0]):
-            return None
-        order = pack.poison_order
-    pois = [int(i) for i in order[:c_p]]
-    k = len(pack.concepts)
-    if "relation" in pack.config:
-        rel = np.asarray(pack.config["relation"], dtype=np.int64) * 2
-    else:
-        rel = pack.world.relation
-    related = [j for j in range(k) if j not in pois and any(rel[j, i] >= 2 for i in pois)]
-    unrelated = [j for j in range(k) if j not in pois and j not in related]
-    return related, unrelated
-
-
 def _related_ratio(ir: Interval, iu: Interval) -> float:
     # unrelated concepts that lose nothing (or gain) leave the ratio unbounded
     return ir.mean / iu.mean if iu.mean > 1e-9 else (float("inf") if ir.mean > 0 else 0.0)
@@ -303,14 +284,17 @@ def related_loss(pack: Pack) -> Claim:
             s = int(r["seed"])
             if r["c_p"] != c or s not in clean or not r.get("per_concept_acc"):
                 continue
-            groups = _seed_groups(pack, s, c)
-            if groups is None or not groups[0] or not groups[1]:
+            if pack.seed_plan(s) is None:  # no record of who this seed poisoned
+                continue
+            groups = pack.groups(c, s)
+            related, unrelated = groups["related"], groups["unrelated"]
+            if not related or not unrelated:
                 continue
             a0, ac = np.asarray(clean[s]["per_concept_acc"]), np.asarray(r["per_concept_acc"])
-            lr.append(float((a0 - ac)[groups[0]].mean()))
-            lu.append(float((a0 - ac)[groups[1]].mean()))
-            nr.append(len(groups[0]))
-            nu.append(len(groups[1]))
+            lr.append(float((a0 - ac)[related].mean()))
+            lu.append(float((a0 - ac)[unrelated].mean()))
+            nr.append(len(related))
+            nu.append(len(unrelated))
         if len(lr) < 2:
             continue
         ir, iu = t_interval(lr), t_interval(lu)

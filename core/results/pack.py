@@ -110,12 +110,35 @@ class Pack:
     def world(self) -> World:
         return World(WorldConfig(n_concepts=len(self.concepts)))
 
-    def groups(self, c_p: int) -> dict[str, list[int]]:
-        """Concepts at level c_p split into poisoned / related / unrelated. A pack that records
-        its own K×K ``relation`` (the real-model sweep: shared keyword or co-occurring caption)
-        uses it; mini-world packs use :attr:`core.world.World.relation` (≥ 2 shared words)."""
+    @property
+    def shown_seed(self) -> int:
+        """The seed whose generations, embeddings and grids the pack holds (the first seed)."""
+        seeds = self.config.get("seeds") or [0]
+        return int(seeds[0])
+
+    def seed_plan(self, seed: int) -> tuple[list[int], dict[int, int]] | None:
+        """(poisoning order, targets) of one seed (``config["plans"]``; the shown seed falls back
+        to ``poison_order`` / ``targets``), or None when the pack records no plan for it."""
+        plan = (self.config.get("plans") or {}).get(str(int(seed)))
+        if plan is not None:
+            targets = {int(a): int(b) for a, b in (plan.get("targets") or {}).items()}
+            return [int(i) for i in plan["order"]], targets
+        if int(seed) == self.shown_seed:
+            return self.poison_order, self.targets
+        return None
+
+    def groups(self, c_p: int, seed: int | None = None) -> dict[str, list[int]]:
+        """Concepts at level c_p split into poisoned / related / unrelated in one seed's plan
+        (default: the shown seed, whose pictures the pages draw; each seed poisons its own set).
+        A pack that records its own K×K ``relation`` (the real-model sweep: shared keyword or
+        co-occurring caption) uses it; mini-world packs use :attr:`core.world.World.relation`
+        (≥ 2 shared words). ValueError when the pack records no plan for ``seed``."""
         k = len(self.concepts)
-        order, targets = self.poison_order, self.targets
+        seed = self.shown_seed if seed is None else int(seed)
+        plan = self.seed_plan(seed)
+        if plan is None:
+            raise ValueError(f"seed {seed}: this pack records no poisoning plan for it")
+        order, targets = plan
         if "relation" in self.config:  # real: shared keyword or caption (bool)
             rel, rmin = np.asarray(self.config["relation"], dtype=np.int64), 1
         elif k in _valid_k():  # mini world: ≥ 2 shared attribute words
@@ -123,7 +146,7 @@ class Pack:
         else:
             rel, rmin = None, RELATED_MIN_SHARED
         lv = plan_level(
-            k, c_p, 0, relation=rel, related_min=rmin, order=order or None, targets=targets
+            k, c_p, seed, relation=rel, related_min=rmin, order=order or None, targets=targets
         )
         return lv.groups()
 
