@@ -309,3 +309,68 @@ def test_graph_labels_and_drift(pack, pos):
     no_base = {**pos, "generated": {16: pos["generated"][16]}}
     with pytest.raises(ValueError, match="needs level C_P = 0"):
         alignment_graph_figure(no_base, a16, 16, pack.concepts, [], distortion="drift")
+
+
+def test_generation_grid_highlights_rows():
+    imgs = np.zeros((3, 2, 8, 8, 3), dtype=np.uint8)
+    fig = generation_grid_figure(imgs, ["a", "b", "c"], ["clean", "C_P 4"], highlight=[1])
+    assert len(fig.layout.shapes) == 1
+    assert list(fig.layout.yaxis.ticktext) == ["a", "<b>b ▼</b>", "c"]
+
+
+def test_figcache_computes_once_and_never_overwrites(pack, tmp_path, monkeypatch):
+    from core.results import figcache
+
+    monkeypatch.setenv("IMPLOSION_RUNS", str(tmp_path / "runs"))
+    assert not figcache.is_cached(pack)
+    calls = []
+
+    def compute(p, method):
+        calls.append(method)
+        return figcache.compute_positions(p, method)
+
+    first = figcache.cached_positions(pack, "pca", compute=compute)
+    assert calls == ["pca"] and figcache.is_cached(pack)
+    path = figcache.cache_folder(pack.root) / "positions-pca.npz"
+    stamp = path.stat().st_mtime_ns
+
+    def fail(p, method):
+        raise AssertionError("recomputed although cached on disk")
+
+    again = figcache.cached_positions(pack, "PCA", compute=fail)
+    assert path.stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(first["text_concept"], again["text_concept"])
+    assert set(again["generated"]) == set(first["generated"])
+    for c in first["pairs"]:
+        for key in ("image", "text", "index"):
+            np.testing.assert_array_equal(first["pairs"][c][key], again["pairs"][c][key])
+    # nothing is written inside the pack; warm() reports the cache file
+    assert not list(pack.root.glob("positions*"))
+    assert figcache.warm(pack.root) == [path]
+    # a re-written pack gets a new cache folder (the old file is left as it was); a new mtime
+    # alone (a fresh checkout) keeps the entry
+    import os
+
+    results = pack.root / "results.json"
+    st = results.stat()
+    os.utime(results, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert figcache.cache_folder(pack.root) == path.parent
+    results.write_text(results.read_text() + "\n")
+    assert figcache.cache_folder(pack.root) != path.parent and path.is_file()
+
+
+def test_figcache_shipped_entry_is_read_first(pack, tmp_path, monkeypatch):
+    from core.results import figcache
+
+    monkeypatch.setenv("IMPLOSION_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("IMPLOSION_ASSETS", str(tmp_path / "assets"))
+    shipped = figcache.ship(pack.root)
+    assert shipped.parent.parent == tmp_path / "assets" / "figcache"
+    monkeypatch.setenv("IMPLOSION_RUNS", str(tmp_path / "other-runs"))  # a cold server
+    assert figcache.is_cached(pack)
+
+    def fail(p, method):
+        raise AssertionError("recomputed although shipped")
+
+    figcache.cached_positions(pack, "pca", compute=fail)
+    assert not (tmp_path / "other-runs").exists()  # nothing written: read from the shipped entry
