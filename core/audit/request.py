@@ -129,7 +129,8 @@ def prepare(req: AuditRequest) -> Prepared:
             cal = calibration_for(str(pack_model(pack)), req.calibrate_on or None)
         except ValueError as e:
             why = str(e)
-        if cal is not None and cal.scale != tuple(pack.config.get("ad_scale") or ()):
+        pack_scale = pack.config.get("ad_scale")
+        if cal is not None and cal.scale != (tuple(pack_scale) if pack_scale else None):
             why = (
                 f"the pack measures AD on scale {pack.config.get('ad_scale')}, the calibration "
                 f"on {cal.scale}; no prediction"
