@@ -135,6 +135,9 @@ def _finetune(args: argparse.Namespace) -> int:
         **overrides,
     )
     cfg = replace(cfg, finetune=replace(cfg.finetune, **finetune_overrides(args)))
+    from core.sweep.checks import check_memory
+
+    check_memory(cfg, world.n_concepts, world.config.image_size)  # before the job is accepted
     run_id = start_job(
         "finetune",
         job_config(cfg, world.names),

@@ -121,14 +121,42 @@ def executor_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def executor_options(args: argparse.Namespace, workers: int = 1) -> tuple[str, Any]:
-    """(executor name, ExecutorOptions) from the flags; bad values are ValueErrors (exit 2)."""
+    """(executor name, ExecutorOptions) from the flags; bad values are ValueErrors (exit 2),
+    among them a level that asks a local Ray for more CPUs or GPUs than this machine has."""
     from core.sweep.executors import ExecutorOptions, make_executor
+    from core.sweep.executors.resources import check_fits, level_request, this_machine
 
     s = executor_settings(args)
     name = s.pop("executor")
     options = ExecutorOptions(workers=workers, **s)
     make_executor(name, options)  # fail before any model loads (e.g. Ray not installed)
+    if name == "ray" and options.address is None:
+        check_fits(level_request(options), [this_machine()], "this machine (a local Ray)")
     return name, options
+
+
+def warn_precision(device: str, precision: str) -> None:
+    """Print the emulated-bf16 warning (core.training.precision) before any work."""
+    import sys
+
+    from core.training.precision import emulated_bf16_warning
+
+    note = emulated_bf16_warning(device, precision)
+    if note is not None:
+        print(f"implosion: warning: {note}", file=sys.stderr)
+
+
+def check_launch(cfg: Any, out: Path) -> None:
+    """What a sweep into ``out`` must pass before it runs or is accepted as a job: the grid
+    against the model, memory caps (core.sweep.checks), a writable ``out`` that no other sweep
+    is writing (core.jobs.outlock)."""
+    from core.io import ensure_writable_dir
+    from core.jobs.outlock import check_output_free
+    from core.sweep.checks import check_sweep
+
+    check_sweep(cfg)
+    ensure_writable_dir(out, "out")
+    check_output_free(out)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -151,7 +179,13 @@ def _sweep(args: argparse.Namespace) -> int:
         ft_over["steps"] = args.steps
     if args.precision is not None:
         ft_over["precision"] = args.precision
+        warn_precision(cfg.device, args.precision)
     cfg = replace(cfg, finetune=replace(cfg.finetune, **ft_over))  # validated here, before work
+    from core.sweep.driver import DEFAULT_WORKERS
+
+    workers = args.workers if args.workers is not None else DEFAULT_WORKERS.get(args.preset, 1)
+    executor, options = executor_options(args, workers)
+    check_launch(cfg, args.out)  # the same checks whether it runs here or as a job
     if args.background:
         from core.jobs import start_job
 
@@ -164,7 +198,6 @@ def _sweep(args: argparse.Namespace) -> int:
             job_cfg["finetune"] = ft_over
         if args.workers is not None:
             job_cfg["workers"] = args.workers
-        executor_options(args, args.workers or 1)  # refused here, not in the worker
         job_cfg.update(executor_settings(args))
         run_id = start_job("sweep", job_cfg, device=cfg.device, queue=args.queue)
         print(run_id)
@@ -178,10 +211,6 @@ def _sweep(args: argparse.Namespace) -> int:
         bar.set_postfix_str(msg)
         bar.refresh()
 
-    from core.sweep.driver import DEFAULT_WORKERS
-
-    workers = args.workers if args.workers is not None else DEFAULT_WORKERS.get(args.preset, 1)
-    executor, options = executor_options(args, workers)
     res = run_sweep(cfg, args.out, progress, workers=workers, executor=executor, options=options)
     bar.close()
     s = res["summary"]

@@ -304,6 +304,11 @@ def world_for(n_concepts: int) -> World:
     return World(WorldConfig(n_concepts=n_concepts))
 
 
+# Largest seed: fine-tunes derive torch seeds as seed · 1000 + C_P, times 100,003, which must
+# stay below 2⁶³ (torch.manual_seed); 2³¹ − 1 leaves that with room to spare.
+MAX_SEED = 2**31 - 1
+
+
 def check_levels_and_seeds(levels: tuple[int, ...], seeds: tuple[int, ...], example: str) -> None:
     """The sweep grid every sweep config shares: C_P levels distinct, ascending, ≥ 0; seeds
     non-empty, distinct, ≥ 0. ValueError naming the field; ``example`` shows valid levels."""
@@ -315,3 +320,8 @@ def check_levels_and_seeds(levels: tuple[int, ...], seeds: tuple[int, ...], exam
         raise ValueError(f"seeds must be non-empty and distinct, got {list(seeds)}")
     if min(seeds) < 0:
         raise ValueError(f"seeds must be ≥ 0 (they seed numpy/torch), got {list(seeds)}")
+    if max(seeds) > MAX_SEED:
+        raise ValueError(
+            f"seeds must be ≤ {MAX_SEED} (2³¹ − 1; derived torch seeds must fit 64 bits), "
+            f"got {max(seeds)}"
+        )

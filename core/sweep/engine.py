@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.io import atomic_save_npz, atomic_write_json, clean_stale_tmp
+from core.jobs.outlock import hold_output
 from core.results.grid import save_grid
 from core.results.pack import RESULTS
 from core.sweep.executors.base import Control, Executor, LevelTask
@@ -170,7 +171,20 @@ def drive(
 ) -> dict[str, Any]:
     """Run (or resume) every level of ``runner``'s sweep into ``out``; returns the results
     dict (``complete`` False if stopped). A level failing for its own reason raises after the
-    saved levels and ``levels.json`` (state ``failed``, with the message) are written."""
+    saved levels and ``levels.json`` (state ``failed``, with the message) are written. One
+    writer per ``out``: a second sweep into it is refused (core.jobs.outlock.OutputBusy)."""
+    with hold_output(out, f"a sweep ({executor.name} executor)"):
+        return _drive(runner, out, executor, on_progress, should_stop, pause_requested)
+
+
+def _drive(
+    runner: LevelRunner,
+    out: Path,
+    executor: Executor,
+    on_progress: ProgressFn | None,
+    should_stop: StopFn | None,
+    pause_requested: Callable[[], bool] | None,
+) -> dict[str, Any]:
     results = runner.open()
     clean_stale_tmp(out)  # temp files of writers killed in an earlier run of this sweep
     cfg = results["config"]
