@@ -45,6 +45,7 @@ def test_results_contract(tiny_model_dir, tmp_path):
     )
     assert all(0 <= a <= 1 for a in probe["ad"])
     assert all(r["ad_generated"] is not None for r in saved["records"])
+    assert all(r["finetune_dtype"] in ("fp32", "bf16") for r in saved["records"])  # what ran
 
 
 def test_sweep_pack_copies_a_loadable_pack(tiny_model_dir, tmp_path, capsys):

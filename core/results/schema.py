@@ -112,6 +112,7 @@ class LevelRecord(TypedDict, total=False):
     per_concept_acc: list[float]
     ad_generated: float
     finetune_seconds: float
+    finetune_dtype: str  # the fine-tune's compute dtype as it ran: "fp32" | "bf16"
     wall_seconds: float
     n_pairs: int
     n_poison: int  # real sweep: poison pairs added at this level

@@ -294,6 +294,7 @@ class SweepRunner:
         sc = score_generations(ldm, Generations(images, concept, prompts))
         record = self._record(c_p, seed, ad, sc, concept, ft["seconds"])
         record["ad_generated"] = generated_ad(ldm, images, prompts, self.calibration)
+        record["finetune_dtype"] = ft["dtype"]  # what ran (precision "auto" picks per machine)
         # defended sweeps only (core/defend/filter.py): fields beyond the schema's
         cast(dict[str, Any], record).update(defense_fields)
         return self._level_result(

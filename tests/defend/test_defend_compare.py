@@ -39,10 +39,49 @@ def test_gap_recovery_and_ad_target():
     assert c.clean_acc == 1.0 and c.c_recovery == 6  # the largest C_P with unpoisoned concepts
     assert c.gap == pytest.approx(0.4) and c.recovered == pytest.approx(0.75)
     assert c.ad_lower_from_4 is True
-    c2 = compare(att, pack([rec(4, 0, 0.55, 0.8), rec(6, 0, 0.5, 0.6)]))
+    c2 = compare(att, pack([rec(4, 0, 0.55, 0.8), rec(6, 0, 0.5, 0.6)], {"detector": "x"}))
     assert c2.ad_lower_from_4 is False and c2.recovered == pytest.approx(0.0)
 
 
 def test_no_common_records_is_an_error():
     with pytest.raises(ValueError, match="shares no"):
-        compare(pack([rec(0, 0, 0.4, 1.0)]), pack([rec(0, 1, 0.4, 1.0)]))
+        compare(pack([rec(0, 0, 0.4, 1.0)]), pack([rec(0, 1, 0.4, 1.0)], {"detector": "x"}))
+
+
+def planned(seeds=(0, 1), model=None, k=8, order_of=None, ratio=3.0, defense=None) -> Pack:
+    """A pack whose config carries what pairing checks: model, concepts, settings, plans."""
+    plans = {
+        str(s): {"order": (order_of or {}).get(s, list(range(k))), "targets": {"0": 1}}
+        for s in seeds
+    }
+    cfg = {
+        "concepts": [f"c{i}" for i in range(k)],
+        "levels": [0, 4],
+        "seeds": list(seeds),
+        "model": model,
+        "poison_ratio": ratio,
+        "plans": plans,
+        "defense": defense,
+    }
+    records = [rec(c, s, 0.5, 0.8) for s in seeds for c in (0, 4)]
+    return Pack(Path(f"/packs/{model or 'base'}-{ratio}"), {"config": cfg, "records": records})
+
+
+def test_unrelated_packs_are_refused_naming_what_differs():
+    d = {"detector": "misalignment", "fpr": 0.05}
+    att = planned()
+    compare(att, planned(defense=d))  # its own defended sweep
+    compare(att, planned(seeds=(1,), defense=d))  # on a subset of its seeds
+    cases = [
+        (planned(model="/m/other", defense=d), "model differs"),
+        (planned(k=6, defense=d), r"K differs \(8 vs 6 concepts\)"),
+        (planned(ratio=1.0, defense=d), "sweep settings differ: poison_ratio"),
+        (planned(seeds=(0, 7), defense=d), r"seeds \[7\] were not run by the attacked pack"),
+        (planned(order_of={1: [7, 6, 5, 4, 3, 2, 1, 0]}, defense=d), "plan of seed 1 differs"),
+        (planned(), "is not a defended sweep"),
+    ]
+    for defended, why in cases:
+        with pytest.raises(ValueError, match=why):
+            compare(att, defended)
+    with pytest.raises(ValueError, match="is itself a defended sweep"):
+        compare(planned(defense=d), planned(defense=d))
