@@ -27,6 +27,7 @@ PAGES = {
     "Learn": [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/story.py", title="Story", icon=":material/slideshow:", url_path="story"),
+        st.Page("pages/lesson.py", title="Lesson", icon=":material/school:", url_path="lesson"),
     ],
     "Explore results": [
         st.Page("pages/graph.py", title="Alignment graph", icon=":material/hub:", url_path="graph"),
@@ -59,6 +60,7 @@ PAGES = {
         st.Page(
             "pages/poison.py", title="Poison setup", icon=":material/science:", url_path="poison"
         ),
+        st.Page("pages/audit.py", title="Audit", icon=":material/fact_check:", url_path="audit"),
         st.Page("pages/defend.py", title="Defend", icon=":material/shield:", url_path="defend"),
         st.Page("pages/jobs.py", title="Jobs", icon=":material/timer:", url_path="jobs"),
     ],

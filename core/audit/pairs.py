@@ -209,19 +209,28 @@ def folder_records(folder: str | Path) -> tuple[list[Path], list[str]]:
     return list(fp.images), list(fp.captions)
 
 
-def manifest_records(manifest: str | Path) -> tuple[list[Path], list[str]]:
+def manifest_records(
+    manifest: str | Path, root: str | Path | None = None
+) -> tuple[list[Path], list[str]]:
     """(image paths, captions) of a .jsonl/.csv/.parquet manifest; every image must exist inside
-    the manifest's folder and every row must have an image and a caption (ValueError otherwise)."""
+    the manifest's folder (or ``root``, the folder its relative paths start from, for a manifest
+    uploaded on its own) and every row must have an image and a caption (ValueError otherwise)."""
     from core.data.captioned import DataReport, iter_records
 
     m = Path(manifest)
     if not m.is_file():
         raise ValueError(f"--manifest: {m} is not a file; give a .jsonl, .csv or .parquet")
-    root = m.parent.resolve()
+    base = Path(root) if root is not None else m.parent
+    if not base.is_dir():
+        raise ValueError(f"--manifest: image folder {base} does not exist")
+    root = base.resolve()
     report = DataReport()
     paths, captions = [], []
     for rec in iter_records(m, report):
-        real = rec.image.resolve()
+        image = rec.image  # relative paths come joined to the manifest's folder
+        if image.is_relative_to(m.parent):
+            image = base / image.relative_to(m.parent)
+        real = image.resolve()
         if not real.is_relative_to(root):
             raise ValueError(
                 f"--manifest: {m.name} points outside its folder ({rec.image}); keep the images "

@@ -84,34 +84,55 @@ def _uint8(images: np.ndarray) -> np.ndarray:
     )
 
 
-def planned_pairs(
-    attack: PlannedAttack,
+def plan_runner(
     pack_config: dict[str, Any],
-    scale: tuple[float, float] | None,
+    seeds: Sequence[int],
+    levels: Sequence[int],
+    concepts: tuple[int, ...] | None = None,
     model: str | Path | None = None,
     device: str = "cpu",
-) -> AuditPairs:
-    """The training pairs of ``attack`` under the sweep of ``pack_config`` (a calibration pack's
-    config), embedded by the model's dual encoder; ground truth in ``poisoned``.
-
-    Returns AuditPairs with thumbnails (the world images, and the Nightshade images when used)."""
-    import torch
-
-    from core.sweep.level import SweepRunner, text_rows
+) -> Any:
+    """The sweep's level runner (core.sweep.level.SweepRunner) for the pack's sweep on ``seeds``
+    × ``levels``: it loads the model once and builds any of those levels' pairs."""
+    from core.sweep.level import SweepRunner
 
     base = sweep_config_of(pack_config)
     cfg = replace(
         base,
-        levels=(attack.c_p,),
-        seeds=(attack.seed,),
-        concepts=attack.concepts,
+        levels=tuple(sorted(set(int(c) for c in levels))),
+        seeds=tuple(dict.fromkeys(int(s) for s in seeds)),
+        concepts=concepts,
         targets=None,
         model=str(model) if model else base.model,
         device=device,
         defense=None,
     )
     with tempfile.TemporaryDirectory(prefix="audit-plan-") as tmp:
-        runner = SweepRunner(cfg, Path(tmp))  # loads the model; writes nothing that outlives tmp
+        return SweepRunner(cfg, Path(tmp))  # loads the model; writes nothing that outlives tmp
+
+
+def planned_pairs(
+    attack: PlannedAttack,
+    pack_config: dict[str, Any],
+    scale: tuple[float, float] | None,
+    model: str | Path | None = None,
+    device: str = "cpu",
+    runner: Any = None,
+) -> AuditPairs:
+    """The training pairs of ``attack`` under the sweep of ``pack_config`` (a calibration pack's
+    config), embedded by the model's dual encoder; ground truth in ``poisoned``. ``runner``: a
+    :func:`plan_runner` covering the attack's seed and C_P, reused across plans.
+
+    Returns AuditPairs with thumbnails (the world images, and the Nightshade images when used)."""
+    import torch
+
+    from core.sweep.level import text_rows
+
+    if runner is None:
+        runner = plan_runner(
+            pack_config, [attack.seed], [attack.c_p], attack.concepts, model, device
+        )
+    cfg = runner.config
     attack.check(runner.world.n_concepts)
     runner.calibration = scale
     p = runner.pairs(attack.c_p, attack.seed)
@@ -179,3 +200,42 @@ def resolve_plan_concepts(items: Sequence[Any], model: str | Path | None = None)
     from core.sweep.experiment import model_world, resolve_concepts
 
     return resolve_concepts(model_world(model), list(items))
+
+
+def plan_order(attack: PlannedAttack, n_concepts: int) -> tuple[list[int], dict[int, int]]:
+    """(poisoned concepts in order, their targets) of the plan: the seed's random order and
+    targets (core.poison.plan.poisoning_plan), or the chosen concepts with the seed's targets."""
+    from core.poison.plan import poisoning_plan
+
+    order, targets = poisoning_plan(n_concepts, attack.seed, attack.concepts)
+    ids = order[: attack.c_p]
+    return ids, {a: targets[a] for a in ids}
+
+
+def check_run_job(
+    attack: PlannedAttack, pack_config: dict[str, Any], model: str | None = None
+) -> dict[str, Any]:
+    """The ``finetune`` job config (what Poison setup launches) that trains exactly the planned
+    pairs: the calibration's sweep on the plan's concepts and targets, clean baseline (C_P = 0)
+    and the planned level, same seed. ValueError for C_P = 0 or a Nightshade plan (runs poison
+    with dirty-label pairs)."""
+    from core.sweep.experiment import finetune_config, job_config, model_world
+
+    if attack.method != "dirty-label":
+        raise ValueError(
+            "method: runs poison with dirty-label pairs; a Nightshade plan can be audited, not run"
+        )
+    if attack.c_p < 1:
+        raise ValueError("--c-p: C_P = 0 is the clean baseline every run includes; plan C_P ≥ 1")
+    world = model_world(model)
+    attack.check(world.n_concepts)
+    ids, targets = plan_order(attack, world.n_concepts)
+    cfg = finetune_config(
+        world,
+        ids,
+        targets=targets,
+        seed=attack.seed,
+        model=model,
+        base=replace(sweep_config_of(pack_config), model=None, defense=None),
+    )
+    return job_config(cfg, world.names)

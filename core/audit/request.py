@@ -17,7 +17,7 @@ Which calibration applies:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,7 +49,7 @@ class AuditRequest:
     scale: tuple[float, float] | None = CLIP_SCALE
     top: int = 50
     progress: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    root: str | None = None  # manifest: the folder its image paths are relative to
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -138,7 +138,9 @@ def prepare(req: AuditRequest) -> Prepared:
             cal = None
     elif req.source in ("dataset", "manifest"):
         path = str(req.path)
-        records = folder_records(path) if req.source == "dataset" else manifest_records(path)
+        records = (
+            folder_records(path) if req.source == "dataset" else manifest_records(path, req.root)
+        )
         if req.clip is not None:
             clip = Path(req.clip).expanduser()
             if not (clip / "config.json").is_file():
@@ -208,8 +210,44 @@ def run_audit(prep: Prepared, device: str = "cpu") -> Audit:
         top=req.top,
         progress=req.progress,
     )
-    audit.find_issues()
+    rep = audit.find_issues()
+    if req.source == "plan" and rep.prediction is not None and rep.prediction.measured is None:
+        assert req.attack is not None and cal is not None
+        found = measured_in_runs(req.attack, cal)
+        if found is not None:
+            pred = replace(rep.prediction, measured=found)
+            audit._report = replace(rep, prediction=pred)
     return audit
+
+
+def measured_in_runs(attack: PlannedAttack, cal: OutcomeCalibration) -> dict[str, Any] | None:
+    """The measured outcome of the planned level in a finished run (a pack under the runs folder
+    with the calibration's fine-tune, the same seed and the same poisoned concepts), or None."""
+    from core.audit.calibration import OUTCOMES, training_of
+    from core.audit.plan import plan_order
+    from core.results.pack import list_packs, load_pack
+
+    for name, root in list_packs().items():
+        if str(root) in cal.fitted_on:
+            continue
+        try:
+            pack = load_pack(root)
+        except (OSError, ValueError):
+            continue
+        if training_of(pack) != cal.training:
+            continue
+        k = len(pack.concepts)
+        if attack.c_p > k:
+            continue
+        plans = pack.config.get("plans", {})
+        order = plans.get(str(attack.seed), {}).get("order")
+        want, _ = plan_order(attack, k)
+        if order is None or set(order[: attack.c_p]) != set(want):
+            continue
+        for r in pack.records:
+            if int(r["c_p"]) == attack.c_p and int(r["seed"]) == attack.seed:
+                return {"run": name, **{k2: r.get(k2) for k2 in ("c_p", "seed", "ad", *OUTCOMES)}}
+    return None
 
 
 def _mini_embedder(model: str | None) -> Any:
