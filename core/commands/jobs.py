@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core import jobs
+from core.jobs.progress import format_left, time_left
 
 
 def register(subparsers: Any) -> None:
@@ -137,7 +138,7 @@ def _show(args: argparse.Namespace) -> int:
     print(f"created   {config.get('created')}")
     print(
         f"progress  {_fmt_progress(progress.get('step'), progress.get('total'))}"
-        f"  loss {_fmt_loss(progress.get('loss'))}  eta {_fmt_eta(progress.get('eta_seconds'))}"
+        f"  loss {_fmt_loss(progress.get('loss'))}  left {format_left(*time_left(progress))}"
         + (f"  {progress['message']}" if progress.get("message") else "")
     )
     print(f"config    {json.dumps(config.get('config'))}")

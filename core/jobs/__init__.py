@@ -28,7 +28,7 @@ from core.jobs.api import (
     stop_job,
     wait_job,
 )
-from core.jobs.context import JobContext
+from core.jobs.context import JobContext, RunContext, TrainContext
 from core.jobs.devices import check_device, normalize_device
 from core.jobs.kinds import kinds, register_kind
 from core.jobs.store import (
@@ -53,6 +53,8 @@ __all__ = [
     "Principal",
     "Quota",
     "QuotaExceeded",
+    "RunContext",
+    "TrainContext",
     "cancel_job",
     "check_device",
     "kinds",

@@ -1,5 +1,11 @@
 """``JobContext``: what a kind function gets to report progress, checkpoint, and obey control.
 
+Two protocols make the seam typed: :class:`TrainContext` is what a trainer needs (progress, log,
+should_stop, checkpoints); the job's :class:`RunContext`, the real sweep's per-level context and
+the CLI's printer implement it. :class:`JobContext` adds what a job kind needs around it (its run
+folder, device, attempt, pause requests and the up-front time estimate); :class:`RunContext` (one
+per worker attempt) implements it. Progress and time left come from :mod:`core.jobs.progress`.
+
 A kind function looks like::
 
     def run_job(config: dict, ctx: JobContext) -> dict:
@@ -27,25 +33,80 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from core.io import _jsonable, atomic_write_json, clean_stale_tmp
 from core.jobs import store
+from core.jobs.progress import ProgressModel
 
 HISTORY_POINTS = 200  # loss points kept in progress.json; the full series is in metrics.jsonl
 PROGRESS_EVERY_S = 0.2  # progress.json is rewritten at most this often (the last step always)
 PAUSE_POLL_S = 0.1
 
 
-class JobContext:
-    """Handle a kind function uses to talk to the outside world (one per worker attempt).
+class TrainContext(Protocol):
+    """What a training loop talks to: progress, log lines, stop requests and checkpoints."""
+
+    def progress(
+        self,
+        step: int,
+        total: int | None,
+        loss: float | None = None,
+        message: str | None = None,
+        *,
+        work: tuple[float, float] | None = None,
+        **metrics: Any,
+    ) -> None:
+        """``step`` of ``total`` done (from 1); ``work``: (done, total) in the job's work units
+        when they differ from steps (core/jobs/progress.py)."""
+        ...
+
+    def log(self, msg: str) -> None: ...
+
+    def should_stop(self) -> bool:
+        """True when the loop should save and return (may block while paused)."""
+        ...
+
+    def save_checkpoint(
+        self, name: str, writer: Callable[[Path], None], keep: int | None = None
+    ) -> Path: ...
+
+    def latest_checkpoint(self) -> Path | None: ...
+
+
+class JobContext(TrainContext, Protocol):
+    """What a job kind gets: a :class:`TrainContext` plus its run folder, device, attempt,
+    whether a pause is requested, and :meth:`expect` (the up-front estimate of its seconds)."""
+
+    run_dir: Path
+    device: str
+    attempt: int
+
+    def pause_requested(self) -> bool: ...
+
+    def expect(self, seconds: float | None) -> None: ...
+
+    def flush(self) -> None:
+        """Make the latest progress visible to readers now."""
+        ...
+
+
+class RunContext:
+    """The :class:`JobContext` of a worker attempt: talks to the run folder's files.
 
     Attributes: ``run_dir``, ``checkpoint_dir``, ``samples_dir`` (Paths), ``device`` (e.g.
     ``"cpu"``, ``"cuda:0"``), ``run_id``, ``attempt`` (1 for the first start, +1 per resume) and
     ``stop_reason`` (None, ``"stop"`` or ``"cancel"`` once :meth:`should_stop` returned True).
+    ``clock``: the monotonic time source of the progress model (injectable for tests).
     """
 
-    def __init__(self, run_dir: Path, device: str = "cpu", attempt: int = 1) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        device: str = "cpu",
+        attempt: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_id = self.run_dir.name
         self.device = device
@@ -63,8 +124,7 @@ class JobContext:
         clean_stale_tmp(self.run_dir)
         self.stop_reason: str | None = None
         self.terminate_requested = False  # set by the worker's SIGTERM handler
-        self._t0: float | None = None
-        self._step0 = 0
+        self.timer = ProgressModel(clock=clock)
         self._last_write = 0.0
         self._pending: dict[str, Any] | None = None
         previous = store.read_json(self.run_dir / store.PROGRESS) or {}
@@ -74,28 +134,34 @@ class JobContext:
 
     # ------------------------------------------------------------ progress
 
+    def expect(self, seconds: float | None) -> None:
+        """The up-front estimate of this run's seconds (core/sweep/estimate), blended with the
+        rate the run measures into ``eta_seconds`` (core/jobs/progress.py)."""
+        self.timer.expect(seconds)
+
     def progress(
         self,
         step: int,
         total: int | None,
         loss: float | None = None,
         message: str | None = None,
+        *,
+        work: tuple[float, float] | None = None,
         **metrics: Any,
     ) -> None:
         """Report that ``step`` of ``total`` is done (steps count from 1).
 
         Appends ``{step, loss, t, **metrics}`` to ``metrics.jsonl`` and rewrites ``progress.json``
-        (step, total, loss, eta_seconds, message, metrics, history) at most every 0.2 s and on the
-        last step. ETA = seconds per step in this attempt × steps left.
+        (step, total, fraction, loss, eta_seconds, eta_estimated, message, metrics, history) at
+        most every 0.2 s and on the last step. ``work``: (done, total) work units when steps are
+        not the whole work (a sweep's estimated seconds); fraction and time left come from
+        :class:`~core.jobs.progress.ProgressModel` over them.
         """
         now = time.time()
-        if self._t0 is None:
-            # The first call of an attempt marks where timing starts; steps before it (done in an
-            # earlier attempt, or before the first report) are not used for the rate.
-            self._t0, self._step0 = now, step - 1
-        eta = None
-        if total is not None and step > self._step0:
-            eta = (now - self._t0) / (step - self._step0) * max(0, total - step)
+        done_w, total_w = work if work is not None else (float(step), total)
+        reading = None
+        if total_w is not None and total_w > 0:
+            reading = self.timer.update(done_w, total_w)
         loss = None if loss is None else float(loss)
         record = {"step": step, "loss": loss, "t": round(now, 3), **metrics}
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
@@ -107,14 +173,17 @@ class JobContext:
         self._pending = {
             "step": step,
             "total": total,
+            "fraction": None if reading is None else round(reading.fraction, 4),
             "loss": loss,
-            "eta_seconds": None if eta is None else round(eta, 1),
+            "eta_seconds": None if reading is None else reading.eta_seconds,
+            "eta_estimated": None if reading is None else reading.estimated,
             "message": message,
             "metrics": metrics,
             "updated": store.now_iso(),
             "history": list(self._history),
         }
-        if now - self._last_write >= PROGRESS_EVERY_S or (total is not None and step >= total):
+        last = total is not None and step >= total
+        if now - self._last_write >= PROGRESS_EVERY_S or last or (work and work[0] >= work[1]):
             self.flush()
 
     def flush(self) -> None:
@@ -129,6 +198,10 @@ class JobContext:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
     # ------------------------------------------------------------ control
+
+    def pause_requested(self) -> bool:
+        """True while a pause is requested (a sweep stops handing out new levels)."""
+        return self.control_action() == "pause"
 
     def control_action(self) -> str | None:
         """The latest control request (``stop``, ``pause``, ``resume``, ``cancel``) or None."""
@@ -286,7 +359,7 @@ def _fsync(path: Path) -> None:
             os.close(fd)
 
 
-def install_sigterm(ctx: JobContext) -> None:
+def install_sigterm(ctx: RunContext) -> None:
     """Make SIGTERM a graceful stop request: ``should_stop()`` returns True at the next step."""
 
     def handler(signum: int, frame: Any) -> None:

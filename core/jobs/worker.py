@@ -20,7 +20,7 @@ from typing import Any
 
 from core.io import atomic_write_json
 from core.jobs import devices, store
-from core.jobs.context import JobContext, install_sigterm
+from core.jobs.context import RunContext, install_sigterm
 from core.jobs.kinds import load_target
 
 HEARTBEAT_S = 1.0
@@ -69,7 +69,7 @@ def _describe(e: BaseException, run_dir: Path) -> tuple[str, str]:
     return message, "\n".join(tail)[-4000:]
 
 
-def _watchdog(run_dir: Path, ctx: JobContext, grace_s: float, done: threading.Event) -> None:
+def _watchdog(run_dir: Path, ctx: RunContext, grace_s: float, done: threading.Event) -> None:
     """Heartbeat every second; enforce the cancel grace period if the kind ignores should_stop."""
     pid = os.getpid()
     last_beat, cancel_seen = 0.0, None
@@ -121,7 +121,7 @@ def run(run_dir: Path) -> int:
         return 1
 
     device = str(config.get("device", "cpu"))
-    ctx = JobContext(run_dir, device=device, attempt=int(status.get("attempt") or 1))
+    ctx = RunContext(run_dir, device=device, attempt=int(status.get("attempt") or 1))
     install_sigterm(ctx)
     for entry in config.get("sys_path") or []:
         if entry not in sys.path:

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from core.io import atomic_write_json, runs_dir
+from core.jobs.context import JobContext
+from core.jobs.progress import sweep_work
 from core.sweep.config import SweepConfig
 
 
@@ -92,6 +94,40 @@ def estimate(config: SweepConfig, n_concepts: int, rates: Rates) -> Estimate:
     evaluate = n_lv * gen_eval * (config.eval_steps / rates.sample + 2 / rates.judge)
     other = 0.2 * pairs / rates.encode
     return Estimate(rates.start_s, setup, train, probes, evaluate, other, n_lv)
+
+
+class SweepProgress:
+    """A sweep job's progress: the driver's units (fine-tune steps, one unit per level's end)
+    weighed in this estimate's seconds and handed to ``ctx.progress`` as work, so the bar moves
+    with the step that runs and the time left blends the estimate with the run's own rate.
+
+    ``est`` None (no rates measured on this machine): units are the work and the time left is
+    the measured rate alone. The set-up before the first level (start, clean encoding) counts as
+    the estimate's ``start + setup`` seconds, done when the driver reports its first level.
+    """
+
+    def __init__(self, ctx: JobContext, est: Estimate | None, steps_per_level: int) -> None:
+        self.ctx, self.est, self.spl = ctx, est, max(1, steps_per_level)
+        self.lead = 0.0
+        if est is not None:
+            ctx.expect(est.total)
+            n = max(1, est.levels)
+            self.step_s = (est.train + est.probes) / n / self.spl
+            self.end_s = (est.evaluate + est.other) / n
+            self.lead = est.start + est.setup
+
+    def start(self, total_units: int, message: str) -> None:
+        """Report the run's start (before set-up), so set-up time is measured too."""
+        self(0, total_units, message, None, started=False)
+
+    def __call__(
+        self, units: int, total: int, msg: str, loss: float | None = None, *, started: bool = True
+    ) -> None:
+        work = None
+        if self.est is not None:
+            done, whole = sweep_work(units, total, self.spl, self.step_s, self.end_s)
+            work = ((self.lead if started else 0.0) + done, self.lead + whole)
+        self.ctx.progress(units, total, loss=loss, message=msg, work=work)
 
 
 # ---------------------------------------------------------------- measuring and caching
@@ -254,6 +290,7 @@ def format_seconds(s: float) -> str:
 __all__ = [
     "Estimate",
     "Rates",
+    "SweepProgress",
     "cached_rates",
     "estimate",
     "format_seconds",

@@ -36,6 +36,7 @@ import torch
 from core.data.concepts import RELATION_RULE, ConceptIndex
 from core.evaluate.clip import to_pil, zero_shot_scores
 from core.io import atomic_write_json, ensure_writable_dir, seed_everything
+from core.jobs.context import JobContext
 from core.metrics import CLIP_CALIBRATION, CLIP_SCALE, alignment_difficulty, calibrate_scale
 from core.models.ldm import to_uint8
 from core.poison.plan import PoisonLevel, plan_level, poisoning_plan
@@ -59,25 +60,37 @@ def native_resolution(model: str | Path) -> int:
     return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
 
 
-class _LevelCtx:
-    """What :func:`finetune_real` talks to: checkpoints in the level's folder (a stopped level
-    resumes mid-way), losses kept for training.json, progress and stop forwarded to the sweep."""
+class _LevelCtx(FolderCheckpoints):
+    """The :class:`~core.jobs.context.TrainContext` :func:`finetune_real` talks to in a sweep:
+    checkpoints in the level's folder (a stopped level resumes mid-way), losses kept for
+    training.json, progress and stop forwarded to the sweep."""
 
     def __init__(self, folder: Path, on_step: StepFn, stop: StopFn) -> None:
-        ckpts = FolderCheckpoints(folder / "checkpoints")
-        self.save_checkpoint, self.latest_checkpoint = (
-            ckpts.save_checkpoint,
-            ckpts.latest_checkpoint,
-        )
+        super().__init__(folder / "checkpoints")
         self.loss_file = folder / "loss.json"
         resumed = self.latest_checkpoint() is not None and self.loss_file.is_file()
         self.losses: list[float] = json.loads(self.loss_file.read_text()) if resumed else []
-        self._on_step, self.should_stop = on_step, stop
+        self._on_step, self._stop = on_step, stop
 
-    def progress(self, step: int, total: int, loss: float | None = None, **_: Any) -> None:
+    def progress(
+        self,
+        step: int,
+        total: int | None,
+        loss: float | None = None,
+        message: str | None = None,
+        *,
+        work: tuple[float, float] | None = None,
+        **metrics: Any,
+    ) -> None:
         del self.losses[step - 1 :]  # a resumed level repeats no step, but be exact anyway
         self.losses.append(float("nan") if loss is None else loss)
         self._on_step(step, loss)
+
+    def log(self, msg: str) -> None:
+        print(msg, flush=True)
+
+    def should_stop(self) -> bool:
+        return self._stop()
 
     def keep_losses(self) -> None:
         atomic_write_json(self.loss_file, self.losses)
@@ -321,7 +334,7 @@ def run_real_sweep(
     return drive(runner, out, ex, on_progress, should_stop, pause_requested)
 
 
-def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
+def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job kind ``real-sweep``: config = :class:`RealSweepConfig` fields + optional ``out``
     (default ``<run dir>/sweep``, where the app finds packs); the device comes from the job."""
     config = dict(config)
@@ -333,17 +346,14 @@ def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
         gpus_per_level=config.pop("gpus_per_level", None),
         cpus_per_level=config.pop("cpus_per_level", None),
     )
-    cfg = RealSweepConfig.from_dict({**config, "device": getattr(ctx, "device", "cpu")})
+    cfg = RealSweepConfig.from_dict({**config, "device": ctx.device})
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
     def progress(step: int, total: int, msg: str, loss: float | None) -> None:
-        ctx.progress(step, total, loss=loss, message=msg)
-
-    def pause_requested() -> bool:
-        return bool(ctx.control_action() == "pause")
+        ctx.progress(step, total, loss=loss, message=msg)  # no estimate: the run's own rate
 
     res = run_real_sweep(
         cfg, out, progress, ctx.should_stop, executor=executor, options=opts,
-        pause_requested=pause_requested if hasattr(ctx, "control_action") else None,
+        pause_requested=ctx.pause_requested,
     )  # fmt: skip
     return {"out": str(out), "complete": res.get("complete", False), "records": len(res["records"])}

@@ -98,33 +98,24 @@ def train_base(
 
     from core.training.stages import train_dual, train_judge, train_unet, train_vae
 
-    ctx = dict(
-        ldm=ldm,
-        config=config,
-        images=images,
-        labels=labels,
-        attrs=attrs,
-        captions=data.captions,
-        g=g,
-        st=st,
-        stop=stop,
+    caps = data.captions
+    stages: tuple[tuple[str, Callable[[], dict[str, Any]], torch.nn.Module], ...] = (
+        ("dual", lambda: train_dual(ldm, config, images, labels, caps, g, st, stop), ldm.clip),
+        ("vae", lambda: train_vae(ldm, config, images, g, st, stop), ldm.vae),
+        ("judge", lambda: train_judge(ldm, config, images, attrs, g, st, stop), ldm.judge),
     )
-    for name, fn, module in (
-        ("dual", train_dual, ldm.clip),
-        ("vae", train_vae, ldm.vae),
-        ("judge", train_judge, ldm.judge),
-    ):
+    for name, run_stage, module in stages:
         path = ckpt / f"{name}.safetensors"
         if st.done(name) and path.exists():
             module.load_state_dict(load_file(str(path)))
             continue
-        metrics = fn(**ctx)
+        metrics = run_stage()
         if stop():
             return {"stopped": name}
         _save_module(module, path)
         st.mark(name, **metrics)
     if not st.done("unet"):
-        metrics = train_unet(**ctx)
+        metrics = train_unet(ldm, config, images, caps, g, st, stop)
         if stop():
             return {"stopped": "unet"}
         st.mark("unet", **metrics)

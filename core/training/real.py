@@ -8,8 +8,9 @@ empty prompt with probability ``cfg_dropout`` so classifier-free guidance keeps 
 
 Checkpoints hold only the trainable weights, the optimizer, and the data position (epoch,
 records consumed), so a resumed run continues on the same stream. The loop talks to the outside
-through a ``JobContext``-like object (``progress``, ``should_stop``, ``save_checkpoint``,
-``latest_checkpoint``); :class:`FolderCheckpoints` is the stand-alone one the CLI uses.
+through a :class:`~core.jobs.context.TrainContext` (``progress``, ``log``, ``should_stop``,
+``save_checkpoint``, ``latest_checkpoint``): a job's, a sweep level's, or the CLI's printer (over
+:class:`FolderCheckpoints`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 
 from core.data.captioned import DataReport, iter_records, load_image, shuffled
 from core.io import atomic_write_json, atomic_write_with, check_output, run_metadata
+from core.jobs.context import JobContext, TrainContext
 from core.models.lora import (
     check_mode,
     load_trainable_state_dict,
@@ -212,7 +214,7 @@ def denoising_loss(
     return F.mse_loss(pred.float(), target.float())
 
 
-def finetune_real(sd: RealSD, cfg: RealFinetuneConfig, ctx: Any) -> dict[str, Any]:
+def finetune_real(sd: RealSD, cfg: RealFinetuneConfig, ctx: TrainContext) -> dict[str, Any]:
     """Train ``sd.unet`` in place for ``cfg.steps`` steps (resuming from ``ctx``'s checkpoint).
 
     ``ctx`` needs ``progress(step, total, loss=...)``, ``should_stop()``,
@@ -328,17 +330,31 @@ def save_finetuned(sd: RealSD, cfg: RealFinetuneConfig, out: Path, result: dict[
     )
 
 
-class _Printer:
-    """A stand-alone ctx: prints progress every ``every`` steps, never stops early."""
+class _Printer(FolderCheckpoints):
+    """The CLI's :class:`~core.jobs.context.TrainContext`: checkpoints in ``folder``, progress
+    printed every ``every`` steps, never stops early."""
 
-    def __init__(self, ckpts: FolderCheckpoints, every: int = 10, quiet: bool = False) -> None:
-        self.ckpts, self.every, self.quiet = ckpts, every, quiet
-        self.save_checkpoint = ckpts.save_checkpoint
-        self.latest_checkpoint = ckpts.latest_checkpoint
+    def __init__(self, folder: Path, every: int = 10, quiet: bool = False) -> None:
+        super().__init__(folder)
+        self.every, self.quiet = every, quiet
 
-    def progress(self, step: int, total: int, loss: float | None = None, **_: Any) -> None:
+    def progress(
+        self,
+        step: int,
+        total: int | None,
+        loss: float | None = None,
+        message: str | None = None,
+        *,
+        work: tuple[float, float] | None = None,
+        **metrics: Any,
+    ) -> None:
         if not self.quiet and (step % self.every == 0 or step == total):
-            print(f"step {step}/{total}  loss {loss:.4f}", flush=True)
+            shown = "—" if loss is None else f"{loss:.4f}"
+            print(f"step {step}/{total}  loss {shown}", flush=True)
+
+    def log(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
 
     def should_stop(self) -> bool:
         return False
@@ -348,16 +364,16 @@ def run_finetune(cfg: RealFinetuneConfig, quiet: bool = False) -> dict[str, Any]
     """CLI entry: load, fine-tune (resuming from ``<out>/checkpoints``), save to ``cfg.out``."""
     out = Path(cfg.out)
     sd = load_sd(cfg.model, cfg.device)
-    ctx = _Printer(FolderCheckpoints(out / "checkpoints"), quiet=quiet)
+    ctx = _Printer(out / "checkpoints", quiet=quiet)
     result = finetune_real(sd, cfg, ctx)
     save_finetuned(sd, cfg, out, result)
     return result
 
 
-def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
+def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job kind ``real-finetune``: config = :class:`RealFinetuneConfig` fields; ``out`` defaults
     to ``<run_dir>/model``; the device comes from the job."""
-    config = {**config, "device": getattr(ctx, "device", "cpu")}
+    config = {**config, "device": ctx.device}
     config.setdefault("out", str(Path(ctx.run_dir) / "model"))
     cfg = RealFinetuneConfig.from_dict(config)
     torch.set_num_threads(max(1, os.cpu_count() or 1))

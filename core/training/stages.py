@@ -32,7 +32,7 @@ def _optimize(opt: torch.optim.Optimizer, sched: Any, loss: torch.Tensor) -> flo
     return lr_ok(loss.item())
 
 
-def train_dual(ldm, config, images, labels, captions, g, st, stop, **_: Any) -> dict[str, float]:
+def train_dual(ldm, config, images, labels, captions, g, st, stop) -> dict[str, float]:
     """Contrastive CLIP training. Targets are label-aware: an image's positives are all captions
     of its concept in the batch (plain InfoNCE would push apart same-concept captions)."""
     clip = ldm.clip.train()
@@ -99,7 +99,7 @@ def train_vae(ldm, config, images, g, st, stop, **_: Any) -> dict[str, float]:
     return {"loss": loss_v, "recon_mse": mse}
 
 
-def train_judge(ldm, config, images, attrs, g, st, stop, **_: Any) -> dict[str, float]:
+def train_judge(ldm, config, images, attrs, g, st, stop) -> dict[str, float]:
     """Judge on real images and on VAE reconstructions (one of each per image, precomputed), so
     generated images, which pass through the decoder, are in distribution for it."""
     judge = ldm.judge.train()
@@ -139,7 +139,7 @@ def train_judge(ldm, config, images, attrs, g, st, stop, **_: Any) -> dict[str, 
     return {"loss": loss_v, "heldout_accuracy": acc, "heldout_recon_accuracy": acc_rec}
 
 
-def train_unet(ldm, config, images, captions, g, st, stop, **_: Any) -> dict[str, Any]:
+def train_unet(ldm, config, images, captions, g, st, stop) -> dict[str, Any]:
     """DDPM ε-prediction: L = E‖ε − ε_θ(√ᾱ_t z_0 + √(1−ᾱ_t) ε, t, c)‖², on frozen latents z_0 and
     frozen text states c (precomputed: the encoders never change here); c = ∅ with prob. p_drop."""
     dev = ldm.device

@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from core.jobs import JobContext
+from core.jobs import RunContext
 
 
 @pytest.fixture
 def ctx(tmp_path):
-    return JobContext(tmp_path / "run", device="cpu")
+    return RunContext(tmp_path / "run", device="cpu")
 
 
 def test_checkpoint_files_keep_and_latest(ctx):
@@ -58,7 +58,7 @@ def test_folder_checkpoint_replaced_and_recovered_after_kill_mid_swap(ctx, tmp_p
     # Simulate a kill between the two renames of a folder swap, plus a torn temp folder.
     os.replace(ctx.checkpoint_dir / "model", ctx.checkpoint_dir / ".model.old")
     (ctx.checkpoint_dir / ".model.123.tmp").mkdir()
-    fresh = JobContext(tmp_path / "run", device="cpu")
+    fresh = RunContext(tmp_path / "run", device="cpu")
     assert (fresh.latest_checkpoint() / "weights.bin").read_text() == "v2"
     assert not list(fresh.checkpoint_dir.glob(".*"))
 
@@ -72,5 +72,5 @@ def test_progress_eta_history_and_nan(ctx):
     assert progress["eta_seconds"] is not None and progress["metrics"] == {"lr": 0.1}
     lines = (ctx.run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5]
-    again = JobContext(ctx.run_dir)  # a resumed attempt continues the loss history
+    again = RunContext(ctx.run_dir)  # a resumed attempt continues the loss history
     assert len(again._history) == 5

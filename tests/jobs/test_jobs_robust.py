@@ -18,7 +18,7 @@ from core import jobs
 from core.cli import main
 from core.io import atomic_write_json, clean_stale_tmp
 from core.jobs import store
-from core.jobs.context import JobContext
+from core.jobs.context import RunContext
 
 
 def test_hostile_run_directory_cannot_touch_anything_outside(start, tmp_path, capsys):
@@ -32,7 +32,7 @@ def test_hostile_run_directory_cannot_touch_anything_outside(start, tmp_path, ca
     rel = os.path.relpath(outside, ckpt)
     # latest.json names pointing outside: never returned as a checkpoint, never pruned.
     atomic_write_json(ckpt / "latest.json", {"name": rel, "saved": [rel, "../../x", 3, None]})
-    ctx = JobContext(run_dir)
+    ctx = RunContext(run_dir)
     assert ctx.latest_checkpoint() is not None
     assert ctx.latest_checkpoint().parent == ckpt
     for i in range(3):

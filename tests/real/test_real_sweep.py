@@ -202,6 +202,9 @@ def test_job_stops_mid_level_and_resumes_with_fresh_lora(
         def should_stop(self):
             return len(self.steps) >= self.stop_after
 
+        def pause_requested(self):
+            return False
+
     config = {
         k: v for k, v in _cfg(tiny_sd_dir, tiny_clip_dir, pets, mode="lora").to_dict().items()
     }
