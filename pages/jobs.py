@@ -78,9 +78,12 @@ def custom_sweep_config(
                 "Ray address: Ray is not installed here; pip install -e '.[cluster]' "
                 "(or leave the field blank for the local executor)"
             )
+        from core.sweep.executors import app_ray_address
+
         cfg["executor"] = "ray"
-        if address != "local":
-            cfg["address"] = address
+        cluster = app_ray_address(address)  # a cluster only if the server was started allowing it
+        if cluster is not None:
+            cfg["address"] = cluster
     lv, sd = _ints(levels, "levels"), _ints(seeds, "seeds")
     if lv is not None:
         cfg["levels"] = lv
@@ -125,13 +128,20 @@ with st.expander("Start a sweep (AD and implosion over C_P)"):
             key="j_concepts",
             help="Level C_P poisons the first C_P of them; levels default to 0, 1, … up to all.",
         )
+        from core.sweep.executors import ALLOW_RAY_ADDRESS_HOW, ray_address_allowed
+
+        clusters = ray_address_allowed()
         ray_address = st.text_input(
             "Ray address (blank: this machine's processes)",
             key="j_ray_address",
-            placeholder="local · auto · ray://head-node:10001",
-            help="Run each level as a Ray task: 'local' starts Ray with the sweep, 'auto' joins "
-            "the cluster this machine belongs to, ray://… a remote head (docs/cluster.md).",
+            placeholder="local · auto · ray://head-node:10001" if clusters else "local",
+            help="Run each level as a Ray task: 'local' starts Ray with the sweep (listening on "
+            "127.0.0.1 only), 'auto' joins the cluster this machine belongs to, ray://… a remote "
+            "head (docs/cluster.md).",
         )
+        if not clusters:
+            st.caption(f"Ray clusters are off for this server: 'local' only. To allow them, "
+                       f"{ALLOW_RAY_ADDRESS_HOW}.")  # fmt: skip
         if st.button("Start sweep", key="j_start_sweep"):
             try:
                 cfg = custom_sweep_config(preset, levels_text, seeds_text, concepts, ray_address)

@@ -106,3 +106,36 @@ def test_local_ray_sweep_listens_on_loopback_only():
 
     assert ray_constants.ENABLE_RAY_CLUSTER
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
+
+
+def test_a_cluster_address_from_the_ui_needs_the_servers_permission():
+    from core.sweep.executors import ALLOW_RAY_ADDRESS_ENV, app_ray_address
+
+    assert app_ray_address("local", {}) is None and app_ray_address(" ", {}) is None
+    with pytest.raises(ValueError, match=r"'ray://evil:10001'.*implosion app --allow-ray-address"):
+        app_ray_address("ray://evil:10001", {})
+    with pytest.raises(ValueError, match="this machine only"):
+        app_ray_address("auto", {ALLOW_RAY_ADDRESS_ENV: "0"})
+    assert app_ray_address(" auto ", {ALLOW_RAY_ADDRESS_ENV: "1"}) == "auto"
+
+
+def test_app_allow_ray_address_reaches_the_server(monkeypatch):
+    """`implosion app --allow-ray-address` starts the server with the permission in its
+    environment; without the flag the server has none (unless the operator set it)."""
+    import core.commands.app as app_cmd
+    from core.cli import main
+    from core.sweep.executors import ALLOW_RAY_ADDRESS_ENV
+
+    started: list[dict[str, str]] = []
+
+    def fake_execve(path, argv, env):
+        started.append(dict(env))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(app_cmd.os, "execve", fake_execve)
+    monkeypatch.delenv(ALLOW_RAY_ADDRESS_ENV, raising=False)
+    for flags in (["--allow-ray-address"], []):
+        with pytest.raises(SystemExit):
+            main(["app", "--port", "8599", *flags])
+    assert started[0].get(ALLOW_RAY_ADDRESS_ENV) == "1"
+    assert ALLOW_RAY_ADDRESS_ENV not in started[1]

@@ -46,6 +46,12 @@ def register(subparsers: Any) -> None:
         help="joining with this code gives the teacher role: sees and cancels every run, pins "
         "packs, drives the lesson (default: $IMPLOSION_TEACHER_CODE)",
     )
+    p.add_argument(
+        "--allow-ray-address",
+        action="store_true",
+        help="let the Jobs page send sweeps to a Ray cluster address typed into it (off: Ray "
+        "runs on this machine only; only on a trusted network, docs/cluster.md)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     p.set_defaults(func=_run)
 
@@ -79,6 +85,10 @@ def _run(args: argparse.Namespace) -> int:
     from core.classroom import CLASS_CODE_ENV
 
     env = class_env(args, dict(os.environ))
+    if getattr(args, "allow_ray_address", False):
+        from core.sweep.executors import ALLOW_RAY_ADDRESS_ENV
+
+        env[ALLOW_RAY_ADDRESS_ENV] = "1"
     cmd = app_command(args.port, args.host)
     gate = "a class server: students join with the class code" if CLASS_CODE_ENV in env else ""
     if args.dry_run:

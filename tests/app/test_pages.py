@@ -387,10 +387,22 @@ def test_jobs_page_shows_level_states_and_starts_on_ray(finished_run, monkeypatc
 
     monkeypatch.setattr(core.jobs, "start_job", fake_start)
     monkeypatch.setattr(executors, "ray_available", lambda: True)
+    # a cluster address only when the server was started allowing it (implosion app
+    # --allow-ray-address); otherwise local only, with how to allow it
+    monkeypatch.delenv(executors.ALLOW_RAY_ADDRESS_ENV, raising=False)
     at.text_input(key="j_ray_address").input("ray://head:10001").run()
     at.button(key="j_start_sweep").click().run()
     assert not at.exception, at.exception
+    assert not seen and "--allow-ray-address" in at.error[0].value
+    monkeypatch.setenv(executors.ALLOW_RAY_ADDRESS_ENV, "1")
+    at.button(key="j_start_sweep").click().run()
+    assert not at.exception, at.exception
     assert seen["executor"] == "ray" and seen["address"] == "ray://head:10001"
+    seen.clear()
+    monkeypatch.delenv(executors.ALLOW_RAY_ADDRESS_ENV)
+    at.text_input(key="j_ray_address").input("local").run()
+    at.button(key="j_start_sweep").click().run()
+    assert seen["executor"] == "ray" and "address" not in seen  # a local Ray needs no permission
     monkeypatch.setattr(executors, "ray_available", lambda: False)
     at.text_input(key="j_ray_address").input("local").run()
     at.button(key="j_start_sweep").click().run()

@@ -13,6 +13,8 @@ progress, ``levels.json`` and the pack are the same whichever runs the levels.
 from __future__ import annotations
 
 import importlib.util
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,6 +58,37 @@ def ray_available() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
+# A server that may send sweeps to a Ray cluster named in its UI: results come back from the
+# cluster as cloudpickle (code runs in this process), so only its operator can allow it, when
+# starting it (`implosion app --allow-ray-address` sets this), never a visitor of a page.
+ALLOW_RAY_ADDRESS_ENV = "IMPLOSION_ALLOW_RAY_ADDRESS"
+ALLOW_RAY_ADDRESS_HOW = (
+    "start the app with `implosion app --allow-ray-address` (or IMPLOSION_ALLOW_RAY_ADDRESS=1) "
+    "on a trusted network (docs/cluster.md)"
+)
+
+
+def ray_address_allowed(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this server was started with permission to use a Ray cluster address."""
+    value = (os.environ if env is None else env).get(ALLOW_RAY_ADDRESS_ENV, "")
+    return value.strip().lower() in ("1", "true", "yes")
+
+
+def app_ray_address(text: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The Ray address a UI form asks for: None for "local" (a Ray started with the sweep, on
+    127.0.0.1 only), the address itself if this server was started with permission
+    (:func:`ray_address_allowed`); ValueError saying how to allow it otherwise."""
+    address = text.strip()
+    if address in ("", "local"):
+        return None
+    if not ray_address_allowed(env):
+        raise ValueError(
+            f"Ray address {address!r}: this server runs Ray on this machine only ('local'); to "
+            f"send sweeps to a cluster, {ALLOW_RAY_ADDRESS_HOW}"
+        )
+    return address
+
+
 def make_executor(name: str, options: ExecutorOptions | None = None) -> Executor:
     """The executor called ``name`` (one of :data:`EXECUTORS`) with ``options``."""
     opts = options or ExecutorOptions()
@@ -82,6 +115,7 @@ def make_executor(name: str, options: ExecutorOptions | None = None) -> Executor
 
 
 __all__ = [
+    "ALLOW_RAY_ADDRESS_ENV",
     "EXECUTORS",
     "RAY_MISSING",
     "Control",
@@ -93,6 +127,8 @@ __all__ = [
     "LevelTask",
     "ProcessExecutor",
     "SerialExecutor",
+    "app_ray_address",
     "make_executor",
+    "ray_address_allowed",
     "ray_available",
 ]
