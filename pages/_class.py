@@ -95,6 +95,21 @@ def join_form(cfg: ClassConfig) -> None:
     st.rerun()
 
 
+def require_member() -> None:
+    """At the top of every page (``route_through_app``): on a class server, the join form and a
+    stop unless this session joined, even for a page that runs without app.py."""
+    cfg = config()
+    if cfg is None:
+        return
+    who = member()
+    if who is None:
+        act_as(NOBODY)
+        join_form(cfg)
+        st.stop()
+    assert who is not None
+    act_as(who.principal(cfg))
+
+
 def class_gate() -> Principal:
     """Before any page runs: on a class server, the join form and a stop until a right code; once
     joined, the sidebar's class box. Returns this session's principal."""

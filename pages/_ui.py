@@ -31,10 +31,13 @@ def route_through_app() -> None:
     try:
         from streamlit.runtime.pages_manager import PagesManager
     except ImportError:  # internal module moved: the legacy sidebar is cosmetic, carry on
-        return
+        PagesManager = None  # type: ignore[assignment,misc]
     if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
         st.rerun()
+    from pages._class import require_member
+
+    require_member()  # a page run without app.py still shows a class server's join form first
 
 
 def _stamp(path: Path) -> float:

@@ -5,8 +5,6 @@ table with "Open in the explorer". The run id lives in ``?run=`` so a reload re-
 Polling reads only the run's small JSON files (status, progress, result) and the log tail,
 at most every 2 s."""
 
-import time
-from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
@@ -14,8 +12,9 @@ import streamlit as st
 from core import jobs
 from core.figures.trajectory import loss_curve_figure
 from core.jobs.devices import busy_with
-from core.jobs.store import read_json, run_path
 from core.jobs.fair import queue_place
+from core.jobs.progress import format_left, time_left
+from core.jobs.store import read_json, run_path
 from core.results.runs import get_run, run_summary
 from core.sweep import real_config as real_sweep
 from pages._class import current_principal
@@ -332,22 +331,15 @@ def show(run_id: str, live: bool = False) -> None:
     status, prog = run["status"], run["progress"] or {}
     state = status.get("state", "?")
     step, total = prog.get("step") or 0, prog.get("total")
-    metrics = prog.get("metrics") or {}
-    eta = metrics.get("eta_s", prog.get("eta_seconds"))
-    if isinstance(eta, int | float) and prog.get("updated"):
-        try:  # count down between updates
-            since = time.time() - datetime.fromisoformat(prog["updated"]).timestamp()
-            eta = max(0.0, eta - since)
-        except ValueError:
-            pass
+    left, note = time_left(prog)  # counted down between reports, never 0 s before the end
+    fraction = prog.get("fraction")
+    if not isinstance(fraction, int | float):
+        fraction = step / total if total else None
     m = st.columns(4)
     m[0].metric("State", state)
-    if total == 1000 and "eta_s" in metrics:
-        m[1].metric("Progress", f"{step / 10:.0f} %")
-    else:
-        m[1].metric("Step", f"{step} / {total}" if total else str(step))
+    m[1].metric("Progress", "—" if fraction is None else f"{100 * fraction:.0f} %")
     m[2].metric("Loss", "—" if prog.get("loss") is None else f"{prog['loss']:.4f}")
-    m[3].metric("ETA", "—" if eta is None or state != "running" else f"{eta:.0f} s")
+    m[3].metric("Time left", "—" if state != "running" else format_left(left, note))
     if state == "queued":
         holder = busy_with(str(status.get("device") or "cpu"), exclude=run_id)
         place = queue_place(run_id)
@@ -357,8 +349,8 @@ def show(run_id: str, live: bool = False) -> None:
             if holder
             else "Queued: the worker is starting."
         )
-    if total:
-        st.progress(min(1.0, step / total), text=prog.get("message") or f"step {step}")
+    if fraction is not None:
+        st.progress(min(1.0, fraction), text=prog.get("message") or f"step {step} / {total}")
     if status.get("error_message"):
         st.error(status["error_message"])
     hist = prog.get("history") or []

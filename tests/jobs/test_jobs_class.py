@@ -117,7 +117,9 @@ def test_launch_caps_and_disk_budget(cleanup, tmp_path):
         launch(small, tmp_path / "go", steps=50)
     with pytest.raises(QuotaExceeded, match="students can start"):
         jobs.start_job("core.jobs._testing:count", {}, device="cpu", actor=small)
-    with pytest.raises(QuotaExceeded, match="steps: a student's sweep run must give its steps explicitly"):
+    with pytest.raises(
+        QuotaExceeded, match="steps: a student's sweep run must give its steps explicitly"
+    ):
         jobs.start_job("sweep", {"preset": "cpu-full"}, device="cpu", actor=small)
     with pytest.raises(QuotaExceeded, match="set by the teacher"):
         jobs.start_job(
