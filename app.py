@@ -27,6 +27,7 @@ PAGES = {
     "Learn": [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/story.py", title="Story", icon=":material/slideshow:", url_path="story"),
+        st.Page("pages/lesson.py", title="Lesson", icon=":material/school:", url_path="lesson"),
     ],
     "Explore results": [
         st.Page("pages/graph.py", title="Alignment graph", icon=":material/hub:", url_path="graph"),

@@ -1,4 +1,4 @@
-"""“What this model reproduces”: the pack's measured claims and honest limits (core.results.claims)."""
+"""“What this model reproduces”: the pack's measured claims and honest limits (core.analysis.claims)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.results.claims import Claim, PackClaims, pack_claims
+from core.analysis.claims import Claim, PackClaims, pack_claims
+from core.lesson.notes import implosion_note
 from core.results.pack import RESULTS, Pack, load_pack
 
 # plain glyphs in Streamlit colours: emoji fonts are missing on many projector laptops
@@ -23,7 +24,7 @@ def _line(c: Claim) -> str:
 
 
 def _from_dict(d: dict) -> PackClaims:
-    from core.results.claims import Interval
+    from core.analysis.claims import Interval
 
     claims = tuple(
         Claim(**{**c, "interval": Interval(**c["interval"]) if c["interval"] else None})
@@ -56,5 +57,10 @@ def render_claims_panel(pack: Pack | Path | None) -> None:
         if pc.limits:
             missed = {c.title: MARK[c.holds] for c in pc.claims if not c.holds}
             lines = [f"- {missed.get(t.split(':')[0], ':gray[•]')} {t}" for t in pc.limits]
+            note = implosion_note(pc)
+            if note:  # a ✗ beside a Story whose prompts visibly fail: say what each measures
+                title = pc.get("implosion_ratio").title
+                at = next((i for i, t in enumerate(pc.limits) if t.startswith(title)), None)
+                lines.insert(len(lines) if at is None else at + 1, f"  - *{note}*")
             st.markdown("**Honest limits**\n" + "\n".join(lines))
-        st.caption("Means over the pack's seeds with 95 % t-intervals (core/results/claims.py).")
+        st.caption("Means over the pack's seeds with 95 % t-intervals (core/analysis/claims.py).")

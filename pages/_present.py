@@ -9,6 +9,7 @@ above the fold at 1280×720.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import streamlit as st
@@ -77,3 +78,61 @@ PRESENTER_CSS = """<style>
 h1 {font-size: 2.0rem !important; padding-bottom: 0.2rem !important;}
 [data-testid="stWidgetLabel"] p {font-size: 1.05rem !important;}
 </style>"""
+
+
+# ---------------------------------------------------------------- shareable views
+def url_choice(key: str, widget: str, options: Sequence[Any], default: Any) -> None:
+    """Before the widget keyed ``widget`` is drawn: start it from ``?key=`` when the URL names an
+    option this widget has not taken yet (a shared link, a reload), else keep the session's
+    value, else ``default``. Pair with :func:`url_keep` after the widget."""
+    url = st.query_params.get(key)
+    seen = f"_{widget}_url_seen"
+    if url is not None and url != st.session_state.get(seen):
+        st.session_state[seen] = url
+        match = next((o for o in options if str(o) == url), None)
+        if match is not None:
+            st.session_state[widget] = match
+    if st.session_state.get(widget) not in options:
+        st.session_state[widget] = default
+
+
+def url_keep(key: str, widget: str, value: Any) -> None:
+    """Write a widget's value to ``?key=`` so a copied link reopens this view."""
+    text = None if value is None else str(value)
+    if text is None:
+        if key in st.query_params:
+            del st.query_params[key]
+    elif st.query_params.get(key) != text:
+        st.query_params[key] = text
+    st.session_state[f"_{widget}_url_seen"] = text
+
+
+# ---------------------------------------------------------------- pinned prompts
+def pinned_rows(
+    pack: Any,
+    pinned: Any,
+    gens: dict[int, Any],
+    c_p: int,
+    samples: int = 1,
+    mark: int | None = None,
+    image_px: int | None = None,
+) -> None:
+    """The pinned prompts (:func:`core.lesson.pinned_prompts`) as labelled rows: the name with
+    its role at ``c_p`` (× poisoned, ≈ related), ``samples`` clean images, then the same sampling
+    seeds at ``c_p``. ``mark``: a row index drawn in red with ▼ (the prompt that fell most);
+    ``image_px``: image width (default: the column's), so five rows fit under a projector's fold."""
+    from core.figures.images import upscale
+    from core.lesson import pinned_images, row_labels
+
+    images = pinned_images(gens, pinned, c_p, samples)
+    m = images.shape[1] // 2
+    widths = [1.6] + [1.0] * (2 * m)
+    width: int | str = image_px if image_px else "stretch"
+    head = st.columns(widths)
+    head[1].markdown("**clean**")
+    head[1 + m].markdown(f"**C_P {c_p}**")
+    for k, label in enumerate(row_labels(pack, pinned, c_p)):
+        cols = st.columns(widths, vertical_alignment="center")
+        cols[0].markdown(f":red[**{label} ▼**]" if k == mark else label)
+        for j in range(2 * m):
+            cols[1 + j].image(upscale(images[k, j], 2), width=width)

@@ -5,22 +5,22 @@ import numpy as np
 import streamlit as st
 
 from core.figures.graph import alignment_graph_figure
-from core.figures.images import accuracy_drop, upscale
 from core.figures.trajectory import implosion_figure
-from pages._present import intro, show, terms
+from core.lesson import pinned_prompts, play_levels, row_roles, seed_drop
+from pages._present import intro, pinned_rows, show, terms, url_choice, url_keep
 from pages._ui import (
     current_pack,
     generations,
     layout_with_placeholder,
     pack_key,
     route_through_app,
+    run_banner,
     saved_levels,
 )
 
 route_through_app()
 
 PLAY_SECONDS = 3.0  # one level per 3 s: time to say one sentence about each picture
-PER_GROUP = 2  # prompts per group in the strip (poisoned, related, unrelated)
 
 intro(
     "Story",
@@ -35,14 +35,17 @@ intro(
 pack = current_pack()
 if pack is None:
     st.stop()
+run_banner(pack)
 levels = saved_levels(pack)
 if not levels:
     st.info("This run has no C_P level saved yet: it appears here as soon as its first level is.")
     st.stop()
+# ▶ Play stops at the last level that still has unpoisoned prompts ("even unpoisoned prompts
+# fail" cannot be shown where every concept is poisoned)
+played = play_levels(pack, levels)
 if "story_next" in st.session_state:  # set by the player below, applied before the slider exists
     st.session_state["story_cp"] = st.session_state.pop("story_next")
-if st.session_state.get("story_cp") not in levels:
-    st.session_state["story_cp"] = levels[min(len(levels) - 1, len(levels) // 2)]
+url_choice("cp", "story_cp", levels, levels[min(len(levels) - 1, len(levels) // 2)])
 
 c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
 c_p = c1.select_slider(
@@ -51,10 +54,21 @@ c_p = c1.select_slider(
     key="story_cp",
     help=terms("C_P"),
 )
+url_keep("cp", "story_cp", c_p)
+
+
+def _from_start() -> None:
+    """Play pressed at or past the last level it plays: start again from the first."""
+    if st.session_state.get("story_play") and st.session_state.get("story_cp", 0) >= played[-1]:
+        st.session_state["story_next"] = played[0]
+
+
 playing = c2.toggle(
     "▶ Play",
     key="story_play",
-    help=f"Step through the C_P levels, one every {PLAY_SECONDS:.0f} s (stops at the last).",
+    on_change=_from_start,
+    help=f"Step through the C_P levels, one every {PLAY_SECONDS:.0f} s, up to C_P "
+    f"{played[-1]}, the last level with unpoisoned prompts.",
 )
 if playing:
     st.session_state["story_tick_from_script"] = True
@@ -64,11 +78,12 @@ if playing:
         """Advance one level per timer tick (not on the script's own run of this fragment)."""
         if st.session_state.pop("story_tick_from_script", False):
             return
-        i = levels.index(st.session_state["story_cp"])
-        if i + 1 >= len(levels):
+        now = st.session_state["story_cp"]
+        later = [c for c in played if c > now]
+        if not later:
             st.session_state["story_play"] = False
         else:
-            st.session_state["story_next"] = levels[i + 1]
+            st.session_state["story_next"] = later[0]
         st.rerun(scope="app")
 
     _player()
@@ -119,36 +134,27 @@ with mid:
     show(fig_ad, "story_ad", config={"displayModeBar": False})
 
 with right:
-    # Prompts by the poisoned set at this C_P (at C_P = 0: the set the first poisoned level uses,
-    # so the same rows can be followed from the clean baseline onwards).
-    ref = c_p if c_p > 0 else next((c for c in levels if c > 0), 0)
-    groups = pack.groups(ref)
-    drop = accuracy_drop(pack.records, len(pack.concepts), ref)
-    rows: list[int] = []
-    labels: list[str] = []
-    for group, mark in (("poisoned", "× "), ("related", "≈ "), ("unrelated", "")):
-        ids = list(groups[group])
-        if drop is not None and group != "poisoned":  # the ones that fail most tell the story
-            ids.sort(key=lambda i: -drop[i])
-        rows += ids[:PER_GROUP]
-        labels += [mark + pack.concepts[i] for i in ids[:PER_GROUP]]
+    # The pinned prompts: chosen once for this run (in the plan of the seed whose images are
+    # shown), the same rows at every level so the room can follow one prompt as it degrades.
+    pinned = pinned_prompts(pack)
+    rows = list(pinned.ids)
     if gens and 0 in gens and c_p in gens and rows:
-        # the unpoisoned prompt that fell most: implosion reaching prompts nobody poisoned
-        healthy = [i for i in rows if i not in groups["poisoned"]]
+        roles = row_roles(pack, pinned, c_p)
+        drop = seed_drop(pack, c_p, pinned.seed)
+        healthy = [k for k, r in enumerate(roles) if r != "poisoned"]
+        # the unpoisoned prompt that fell most in this seed: implosion reaching prompts nobody
+        # poisoned
         worst = (
             None
             if drop is None or c_p == 0 or not healthy
-            else healthy[int(np.argmax(drop[healthy]))]
+            else healthy[int(np.argmax(drop[[rows[k] for k in healthy]]))]
         )
-        h1, h2, h3 = st.columns([1.6, 1, 1])
-        h2.markdown("**clean**")
-        h3.markdown(f"**C_P {c_p}**")
-        for i, label in zip(rows, labels):
-            r1, r2, r3 = st.columns([1.6, 1, 1], vertical_alignment="center")
-            name = f":red[**{label} ▼**]" if i == worst else label
-            r1.markdown(name)
-            r2.image(upscale(gens[0][i, 0], 2), width="stretch")
-            r3.image(upscale(gens[c_p][i, 0], 2), width="stretch")
-        st.caption("Same seed in both columns. × poisoned · ≈ related · ▼ fell most since C_P = 0.")
+        if worst is not None and drop is not None and drop[rows[worst]] <= 0:
+            worst = None
+        pinned_rows(pack, pinned, gens, c_p, samples=1, mark=worst)
+        st.caption(
+            f"Pinned prompts (same rows at every C_P), seed {pinned.seed}, same sampling seed in "
+            "both columns. × poisoned · ≈ related · ▼ fell most since C_P = 0 in this seed."
+        )
     else:
         st.info("This run has no generated images for C_P = 0 and this level.")

@@ -17,7 +17,6 @@ from core.lesson.pinned import (
     row_labels,
     row_roles,
     seed_drop,
-    shown_seed,
 )
 from core.lesson.steps import LessonStep, lesson_steps, metric_at
 
@@ -34,5 +33,4 @@ __all__ = [
     "row_labels",
     "row_roles",
     "seed_drop",
-    "shown_seed",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.results.claims import PackClaims
+from core.analysis.claims import PackClaims
 
 
 def implosion_note(claims: PackClaims, steps: int | None = None) -> str | None:

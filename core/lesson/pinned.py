@@ -2,8 +2,8 @@
 
 A pack's generated images come from one seed (the first of ``config["seeds"]``, the seed its
 grids were written for), and each seed poisons its own concepts, so every choice here is made in
-that seed's plan (``config["plans"][seed]["order"]``; :meth:`core.results.pack.Pack.groups` uses
-the same order) and from that seed's own per-concept accuracies, never from means over seeds whose
+that seed's plan (:meth:`core.results.pack.Pack.seed_plan`, :meth:`~core.results.pack.Pack.groups`
+with that seed) and from that seed's own per-concept accuracies, never from means over seeds whose
 poisoned sets differ.
 
 The rows are chosen once per pack, not per level:
@@ -57,17 +57,10 @@ class PinnedPrompts:
         }
 
 
-def shown_seed(pack: Pack) -> int:
-    """The seed whose generations and grids the pack holds (the first of ``config["seeds"]``)."""
-    seeds = pack.config.get("seeds") or [0]
-    return int(seeds[0])
-
-
 def seed_order(pack: Pack, seed: int) -> list[int]:
-    """Concept ids in the order ``seed`` poisons them (its plan; the pack's order as fallback)."""
-    plans = pack.config.get("plans") or {}
-    order = plans.get(str(seed), {}).get("order") if isinstance(plans, dict) else None
-    return [int(i) for i in (order if order is not None else pack.poison_order)]
+    """Concept ids in the order ``seed`` poisons them (its plan; [] when the pack has none)."""
+    plan = pack.seed_plan(seed)
+    return list(plan[0]) if plan is not None else []
 
 
 def last_open_level(pack: Pack, levels: list[int] | None = None) -> int:
@@ -77,7 +70,7 @@ def last_open_level(pack: Pack, levels: list[int] | None = None) -> int:
     if not levels:
         raise ValueError("levels: the pack has no C_P level; run a sweep with --levels 0 …")
     k = len(pack.concepts)
-    n_order = len(seed_order(pack, shown_seed(pack))) or k
+    n_order = len(seed_order(pack, pack.shown_seed)) or k
     open_ = [c for c in levels if min(c, n_order) < k]
     return open_[-1] if open_ else levels[0]
 
@@ -94,7 +87,7 @@ def play_levels(pack: Pack, levels: list[int]) -> list[int]:
 def seed_drop(pack: Pack, c_p: int, seed: int | None = None) -> np.ndarray | None:
     """(K,) float64: judged accuracy of each concept at C_P 0 minus at ``c_p``, in one seed's
     own records (default the shown seed); None when that seed lacks per-concept accuracy."""
-    seed = shown_seed(pack) if seed is None else seed
+    seed = pack.shown_seed if seed is None else seed
     k = len(pack.concepts)
     acc = {
         int(r["c_p"]): r["per_concept_acc"]
@@ -106,17 +99,9 @@ def seed_drop(pack: Pack, c_p: int, seed: int | None = None) -> np.ndarray | Non
     return np.asarray(acc[0], dtype=np.float64) - np.asarray(acc[int(c_p)], dtype=np.float64)
 
 
-def _relation(pack: Pack) -> np.ndarray:
-    """(K, K) shared-word counts (mini world) or keyword relation × 2 (real packs), as
-    :meth:`Pack.groups` judges "related": ≥ 2."""
-    if "relation" in pack.config:
-        return np.asarray(pack.config["relation"], dtype=np.int64) * 2
-    return np.asarray(pack.world.relation, dtype=np.int64)
-
-
 def pinned_prompts(pack: Pack, per_group: int = PER_GROUP) -> PinnedPrompts:
     """Choose the pinned rows of ``pack`` once (see module docstring)."""
-    seed = shown_seed(pack)
+    seed = pack.shown_seed
     order = seed_order(pack, seed)
     k = len(pack.concepts)
     last = last_open_level(pack)
@@ -128,9 +113,10 @@ def pinned_prompts(pack: Pack, per_group: int = PER_GROUP) -> PinnedPrompts:
         related: list[int] = []
         unrelated = survivors
     else:
-        rel = _relation(pack)
-        related = [j for j in survivors if rel[j, first] >= 2]
-        unrelated = [j for j in survivors if rel[j, first] < 2]
+        # related to the first poisoned concept: the grouping at C_P 1 of this seed's plan
+        near = set(pack.groups(1, seed)["related"])
+        related = [j for j in survivors if j in near]
+        unrelated = [j for j in survivors if j not in near]
     # one group short (few concepts survive): the other fills the rows
     n_rel = min(len(related), max(per_group, 2 * per_group - len(unrelated)))
     n_unrel = min(len(unrelated), 2 * per_group - n_rel)
@@ -149,8 +135,8 @@ def pinned_prompts(pack: Pack, per_group: int = PER_GROUP) -> PinnedPrompts:
 
 
 def row_roles(pack: Pack, pinned: PinnedPrompts, c_p: int) -> tuple[Role, ...]:
-    """Each pinned row's role at level ``c_p`` in the shown seed's plan."""
-    groups = pack.groups(c_p)
+    """Each pinned row's role at level ``c_p`` in the plan of the seed the rows come from."""
+    groups = pack.groups(c_p, pinned.seed)
     where = {i: g for g in ROLES for i in groups.get(g, [])}
     return tuple(where.get(i, "unrelated") for i in pinned.ids)
 

@@ -29,11 +29,13 @@ class LessonStep:
     ``c_p``: the level the figure shows; ``figure``: which figure (``strip`` = the pinned prompts,
     clean | this C_P; ``graph`` = the alignment graph; ``implosion`` = AD over unpoisoned accuracy
     and incoherence; ``ad`` = AD and its two terms; ``defend`` = the detectors' ROC);
-    ``notice``: what to look at, with the pack's numbers; ``question``: one question for students.
+    ``notice``: what to look at, with the pack's numbers; ``question``: one question for students;
+    ``short``: a label of a word or two for the step picker.
     """
 
     key: str
     title: str
+    short: str
     c_p: int
     figure: Figure
     notice: str
@@ -146,6 +148,7 @@ def lesson_steps(pack: Pack, pinned: PinnedPrompts | None = None) -> tuple[Lesso
         LessonStep(
             "clean",
             "The clean model",
+            "Clean",
             clean,
             "strip",
             f"At C_P {clean} nothing is poisoned: judged accuracy on the {k} concepts is "
@@ -157,6 +160,7 @@ def lesson_steps(pack: Pack, pinned: PinnedPrompts | None = None) -> tuple[Lesso
         LessonStep(
             "one",
             "One poisoned concept",
+            "One poisoned",
             one,
             "strip",
             f"At C_P {one} the attacker's captions of “{poisoned}” sit on images of another "
@@ -170,6 +174,7 @@ def lesson_steps(pack: Pack, pinned: PinnedPrompts | None = None) -> tuple[Lesso
         LessonStep(
             "related",
             "Related concepts fail",
+            "Related fail",
             rel,
             "strip",
             f"At C_P {rel} unpoisoned concepts that share two words with a poisoned one (≈, "
@@ -184,6 +189,7 @@ def lesson_steps(pack: Pack, pinned: PinnedPrompts | None = None) -> tuple[Lesso
         LessonStep(
             "implosion",
             "Many concepts: implosion",
+            "Implosion",
             last,
             "implosion",
             f"At C_P {last}, the last level with unpoisoned concepts, prompts nobody poisoned are "
@@ -196,6 +202,7 @@ def lesson_steps(pack: Pack, pinned: PinnedPrompts | None = None) -> tuple[Lesso
         LessonStep(
             "why",
             "Why: alignment difficulty and the graph",
+            "Why: AD",
             last,
             "graph",
             f"AD rises from {_num(ad0, 3)} at C_P {clean} to {_num(ad_top, 3)} at C_P "
@@ -209,6 +216,7 @@ def lesson_steps(pack: Pack, pinned: PinnedPrompts | None = None) -> tuple[Lesso
         LessonStep(
             "defend",
             "What a defender can do",
+            "Defend",
             one,
             "defend",
             (

@@ -479,7 +479,8 @@ def test_story_page_one_control_drives_three_views(assets):
     at.select_slider(key="story_cp").set_value(16).run()
     assert not at.exception, at.exception
     assert any("C_P 16" in m.value for m in at.markdown)
-    assert len(at.get("image")) == 4  # all 16 poisoned: two poisoned prompts, clean | C_P = 16
+    # the pinned prompts stay (all poisoned at C_P 16 of 16), clean | C_P = 16 each
+    assert len(at.get("image")) == n_images
     at.toggle(key="story_play").set_value(True).run()  # the player is a fragment: no error
     assert not at.exception, at.exception
 

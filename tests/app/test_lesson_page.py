@@ -1,0 +1,112 @@
+"""Lesson and Story under AppTest: the step and the level live in the URL (a copied link reopens
+the view), the Story's pinned prompts stay the same across levels, ▶ Play restarts below the last
+level with unpoisoned concepts, Home opens the lesson and shows the glossary."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import page
+
+TIMEOUT = 60
+
+
+def run(name: str, query: dict[str, str] | None = None, **state) -> AppTest:
+    at = AppTest.from_file(page(name), default_timeout=TIMEOUT)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def _demo():
+    from core.results.pack import demo_dir, load_pack
+
+    return load_pack(demo_dir())
+
+
+def _row_names(at: AppTest, names) -> list[str]:
+    """The pinned prompts' names as the page wrote them, in page order."""
+    found = []
+    for m in at.markdown:
+        for n in names:
+            if m.value.lstrip(":red[*").lstrip("×≈ ").startswith(n):
+                found.append(n)
+    return found
+
+
+def test_lesson_step_round_trips_through_the_url(assets):
+    from core.lesson import lesson_steps
+
+    steps = lesson_steps(_demo())
+    at = run("lesson", query={"step": "3"})
+    assert not at.exception, at.exception
+    assert at.query_params["step"] == "3"
+    assert any(steps[2].question in i.value for i in at.info)
+    at.button(key="lesson_fwd").click().run()
+    assert not at.exception, at.exception
+    assert at.query_params["step"] == "4"
+    assert any(steps[3].question in i.value for i in at.info)
+    at.button(key="lesson_back").click().run()
+    assert at.query_params["step"] == "3"
+    # an unknown step in a link falls back to the first, and says so in the URL
+    at = run("lesson", query={"step": "99"})
+    assert not at.exception, at.exception
+    assert at.query_params["step"] == "1"
+
+
+def test_every_lesson_step_renders_its_figure(assets):
+    from core.lesson import lesson_steps
+
+    for n, step in enumerate(lesson_steps(_demo()), start=1):
+        at = run("lesson", query={"step": str(n)})
+        assert not at.exception, (n, at.exception)
+        drawn = len(at.get("image")) if step.figure == "strip" else len(at.get("plotly_chart"))
+        assert drawn or step.figure == "defend", (n, step.figure)  # synthetic: no defense.json
+
+
+def test_story_pinned_prompts_stay_the_same_across_levels(assets):
+    from core.lesson import pinned_prompts
+
+    pinned = pinned_prompts(_demo())
+    seen = []
+    for c in (2, 4, 8):
+        at = run("story", query={"cp": str(c)})
+        assert not at.exception, at.exception
+        assert at.select_slider(key="story_cp").value == c
+        assert at.query_params["cp"] == str(c)
+        seen.append(_row_names(at, pinned.names))
+        assert len(at.get("image")) == 2 * len(pinned.ids)  # clean | this C_P per pinned row
+    assert seen[0] == seen[1] == seen[2] == list(pinned.names)
+
+
+def test_story_level_from_the_url_and_back(assets):
+    at = run("story", query={"cp": "8"})
+    assert at.select_slider(key="story_cp").value == 8
+    at.select_slider(key="story_cp").set_value(2).run()
+    assert not at.exception, at.exception
+    assert at.query_params["cp"] == "2"
+    at = run("story", query={"cp": "not-a-level"})
+    assert not at.exception, at.exception
+    assert at.select_slider(key="story_cp").value in (0, 2, 4, 8, 16)
+
+
+def test_play_restarts_below_the_last_level_with_unpoisoned_concepts(assets):
+    from core.lesson import play_levels
+
+    pack = _demo()
+    played = play_levels(pack, pack.levels)
+    assert played[-1] < max(pack.levels)  # C_P 16 of 16 poisons everything: not played
+    at = run("story", query={"cp": str(max(pack.levels))})
+    at.toggle(key="story_play").set_value(True).run()
+    assert not at.exception, at.exception
+    assert at.select_slider(key="story_cp").value == played[0]
+
+
+def test_home_opens_the_lesson_and_shows_the_glossary(assets):
+    at = run("home")
+    assert not at.exception, at.exception
+    assert at.button(key="start_lesson")
+    assert any(h.value == "Words used in this app" for h in at.subheader)
+    assert not [e for e in at.expander if "Words" in e.label]  # not folded away

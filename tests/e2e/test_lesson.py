@@ -1,0 +1,88 @@
+"""End to end in headless Chromium at 1280×720: a teacher's handed-out lesson link
+(``/lesson?step=1``) on the committed demo pack, stepped through with Next ▶ to the last step; each
+step's URL names it (a copied link reopens it); a link straight to step 3 opens step 3; the
+Story's pinned rows are the same at two levels; the handout downloads as HTML with the three
+levels and the questions. Screenshots of every step go to the artifacts dir."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.conftest import artifacts_dir, wait_idle
+
+pytestmark = pytest.mark.e2e
+
+PROJECTOR = {"width": 1280, "height": 720}
+N_STEPS = 6
+IMAGES = '[data-testid="stImage"] img'
+PLOT = ".js-plotly-plot .main-svg"
+
+
+def _step_heading(page, n: int):
+    return page.locator("h3, h4").filter(has_text=re.compile(rf"^{n} · ")).first
+
+
+def test_lesson_link_steps_and_handout(demo_server, browser_context):
+    from core.lesson import lesson_steps, pinned_prompts
+    from core.results.pack import demo_dir, load_pack
+
+    pack = load_pack(demo_dir())
+    steps = lesson_steps(pack)
+    pinned = pinned_prompts(pack)
+    out = artifacts_dir()
+    page = browser_context.new_page()
+    page.set_viewport_size(PROJECTOR)
+    try:
+        # presenter mode, as on a projector
+        page.goto(f"{demo_server['url']}/lesson?step=1&present=1", timeout=60_000)
+        page.locator("h1").filter(has_text="Lesson").first.wait_for(timeout=60_000)
+        for n in range(1, N_STEPS + 1):
+            _step_heading(page, n).wait_for(timeout=60_000)
+            wait_idle(page, 60_000)
+            drawn = IMAGES if steps[n - 1].figure == "strip" else PLOT
+            page.locator(drawn).first.wait_for(timeout=60_000)
+            page.wait_for_timeout(600)  # plotly's first paint, images decoded
+            assert f"step={n}" in page.url, page.url
+            body = page.locator("body").inner_text()
+            assert steps[n - 1].question[:40] in body
+            assert f"C_P {steps[n - 1].c_p}" in body
+            page.screenshot(path=str(out / f"lesson_step{n}.png"))
+            if n < N_STEPS:
+                page.get_by_role("button", name="Next ▶").click()
+
+        # a link straight to step 3 opens step 3 (a fresh page: the link a teacher hands out)
+        other = browser_context.new_page()
+        other.set_viewport_size(PROJECTOR)
+        other.goto(f"{demo_server['url']}/lesson?step=3&pack=demo", timeout=60_000)
+        _step_heading(other, 3).wait_for(timeout=60_000)
+        wait_idle(other, 60_000)
+        assert "step=3" in other.url
+        other.close()
+
+        # the handout downloads with the three levels and every question
+        with page.expect_download(timeout=120_000) as info:
+            page.get_by_role("button", name="Download the handout (HTML)").click()
+        path = out / "lesson_handout.html"
+        info.value.save_as(str(path))
+        text = path.read_text()
+        for q in (s.question for s in steps):
+            assert q.replace("“", "&ldquo;")[:30] in text or q[:30] in text.replace("&#x27;", "'")
+        assert text.count('<table class="strip">') == 3
+
+        # Story: the pinned rows are the same at two levels, and the link keeps the level
+        for c in (8, 24):
+            page.goto(f"{demo_server['url']}/story?pack=demo&cp={c}&present=1", timeout=60_000)
+            page.locator("h1").filter(has_text="Story").first.wait_for(timeout=60_000)
+            wait_idle(page, 60_000)
+            page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)
+            page.locator('[data-testid="stImage"]').nth(9).wait_for(timeout=60_000)
+            page.wait_for_timeout(600)
+            body = page.locator("body").inner_text()
+            for name in pinned.names:
+                assert name in body, (c, name)
+            assert f"cp={c}" in page.url
+            page.screenshot(path=str(out / f"lesson_story_cp{c}.png"))
+    finally:
+        page.close()
