@@ -1,4 +1,5 @@
-"""The run-time estimate: phases by hand, the countdown, the per-machine rates cache."""
+"""The run-time estimate: phases by hand, the per-machine rates cache (the time left a job shows:
+tests/jobs/test_progress.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 
 from core.sweep.driver import SweepConfig
 from core.sweep.estimate import Rates, cached_rates, estimate, format_seconds, machine_key
-from core.sweep.experiment import Countdown
 from core.training.finetune import FinetuneConfig
 
 RATES = Rates(
@@ -44,22 +44,6 @@ def test_estimate_by_hand():
         SweepConfig(**{**cfg.__dict__, "finetune": FinetuneConfig(steps=40, batch=50)}), 8, RATES
     )
     assert e2.train == pytest.approx(2 * e.train)
-
-
-def test_countdown_counts_down_and_rescales(monkeypatch):
-    now = [100.0]
-    monkeypatch.setattr("core.sweep.experiment.time.monotonic", lambda: now[0])
-    c = Countdown(total_s=50.0, setup_s=10.0, per_level_s=20.0, levels=2)
-    assert c.eta() == pytest.approx(50.0) and c.fraction() == 0.0
-    now[0] += 5
-    assert c.eta() == pytest.approx(45.0)
-    now[0] += 55  # level 1 done after 60 s: the run goes 2× slower than estimated (30 s est.)
-    c.level_done(1)
-    assert c.speed == pytest.approx(2.0)
-    assert c.eta() == pytest.approx(40.0) and c.fraction() == pytest.approx(0.5)
-    now[0] += 10
-    assert c.eta() == pytest.approx(30.0)
-    assert 0.5 < c.fraction() < 1.0
 
 
 def test_rates_cache_round_trip(tmp_path, monkeypatch):

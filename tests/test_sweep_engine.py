@@ -77,7 +77,7 @@ def test_drive_saves_every_level_in_order(tmp_path):
     ]
     assert read_level_states(tmp_path / "nothing-here") is None
     units = [a[0] for a in seen]
-    assert units == sorted(units) and seen[-1][:2] == (12, 12)  # 6 levels × 2 steps
+    assert units == sorted(units) and seen[-1][:2] == (18, 18)  # 6 levels × (2 steps + end)
 
 
 def test_failed_level_stops_the_sweep_with_its_message(tmp_path):

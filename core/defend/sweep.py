@@ -21,6 +21,7 @@ from typing import Any
 from core.defend.config import DefenseConfig
 from core.io import runs_dir
 from core.jobs import register_kind
+from core.jobs.context import JobContext
 from core.results.pack import load_pack
 
 register_kind("defended-sweep", "core.defend.sweep:run_job")
@@ -108,25 +109,29 @@ def run_defended_sweep(
     workers: int = 1,
     on_progress: Callable[[int, int, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    ctx: JobContext | None = None,
 ) -> tuple[dict[str, Any], Path]:
-    """Run (or resume) the defended sweep; returns (results dict, output folder)."""
-    from core.sweep.driver import run_sweep
+    """Run (or resume) the defended sweep; returns (results dict, output folder). ``ctx``: the
+    job it runs in (progress by fine-tune step and level end, pause requests)."""
+    from core.sweep.driver import job_progress, run_sweep
 
     sc = defended_config(pack_dir, defense, levels, seeds)
     out = Path(out) if out is not None else default_out(pack_dir, defense)
-    return run_sweep(sc, out, on_progress, should_stop, workers=workers), out
+    if ctx is None:
+        return run_sweep(sc, out, on_progress, should_stop, workers=workers), out
+    res = run_sweep(
+        sc, out, on_progress, should_stop, workers=workers,
+        pause_requested=ctx.pause_requested, on_units=job_progress(ctx, sc),
+    )  # fmt: skip
+    return res, out
 
 
-def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
+def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job kind ``defended-sweep`` (see module docstring)."""
     cfg = dict(config)
     if "pack" not in cfg:
         raise ValueError("pack: the defended-sweep job needs the attacked pack folder")
     defense = DefenseConfig(cfg.get("detector", "misalignment"), cfg.get("fpr", 0.05))
-
-    def progress(i: int, total: int, msg: str) -> None:
-        ctx.progress(i, total, message=msg)
-
     res, out = run_defended_sweep(
         Path(cfg["pack"]),
         defense,
@@ -134,8 +139,9 @@ def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
         cfg.get("levels"),
         cfg.get("seeds"),
         int(cfg.get("workers") or 1),
-        progress,
+        None,
         ctx.should_stop,
+        ctx,
     )
     return {"out": str(out), "complete": res.get("complete", False), "records": len(res["records"])}
 

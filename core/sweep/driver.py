@@ -30,8 +30,9 @@ from typing import Any
 import torch
 
 from core.io import ensure_writable_dir
+from core.jobs.context import JobContext
 from core.sweep.config import DEFAULT_WORKERS, PRESETS, SweepConfig, preset, seed_plan
-from core.sweep.engine import drive
+from core.sweep.engine import ProgressFn, drive
 from core.sweep.executors import ExecutorOptions, make_executor
 from core.sweep.level import SweepRunner
 from core.sweep.runner import METRICS, new_results, summarize
@@ -41,6 +42,7 @@ __all__ = [
     "METRICS",
     "PRESETS",
     "SweepConfig",
+    "job_progress",
     "new_results",
     "preset",
     "run_job",
@@ -60,27 +62,32 @@ def run_sweep(
     executor: str = "local",
     options: ExecutorOptions | None = None,
     pause_requested: Callable[[], bool] | None = None,
+    on_units: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep into ``out``; returns the results dict (``complete`` False if
-    stopped). ``on_progress(levels done, levels, message)``. ``workers`` > 1 runs levels in that
-    many processes on the same device; ``executor="ray"`` runs each level as a Ray task
-    (``options``: address, resources per level)."""
+    stopped). ``on_progress(levels done, levels, message)``; ``on_units(units, total, message,
+    loss)`` the driver's finer units (fine-tune steps and one per level's end, for a job's
+    progress). ``workers`` > 1 runs levels in that many processes on the same device;
+    ``executor="ray"`` runs each level as a Ray task (``options``: address, resources per
+    level)."""
     if workers < 1:
         raise ValueError(f"workers must be ≥ 1, got {workers}")
     out = ensure_writable_dir(Path(out), "out")
     opts = options or ExecutorOptions()
     ex = make_executor(executor, replace(opts, workers=workers))
     runner = SweepRunner(config, out)
-    per_level = max(1, runner.steps_per_level)
+    per_level = max(1, runner.steps_per_level) + 1  # core/sweep/engine.py: steps + the level's end
 
     def progress(units: int, total: int, msg: str, loss: float | None) -> None:
         if on_progress is not None:
             on_progress(units // per_level, total // per_level, msg)
+        if on_units is not None:
+            on_units(units, total, msg, loss)
 
     return drive(runner, out, ex, progress, should_stop, pause_requested)
 
 
-def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
+def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job kind ``sweep``: config {"preset": name, "out": dir?, "workers"?, "executor"?,
     "address"?, "gpus_per_level"?, "cpus_per_level"?, **SweepConfig overrides}."""
     cfg = dict(config)
@@ -98,15 +105,24 @@ def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
     if ft:
         sc = replace(sc, finetune=replace(sc.finetune, **ft))
     torch.set_num_threads(max(1, torch.get_num_threads()))
-
-    def progress(i: int, total: int, msg: str) -> None:
-        ctx.progress(i, total, message=msg)
-
-    def pause_requested() -> bool:
-        return bool(ctx.control_action() == "pause")
-
+    progress = job_progress(ctx, sc)
     res = run_sweep(
-        sc, out, progress, ctx.should_stop, workers=workers, executor=executor, options=opts,
-        pause_requested=pause_requested if hasattr(ctx, "control_action") else None,
+        sc, out, None, ctx.should_stop, workers=workers, executor=executor, options=opts,
+        pause_requested=ctx.pause_requested, on_units=progress,
     )  # fmt: skip
     return {"out": str(out), "complete": res.get("complete", False), "records": len(res["records"])}
+
+
+def job_progress(ctx: JobContext, sc: SweepConfig, rates: Any = None) -> Any:
+    """The progress callback of a sweep job (core.sweep.estimate.SweepProgress): work weighed by
+    this machine's measured rates (``rates``, else the cached ones; never measured here), or by
+    fine-tune steps when the machine has none yet. Reports the start before any set-up."""
+    from core.sweep.estimate import SweepProgress, cached_rates, estimate
+    from core.sweep.experiment import model_world
+
+    ft = sc.finetune
+    rates = rates or cached_rates(sc.model, sc.device, ft.precision, ft.params)
+    est = None if rates is None else estimate(sc, model_world(sc.model).n_concepts, rates)
+    progress = SweepProgress(ctx, est, ft.steps)
+    progress.start(len(sc.levels) * len(sc.seeds) * (max(1, ft.steps) + 1), "loading the model")
+    return progress

@@ -39,7 +39,7 @@ def now_iso() -> str:
 
 
 LevelStateName = Literal["queued", "running", "done", "failed", "stopped"]
-# (units done, total units, message, loss); a level is runner.steps_per_level units
+# (units done, total units, message, loss); a level is runner.steps_per_level + 1 units
 ProgressFn = Callable[[int, int, str, float | None], None]
 
 
@@ -91,7 +91,9 @@ class _Sweep:
         self.runner, self.out, self.results = runner, out, results
         self.executor, self.on_progress = executor, on_progress
         self.spl = max(1, runner.steps_per_level)
-        self.total = len(order) * self.spl
+        # A level is spl fine-tune steps and one unit for evaluating and saving it, so progress
+        # moves while a level's generations are judged (core/jobs/progress.py sweep_work).
+        self.total = len(order) * (self.spl + 1)
         done = {(r["c_p"], r["seed"]) for r in results["records"]}
         self.states = {
             t: LevelState(t.c_p, t.seed, "done" if (t.c_p, t.seed) in done else "queued")
@@ -143,7 +145,7 @@ class _Sweep:
 
     def _progress(self, message: str, loss: float | None) -> None:
         if self.on_progress is not None:
-            units = self.saved() * self.spl + sum(self.steps.values())
+            units = self.saved() * (self.spl + 1) + sum(self.steps.values())
             self.on_progress(min(units, self.total), self.total, message, loss)
 
     def _set(self, task: LevelTask, **changes: Any) -> None:

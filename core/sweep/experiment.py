@@ -14,12 +14,12 @@ ids are resolved from names once, by :func:`finetune_config`, and validated by t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from core.jobs.context import JobContext
 from core.poison.plan import TARGET_RULES, check_concepts, choose_targets, poisoning_plan
 from core.results.schema import level_summaries
 from core.sweep.config import PRESETS, SweepConfig
@@ -151,13 +151,15 @@ def run_finetune(
     out: Path,
     on_progress: Callable[[int, int, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_units: Callable[[int, int, str, float | None], None] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the experiment into ``out``; returns {"out", "complete", "levels"}."""
+    """Run (or resume) the experiment into ``out``; returns {"out", "complete", "levels"}.
+    ``on_units``: the driver's fine-grained progress (core.sweep.driver.run_sweep)."""
     if config.concepts is None:
         raise ValueError("concepts: a fine-tune needs its chosen concepts (see finetune_config)")
     from core.sweep.driver import run_sweep  # torch and the model code: only when a run starts
 
-    res = run_sweep(config, out, on_progress, should_stop)
+    res = run_sweep(config, out, on_progress, should_stop, on_units=on_units)
     return {
         "out": str(out),
         "complete": bool(res.get("complete")),
@@ -165,45 +167,16 @@ def run_finetune(
     }
 
 
-class Countdown:
-    """The run's ETA: the estimate (core.sweep.estimate, this machine's measured rates) counted
-    down, re-scaled at each finished level by how fast the run has actually gone so far.
-    ``fraction()`` moves within a level with time (capped at 95 %) and snaps to the truth at
-    level boundaries."""
-
-    def __init__(self, total_s: float, setup_s: float, per_level_s: float, levels: int) -> None:
-        self.t0 = time.monotonic()
-        self.setup_s, self.per_level_s, self.levels = setup_s, per_level_s, max(1, levels)
-        self.total_s = total_s
-        self.done, self.t_level = 0, self.t0 + setup_s
-        self.speed = 1.0  # measured seconds per estimated second
-
-    def level_done(self, done: int) -> None:
-        if done > self.done:
-            now = time.monotonic()
-            est_so_far = self.setup_s + done * self.per_level_s
-            self.speed = max(0.1, (now - self.t0) / max(1e-6, est_so_far))
-            self.done, self.t_level = done, now
-
-    def eta(self) -> float:
-        left = (self.levels - self.done) * self.per_level_s
-        if self.done == 0:
-            left += self.setup_s
-        end = self.t_level + left * self.speed if self.done else self.t0 + self.total_s
-        return max(0.0, end - time.monotonic())
-
-    def fraction(self) -> float:
-        in_level = (time.monotonic() - self.t_level) / max(1e-6, self.per_level_s * self.speed)
-        return min(1.0, (self.done + min(0.95, max(0.0, in_level))) / self.levels)
-
-
-def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
+def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job kind ``finetune``: config {"sweep": SweepConfig dict, "name": str}.
 
-    Progress: permille of the run (levels done, time within a level), the driver's message, and
-    ``eta_s`` from :class:`Countdown`; one log line per progress step."""
+    Progress: the driver's fine-tune steps and level ends weighed by the estimate
+    (core.sweep.estimate, this machine's rates, measured once and cached), the driver's message,
+    and a time left that blends the estimate with the run's own rate (core/jobs/progress.py);
+    one log line per new message."""
     import torch
 
+    from core.sweep.driver import job_progress
     from core.sweep.estimate import estimate, format_seconds, process_age_s, rates_for
 
     if "sweep" not in config:
@@ -215,23 +188,22 @@ def run_job(config: dict[str, Any], ctx: Any) -> dict[str, Any]:
         sc = replace(sc, device=str(ctx.device))
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(ctx.run_dir) / PACK_SUBDIR
-    ctx.progress(0, 1000, message="measuring this machine (once) / loading the model")
+    ctx.progress(0, None, message="measuring this machine (once) / loading the model")
     rates = rates_for(
         sc.model, sc.device, sc.finetune.precision, process_age_s(), sc.finetune.params
     )
     est = estimate(sc, model_world(sc.model).n_concepts, rates)
-    clock = Countdown(est.total, est.start + est.setup, est.per_level(), est.levels)
     ctx.log(f"estimated {format_seconds(est.total)} ({est.levels} levels; load {rates.load:.1f})")
+    progress = job_progress(ctx, sc, rates)
     last = [""]
 
-    def progress(i: int, total: int, msg: str) -> None:
-        clock.level_done(i)
-        ctx.progress(round(1000 * clock.fraction()), 1000, message=msg, eta_s=round(clock.eta()))
-        if msg != last[0]:
-            ctx.log(f"level {min(i + 1, total)}/{total}: {msg}")
-            last[0] = msg
+    def units(i: int, total: int, msg: str, loss: float | None) -> None:
+        progress(i, total, msg, loss)
+        level = msg.split(":", 1)[0]
+        if level != last[0]:
+            ctx.log(msg)
+            last[0] = level
 
-    res = run_finetune(sc, out, progress, ctx.should_stop)
-    ctx.progress(1000, 1000, message="done", eta_s=0)
+    res = run_finetune(sc, out, None, ctx.should_stop, on_units=units)
     res["estimate_s"] = round(est.total, 1)
     return res
