@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="detect poisoned training pairs (ROC/AUC per detector × method × C_P); defended sweep",
         description=(
             "Without --sweep/--compare: score every training pair of each poisoned level with each "
-            "detector, print AUC and recall at 1 %% / 5 %% FPR, store them in the pack "
-            "(defense.json). --sweep: re-run the pack's sweep with the flagged pairs removed. "
+            "detector, print AUC and recall at 1 % / 5 % FPR, store them in the pack "
+            "(defense.json, recomputed when other settings are asked for). --sweep: re-run the pack's sweep with the flagged pairs removed. "
             "--compare DIR: attacked vs defended AD and unpoisoned accuracy."
         ),
     )
@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         default=None,
-        help="report file (default PACK/defense.json); with --sweep the output folder "
+        help="report file, never overwritten (default PACK/defense.json, the pack's own cache, "
+        "replaced when recomputed); with --sweep the output folder "
         "(default runs/<pack>-defended-<detector>-fpr<pct>)",
     )
     p.add_argument("--sweep", action="store_true", help="run the defended sweep")

@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=None, help="base model folder (default: shipped base)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=["auto", "fp32", "bf16"],
+        help="fine-tune dtype (default auto: bf16 where the device runs it natively, else fp32)",
+    )
     p.add_argument("--eval-samples", type=int, default=None, help="judged generations per concept")
     p.add_argument("--probe-every", type=int, default=None, help="steps between training probes")
     p.add_argument(
@@ -134,7 +140,10 @@ def _finetune(args: argparse.Namespace) -> int:
         device=args.device,
         **overrides,
     )
-    cfg = replace(cfg, finetune=replace(cfg.finetune, **finetune_overrides(args)))
+    ft_over = finetune_overrides(args)
+    if args.precision is not None:
+        ft_over["precision"] = args.precision
+    cfg = replace(cfg, finetune=replace(cfg.finetune, **ft_over))
     from core.sweep.checks import check_memory
 
     check_memory(cfg, world.n_concepts, world.config.image_size)  # before the job is accepted

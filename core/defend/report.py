@@ -2,8 +2,9 @@
 
 ``defense.json`` in the pack holds the result ({"settings", "rows", "metadata"}); one row per
 (detector, method, c_p) with ``auc``, ``recall_at_1pct_fpr``, ``recall_at_5pct_fpr``, counts,
-seconds and the thinned ROC curve (``fpr``, ``tpr``). An existing file is never overwritten: the
-same settings return it, other settings need another ``out`` file.
+seconds and the thinned ROC curve (``fpr``, ``tpr``). The pack's own ``defense.json`` is a cache:
+settings it covers are answered from it, others recompute it (replaced atomically). A file the
+user named with ``out`` is never overwritten.
 """
 
 from __future__ import annotations
@@ -134,10 +135,11 @@ def load_report(path: Path) -> DefenseReport | None:
     return DefenseReport(d["settings"], d.get("rows", []), d.get("metadata", {}))
 
 
-def save_report(report: DefenseReport, path: Path) -> Path:
-    """Write ``report`` to ``path`` unless a file is there already (ValueError naming the fix)."""
+def save_report(report: DefenseReport, path: Path, replace: bool = False) -> Path:
+    """Write ``report`` to ``path`` atomically. A file already there is a user's file and is
+    refused (ValueError naming the fix) unless ``replace`` (the pack's own derived cache)."""
     path = Path(path)
-    if path.exists():
+    if path.exists() and not replace:
         raise ValueError(
             f"out: {path} exists (nothing was overwritten); pass another --out file, "
             "or remove it yourself if it is stale"
@@ -149,17 +151,42 @@ def save_report(report: DefenseReport, path: Path) -> Path:
 def pack_report(
     pack: Pack, out: Path | None = None, **kwargs: Any
 ) -> tuple[DefenseReport, Path, bool]:
-    """Evaluate and store in the pack (``defense.json`` or ``out``). If the file exists with the
-    same settings it is returned as is (``False`` = not recomputed)."""
+    """Evaluate and store in the pack (``defense.json`` or ``out``); ``False`` = not recomputed.
+
+    A stored report that covers the settings asked for (same or more detectors, methods and
+    levels, the same Nightshade budget) answers with its matching rows. Otherwise the pack's own
+    ``defense.json``, a cache derived from the pack, is recomputed and replaced atomically; a
+    user's ``out`` file is never replaced (ValueError naming the fix)."""
     path = Path(out) if out is not None else pack.root / DEFENSE
     prev = load_report(path)
     if prev is not None:
         want = evaluate_settings(pack, **kwargs)
         if prev.settings == want:
             return prev, path, False
+        covered = covering(prev, want)
+        if covered is not None:
+            return covered, path, False
     report = evaluate_pack(pack, **kwargs)
-    save_report(report, path)
+    save_report(report, path, replace=out is None)
     return report, path, True
+
+
+def covering(report: DefenseReport, want: dict[str, Any]) -> DefenseReport | None:
+    """``report`` cut to the settings ``want`` when it holds every row they ask for, else None."""
+    have = report.settings
+    for key in ("detectors", "methods", "levels"):
+        if not set(want[key]) <= set(have.get(key) or ()):
+            return None
+    if want.get("nightshade") is not None and want["nightshade"] != have.get("nightshade"):
+        return None
+    rows = [
+        r
+        for r in report.rows
+        if r["detector"] in want["detectors"]
+        and r["method"] in want["methods"]
+        and r["c_p"] in want["levels"]
+    ]
+    return DefenseReport(want, rows, report.metadata)
 
 
 def evaluate_settings(
