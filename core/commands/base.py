@@ -22,7 +22,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="output model folder (resumes if it has checkpoints)",
     )
     p.add_argument("--concepts", type=int, default=d.world.n_concepts, help="K, number of concepts")
-    p.add_argument("--image-size", type=int, default=d.world.image_size, choices=[32, 64])
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=d.world.image_size,
+        choices=[32, 64],
+        help="pixels per side; at 64 the VAE gains a block (8× compression: an 8×8 latent)",
+    )
+    p.add_argument(
+        "--style",
+        default=d.world.style,
+        choices=["flat", "textured"],
+        help="concept world style: flat shapes (fast) or textured (patterns, backgrounds, light)",
+    )
+    p.add_argument("--texture", type=float, default=d.world.texture, help="textured style: 0–2")
+    p.add_argument(
+        "--vae-kl", type=float, default=d.model.vae.kl_weight, help="KL weight of the VAE loss"
+    )
     p.add_argument("--n-per-concept", type=int, default=d.n_per_concept)
     p.add_argument("--batch", type=int, default=d.batch)
     for stage in ("dual", "vae", "judge", "unet"):
@@ -92,6 +108,8 @@ def _threads() -> None:
 
 
 def _train_base(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from core.jobs.devices import check_device
     from core.models.config import ModelConfig
     from core.training.base import TrainConfig, train_base
@@ -99,6 +117,7 @@ def _train_base(args: argparse.Namespace) -> int:
 
     device = check_device(args.device)
     _threads()
+    model = ModelConfig.tiny() if args.tiny else ModelConfig()
     cfg = TrainConfig(
         n_per_concept=args.n_per_concept,
         batch=args.batch,
@@ -110,8 +129,15 @@ def _train_base(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=device,
         precision=args.precision,
-        world=WorldConfig(n_concepts=args.concepts, image_size=args.image_size),
-        model=ModelConfig.tiny() if args.tiny else ModelConfig(),
+        world=WorldConfig(
+            n_concepts=args.concepts,
+            image_size=args.image_size,
+            style=args.style,
+            texture=args.texture,
+        ),
+        model=replace(model, vae=replace(model.vae, kl_weight=args.vae_kl)).for_image_size(
+            args.image_size
+        ),
     )
     result = train_base(cfg, args.out)
     if args.json:

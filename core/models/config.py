@@ -2,7 +2,9 @@
 
 Shapes for the default 32 px world: image (3, 32, 32) → VAE latent (4, 8, 8); text (16 tokens) →
 CLIP text hidden states (16, 64); the UNet denoises latents conditioned on those states through
-cross-attention at 8×8 and 4×4.
+cross-attention at 8×8 and 4×4. For the 64 px world :meth:`ModelConfig.for_image_size` adds a
+VAE block (8× spatial compression: 64 px → 8×8 latent) and doubles CLIP's patch, so the UNet and
+the image tower see the same sizes and cost what they cost at 32 px.
 """
 
 from __future__ import annotations
@@ -28,11 +30,16 @@ class DualConfig:
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """diffusers AutoencoderKL; ``len(channels) - 1`` halvings (32 px → 8×8 with 3 blocks)."""
+    """diffusers AutoencoderKL; ``len(channels) - 1`` halvings (32 px → 8×8 with 3 blocks).
+
+    kl_weight: weight of the KL term in train-base's VAE loss (L1 + MSE + kl_weight · KL); small
+    keeps latents near-deterministic, larger smooths the encoder.
+    """
 
     channels: tuple[int, ...] = (16, 32, 64)
     latent_channels: int = 4
     layers_per_block: int = 1
+    kl_weight: float = 1e-6
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,31 @@ class ModelConfig:
                 raise ValueError(f"{name}={chans}: every entry must be a multiple of 16")
         if self.dual.hidden % self.dual.heads:
             raise ValueError("dual.hidden must be divisible by dual.heads")
+        if not 0 <= self.vae.kl_weight < 1:
+            raise ValueError(f"vae.kl_weight must be in [0, 1), got {self.vae.kl_weight}")
+
+    def latent_size(self, image_size: int) -> int:
+        """Side of the VAE latent for ``image_size`` px images (ValueError if not whole)."""
+        f = 2 ** (len(self.vae.channels) - 1)
+        if image_size % f:
+            raise ValueError(
+                f"vae.channels={self.vae.channels} halves {len(self.vae.channels) - 1} times: "
+                f"image_size {image_size} is not a multiple of {f}"
+            )
+        return image_size // f
+
+    def for_image_size(self, image_size: int) -> ModelConfig:
+        """This config adapted to ``image_size`` px, designed at 32 px: each doubling adds a VAE
+        block (repeating the widest width) and doubles CLIP's patch, so the latent stays 8×8 and
+        the image tower sees as many patches as at 32 px."""
+        from dataclasses import replace
+
+        extra = {32: 0, 64: 1}.get(image_size)
+        if extra is None:
+            raise ValueError(f"image_size must be 32 or 64, got {image_size}")
+        vae = replace(self.vae, channels=self.vae.channels + (self.vae.channels[-1],) * extra)
+        dual = replace(self.dual, patch=self.dual.patch * 2**extra)
+        return replace(self, vae=vae, dual=dual)
 
     @staticmethod
     def tiny() -> ModelConfig:

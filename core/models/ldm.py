@@ -109,6 +109,8 @@ class MiniLDM(LatentDiffusion):
                 "n_concepts": self.world.config.n_concepts,
                 "image_size": self.world.config.image_size,
                 "seed": self.world.config.seed,
+                "style": self.world.config.style,
+                "texture": self.world.config.texture,
             },
             "model": self.config.to_dict(),
             "concepts": self.world.names,

@@ -72,7 +72,8 @@ def _zero_shot_accuracy(ldm, images: torch.Tensor, labels: torch.Tensor) -> floa
 
 
 def train_vae(ldm, config, images, g, st, stop, **_: Any) -> dict[str, float]:
-    """AutoencoderKL: L1 + MSE reconstruction, KL weight 1e-6 (latents stay near-deterministic)."""
+    """AutoencoderKL: L1 + MSE reconstruction + ``vae.kl_weight`` · KL (1e-6 by default: latents
+    stay near-deterministic)."""
     vae = ldm.vae.train()
     opt = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
     sched = warmup_cosine(opt, config.vae_steps)
@@ -85,7 +86,7 @@ def train_vae(ldm, config, images, g, st, stop, **_: Any) -> dict[str, float]:
             dist = vae.encode(x).latent_dist
             rec = vae.decode(dist.sample()).sample.float()
         kl = dist.kl().mean()
-        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-6 * kl
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + ldm.config.vae.kl_weight * kl
         loss_v = _optimize(opt, sched, loss)
         bar.set_postfix(loss=f"{loss_v:.4f}")
         st.report("vae", step + 1, config.vae_steps, loss_v)
