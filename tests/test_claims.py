@@ -1,4 +1,4 @@
-"""core.results.claims: each claim against hand-computed records, science.json, the page panel."""
+"""core.analysis.claims: each claim against hand-computed records, science.json, the page panel."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from core.results.claims import SCIENCE_FILE, pack_claims, read_science, t_interval
+from core.analysis.claims import SCIENCE_FILE, pack_claims, read_science, t_interval
 from core.results.pack import Pack, load_pack
 from core.world import World, WorldConfig
 
@@ -169,7 +169,7 @@ def test_panel_renders(tmp_path):
 
 
 def test_undefined_rate_can_carry_the_incoherence_claim():
-    from core.results.claims import incoherence_ratio
+    from core.analysis.claims import incoherence_ratio
 
     recs = []
     for s, j in ((0, 0.0), (1, 0.004), (2, 0.008)):
@@ -186,7 +186,7 @@ def test_undefined_rate_can_carry_the_incoherence_claim():
 def test_related_claim_prefers_a_level_where_it_holds(tmp_path):
     """C_P 2 has the larger related-minus-unrelated gap but its intervals overlap; C_P 1's are
     apart: the claim reports C_P 1 (it holds), not the larger, inconclusive gap."""
-    from core.results.claims import related_loss
+    from core.analysis.claims import related_loss
 
     base = make_pack(tmp_path)
     groups = {c: (base.groups(c, 0)["related"], base.groups(c, 0)["unrelated"]) for c in (1, 2)}

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from core.results.aggregate import level_summaries
 from core.results.schema import (
     grid_file,
     level_array_key,
     level_file,
     level_key,
-    level_summaries,
     parse_level_key,
 )
 

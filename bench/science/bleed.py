@@ -1,6 +1,6 @@
 """Bleed-through in a lever file: per seed, the accuracy related vs unrelated unpoisoned concepts
 lose against the clean run of the same seed and length (paired per concept, as
-core/results/claims.py does for packs); 95 % t-interval over seeds. Related = ≥ 2 shared words.
+core/analysis/claims.py does for packs); 95 % t-interval over seeds. Related = ≥ 2 shared words.
 
     python bench/science/bleed.py --levers bench/results/science_levers.json --variant replace \
         --cp 1 --steps 60
@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from core.results.claims import t_interval  # noqa: E402
+from core.analysis.claims import t_interval  # noqa: E402
 from core.world import World, WorldConfig  # noqa: E402
 
 try:  # the plan moved from the sweep driver to core/poison during this work

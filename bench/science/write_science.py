@@ -1,4 +1,4 @@
-"""Write a pack's ``science.json`` (read by core/results/claims.py) from measured bench files.
+"""Write a pack's ``science.json`` (read by core/analysis/claims.py) from measured bench files.
 
 - ``longer_training``: per-seed ratio of unpoisoned accuracy at C_P (rows of ``--variant``) to
   the clean run (rows of ``--clean-variant``, C_P 0, same seed), from a lever file
@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from core.analysis.claims import SCIENCE_FILE, t_interval  # noqa: E402
 from core.io import atomic_write_json  # noqa: E402
-from core.results.claims import SCIENCE_FILE, t_interval  # noqa: E402
 
 
 def longer_training(

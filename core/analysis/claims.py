@@ -1,7 +1,7 @@
 """What a results pack reproduces of the paper's claims, computed from its records.
 
 Each :class:`Claim` is one measured number with its 95 % t-interval over seeds, the target it is
-checked against (issue 12) and whether it holds; :func:`pack_claims` returns them with the honest
+checked against and whether it holds; :func:`pack_claims` returns them with the honest
 limits (targets missed, things not measured), so the app can say both.
 
 Claims (C_P levels of the pack; "clean" = C_P 0 of the same seed):
@@ -35,33 +35,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.results.aggregate import Interval, interval_at, level_means, paired_ratio, t_interval
+
 if TYPE_CHECKING:
     from core.results.pack import Pack
 
 SCIENCE_FILE = "science.json"
-RELATED_MAX_CP = 8  # claim (e) is checked at C_P ≤ 8 (issue 12)
+RELATED_MAX_CP = 8  # claim (e) is checked at C_P ≤ 8
 IMPLOSION_MAX_RATIO = 0.5
 STEADY_MAX_RATIO = 0.6
 INCOHERENCE_MIN_RATIO = 3.0
 RELATED_MIN_RATIO = 2.0
-# claim (e) is judged as the issue defines it, but a level whose unrelated group averages fewer
+# claim (e) is judged at any C_P ≤ 8 as the paper states it, but a level whose unrelated group averages fewer
 # concepts than this is flagged in the detail (at large C_P nearly every unpoisoned concept shares
 # words with a poisoned one: an "unrelated" mean over two concepts says little)
 RELATED_MIN_GROUP = 3
 R_MAX = -0.9
-
-
-@dataclass(frozen=True)
-class Interval:
-    """Mean and 95 % t-interval of ``n`` values (``low == high == mean`` when n = 1)."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -99,60 +88,13 @@ class PackClaims:
         return {"claims": [c.to_dict() for c in self.claims], "limits": list(self.limits)}
 
 
-def t_interval(values: list[float] | np.ndarray) -> Interval:
-    """Mean and 95 % Student-t interval of finite ``values`` (ValueError if none)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        raise ValueError("t_interval: no finite values")
-    mean = float(v.mean())
-    half = (
-        float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-        if v.size > 1
-        else 0.0
-    )
-    return Interval(mean, mean - half, mean + half, int(v.size))
-
-
 def _disjoint(a: Interval, b: Interval) -> bool:
     return a.high < b.low or b.high < a.low
 
 
-def _by_seed(records: list[dict[str, Any]], c_p: int, key: str) -> dict[int, float]:
-    return {
-        int(r["seed"]): float(r[key])
-        for r in records
-        if r["c_p"] == c_p and r.get(key) is not None and np.isfinite(r[key])
-    }
-
-
-def _level_means(records: list[dict[str, Any]], key: str) -> dict[int, float]:
-    levels = sorted({int(r["c_p"]) for r in records})
-    out = {}
-    for c in levels:
-        v = list(_by_seed(records, c, key).values())
-        if v:
-            out[c] = float(np.mean(v))
-    return out
-
-
-def _ratio(records: list[dict[str, Any]], c_p: int, key: str) -> Interval | None:
-    """Per-seed paired ratio key(c_p) / key(0) over seeds that have both (clean value > 0)."""
-    num, den = _by_seed(records, c_p, key), _by_seed(records, 0, key)
-    r = [num[s] / den[s] for s in sorted(num) if s in den and den[s] > 0]
-    return t_interval(r) if r else None
-
-
-def _interval_at(records: list[dict[str, Any]], c_p: int, key: str) -> Interval | None:
-    v = list(_by_seed(records, c_p, key).values())
-    return t_interval(v) if v else None
-
-
 # ---------------------------------------------------------------------------- claims
 def ad_monotone(records: list[dict[str, Any]]) -> Claim:
-    m = _level_means(records, "ad")
+    m = level_means(records, "ad")
     levels = sorted(m)
     ok = len(levels) >= 2 and all(m[a] < m[b] for a, b in zip(levels, levels[1:]))
     detail = (
@@ -172,7 +114,7 @@ def ad_monotone(records: list[dict[str, Any]]) -> Claim:
 
 
 def r_ad_alignment(records: list[dict[str, Any]]) -> Claim:
-    ad, al = _level_means(records, "ad"), _level_means(records, "alignment_unpoisoned")
+    ad, al = level_means(records, "ad"), level_means(records, "alignment_unpoisoned")
     both = [c for c in sorted(ad) if c in al]
     if len(both) < 3:
         return Claim(
@@ -197,7 +139,7 @@ def r_ad_alignment(records: list[dict[str, Any]]) -> Claim:
 
 
 def largest_level_with_unpoisoned(records: list[dict[str, Any]]) -> int | None:
-    levels = sorted(c for c in _level_means(records, "acc_unpoisoned") if c > 0)
+    levels = sorted(c for c in level_means(records, "acc_unpoisoned") if c > 0)
     return levels[-1] if levels else None
 
 
@@ -205,12 +147,12 @@ def implosion_ratio(records: list[dict[str, Any]]) -> Claim:
     title = "Unpoisoned concepts lose accuracy (implosion)"
     target = f"≤ {IMPLOSION_MAX_RATIO:.0%} of clean, CIs not overlapping"
     c = largest_level_with_unpoisoned(records)
-    ratio = _ratio(records, c, "acc_unpoisoned") if c is not None else None
+    ratio = paired_ratio(records, c, "acc_unpoisoned") if c is not None else None
     if c is None or ratio is None:
         return Claim(
             "implosion_ratio", title, None, None, target, None, "no C_P 0 or no poisoned level"
         )
-    a0, ac = _interval_at(records, 0, "acc_unpoisoned"), _interval_at(records, c, "acc_unpoisoned")
+    a0, ac = interval_at(records, 0, "acc_unpoisoned"), interval_at(records, c, "acc_unpoisoned")
     assert a0 is not None and ac is not None
     sep = _disjoint(a0, ac)
     return Claim(
@@ -237,12 +179,12 @@ def incoherence_ratio(records: list[dict[str, Any]]) -> Claim:
         if any(r.get("incoherence_unpoisoned") is not None for r in records)
         else "incoherence"
     )
-    ratio = _ratio(records, c, key) if c is not None else None
+    ratio = paired_ratio(records, c, key) if c is not None else None
     if c is None or ratio is None:
         return Claim(
             "incoherence_ratio", title, None, None, target, None, "no C_P 0 or no poisoned level"
         )
-    i0, ic = _interval_at(records, 0, key), _interval_at(records, c, key)
+    i0, ic = interval_at(records, 0, key), interval_at(records, c, key)
     assert i0 is not None and ic is not None
     who = "unpoisoned concepts" if key == "incoherence_unpoisoned" else "all concepts"
     holds = ratio.mean >= INCOHERENCE_MIN_RATIO and _disjoint(i0, ic)
@@ -250,8 +192,8 @@ def incoherence_ratio(records: list[dict[str, Any]]) -> Claim:
         f"C_P {c}, {who}: incoherence {ic.mean:.3f} vs clean {i0.mean:.3f} "
         f"= {ratio.mean:.1f}× clean [{ratio.low:.1f}, {ratio.high:.1f}]"
     )
-    # issue 12 accepts the undefined rate (a head's top probability < 0.6) in its place
-    u0, uc = _interval_at(records, 0, "undefined_rate"), _interval_at(records, c, "undefined_rate")
+    # the undefined rate (a judge head's top probability < 0.6) may stand in for incoherence
+    u0, uc = interval_at(records, 0, "undefined_rate"), interval_at(records, c, "undefined_rate")
     if u0 is not None and uc is not None and u0.mean > 0:
         u_holds = uc.mean / u0.mean >= INCOHERENCE_MIN_RATIO and _disjoint(u0, uc)
         holds = holds or u_holds

@@ -21,8 +21,9 @@ from typing import Any, Literal
 
 from core.io import default_base, runs_dir
 from core.jobs.access import DEMO_ID, AccessDenied, Principal, check, current_actor, may_open
+from core.results.aggregate import level_summaries
 from core.results.pack import Pack, demo_dir, find_pack_dir, load_pack
-from core.results.schema import RESULTS, LevelSummary, level_summaries
+from core.results.schema import RESULTS, LevelSummary
 
 RunKind = Literal["demo", "sweep", "finetune", "real-sweep", "pack"]
 # Job kinds whose run directory holds a pack; anything else with results.json is a plain "pack".
@@ -245,7 +246,7 @@ def run_summary(
     actor: Principal | None = None,
 ) -> list[LevelSummary]:
     """Per level (ascending C_P): AD, accuracies, incoherence, alignment, attack success, means
-    over the seeds saved so far (core.results.schema.level_summaries)."""
+    over the seeds saved so far (core.results.aggregate.level_summaries)."""
     return level_summaries(open_run(ref, complete, model, actor).records)
 
 

@@ -57,6 +57,10 @@ METRICS: tuple[str, ...] = (
     "acc_unrelated",
 )
 
+# What ``results.json["summary"]`` aggregates: the metrics above, the AD of the model's own
+# generations (mini sweep) and the fine-tune's time.
+SUMMARY_METRICS: tuple[str, ...] = (*METRICS, "ad_generated", "finetune_seconds")
+
 _LEVEL_KEY = re.compile(r"^cp(\d+)_seed(\d+)$")
 
 
@@ -166,31 +170,6 @@ class LevelSummary:
         }
 
 
-def level_summaries(records: list[LevelRecord] | list[dict[str, Any]]) -> list[LevelSummary]:
-    """Per level (ascending C_P): means over seeds of the records' metrics (nulls ignored)."""
-    out = []
-    for c in sorted({int(r["c_p"]) for r in records}):
-        rows = [r for r in records if int(r["c_p"]) == c]
-
-        def mean(m: str, rows: list[Any] = rows) -> float | None:
-            v = [float(r[m]) for r in rows if r.get(m) is not None]
-            return sum(v) / len(v) if v else None
-
-        out.append(
-            LevelSummary(
-                c_p=c,
-                n_seeds=len({r["seed"] for r in rows}),
-                ad=mean("ad"),
-                acc_unpoisoned=mean("acc_unpoisoned"),
-                acc_poisoned=mean("acc_poisoned"),
-                incoherence=mean("incoherence"),
-                alignment_unpoisoned=mean("alignment_unpoisoned"),
-                attack_success=mean("attack_success"),
-            )
-        )
-    return out
-
-
 __all__ = [
     "EMBEDDINGS",
     "GENERATIONS",
@@ -200,6 +179,7 @@ __all__ = [
     "METRICS",
     "PACK_FILES",
     "RESULTS",
+    "SUMMARY_METRICS",
     "TRAINING",
     "LevelRecord",
     "LevelSummary",
@@ -209,6 +189,5 @@ __all__ = [
     "level_array_key",
     "level_file",
     "level_key",
-    "level_summaries",
     "parse_level_key",
 ]

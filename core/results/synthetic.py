@@ -1,5 +1,6 @@
-"""A synthetic result pack in the exact sweep format (core/results/pack.py), for tests and development:
-made-up numbers with the right shapes, so the explorer can be exercised without a model."""
+"""A synthetic result pack in the exact sweep format (core/results/schema.py), for tests and
+development: made-up numbers with the right shapes, so the explorer can be exercised without a
+model. Built from the concept world and :mod:`core.metrics` alone (no torch, no sweep code)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from core.analysis.theory import exact_ad
 from core.io import atomic_save_npz, atomic_write_json
-from core.results.pack import EMBEDDINGS, GENERATIONS, RESULTS, TRAINING
-from core.sweep.driver import summarize
+from core.metrics import alignment_difficulty
+from core.results.aggregate import summarize
+from core.results.schema import EMBEDDINGS, GENERATIONS, RESULTS, TRAINING, level_array_key
 from core.world import World, WorldConfig
 
 
@@ -76,16 +77,17 @@ def write_synthetic_demo_pack(
         gen = _unit(
             gen * (1 - 0.8 * frac) + 0.8 * frac * mean_v + 0.25 * frac * r.normal(size=gen.shape)
         )
-        arrays |= {
-            f"image_{c}": x.astype(np.float16),
-            f"text_{c}": y.astype(np.float16),
-            f"caption_concept_{c}": cap.astype(np.int64),
-            f"image_concept_{c}": img.astype(np.int64),
-            f"poisoned_{c}": flag,
-            f"generated_{c}": gen.astype(np.float16),
+        level = {
+            "image": x.astype(np.float16),
+            "text": y.astype(np.float16),
+            "caption_concept": cap.astype(np.int64),
+            "image_concept": img.astype(np.int64),
+            "poisoned": flag,
+            "generated": gen.astype(np.float16),
         }
-        gens[f"images_{c}"] = _degrade(clean_img, pois, targets, frac, r)
-        ad = exact_ad(x, y, alpha=0.8)
+        arrays |= {level_array_key(name, c): a for name, a in level.items()}
+        gens[level_array_key("images", c)] = _degrade(clean_img, pois, targets, frac, r)
+        ad = alignment_difficulty(x, y, alpha=0.8, scale=None, device="cpu", precision="float64")
         for s in seeds:
             j = np.random.default_rng([seed, c, s]).normal(0, 0.01, size=8)
             unp = max(0.0, 0.88 - 0.7 * frac**2 + j[0])
@@ -93,9 +95,9 @@ def write_synthetic_demo_pack(
                 {
                     "c_p": c,
                     "seed": s,
-                    "ad": ad["ad"] + j[1] * 0.3,
-                    "ad_feature": ad["d_fea"] + j[2] * 0.3,
-                    "ad_structure": ad["d_stru"] + j[3] * 0.3,
+                    "ad": ad.ad + j[1] * 0.3,
+                    "ad_feature": ad.d_fea + j[2] * 0.3,
+                    "ad_structure": ad.d_stru + j[3] * 0.3,
                     "acc_unpoisoned": unp if c < k else None,
                     "acc_poisoned": max(0.0, 0.95 - 0.6 * frac + j[4]) if c else None,
                     "attack_success": max(0.0, 0.05 + 0.1 * frac + j[5]) if c else None,

@@ -31,11 +31,13 @@ import torch
 
 from core.io import ensure_writable_dir
 from core.jobs.context import JobContext
+from core.results.aggregate import summarize
+from core.results.schema import SUMMARY_METRICS as METRICS
 from core.sweep.config import DEFAULT_WORKERS, PRESETS, SweepConfig, preset, seed_plan
 from core.sweep.engine import ProgressFn, drive
 from core.sweep.executors import ExecutorOptions, make_executor
 from core.sweep.level import SweepRunner
-from core.sweep.runner import METRICS, new_results, summarize
+from core.sweep.runner import new_results
 
 __all__ = [
     "DEFAULT_WORKERS",

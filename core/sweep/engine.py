@@ -26,10 +26,11 @@ from typing import Any, Literal
 
 from core.io import atomic_save_npz, atomic_write_json, clean_stale_tmp
 from core.jobs.outlock import hold_output
+from core.results.aggregate import summarize
 from core.results.grid import save_grid
-from core.results.pack import RESULTS
+from core.results.schema import RESULTS, grid_file, level_file
 from core.sweep.executors.base import Control, Executor, LevelTask
-from core.sweep.runner import LevelResult, LevelRunner, StopFn, summarize
+from core.sweep.runner import LevelResult, LevelRunner, StopFn
 
 LEVELS_STATUS = "levels.json"
 
@@ -70,10 +71,6 @@ def read_level_states(out: Path) -> list[LevelState] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return [LevelState(**row) for row in rows]
-
-
-def level_file(out: Path, folder: str, c_p: int, seed: int, ext: str) -> Path:
-    return out / folder / f"cp{c_p}_seed{seed}.{ext}"
 
 
 class _Sweep:
@@ -117,8 +114,8 @@ class _Sweep:
 
     def done(self, task: LevelTask, result: LevelResult) -> None:
         c_p, seed = task.c_p, task.seed
-        save_grid(result.grid, level_file(self.out, "grids", c_p, seed, "png"), result.grid_cols)
-        atomic_save_npz(level_file(self.out, "levels", c_p, seed, "npz"), result.arrays)
+        save_grid(result.grid, grid_file(self.out, c_p, seed), result.grid_cols)
+        atomic_save_npz(level_file(self.out, c_p, seed), result.arrays)
         records = [*self.results["records"], dict(result.record)]
         records.sort(key=lambda r: (r["seed"], r["c_p"]))
         self.results.update(records=records, summary=summarize(records))

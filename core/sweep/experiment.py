@@ -21,7 +21,7 @@ from typing import Any
 
 from core.jobs.context import JobContext
 from core.poison.plan import TARGET_RULES, check_concepts, choose_targets, poisoning_plan
-from core.results.schema import level_summaries
+from core.results.aggregate import level_summaries
 from core.sweep.config import PRESETS, SweepConfig
 from core.world import World
 

@@ -17,7 +17,7 @@ from core.evaluate.judged import Generations, score_generations
 from core.metrics import alignment_difficulty, calibrate_scale
 from core.models.ldm import MiniLDM, to_uint8
 from core.poison.plan import PoisonLevel, plan_level
-from core.results.schema import RESULTS, LevelRecord
+from core.results.schema import GRIDS_DIR, LEVELS_DIR, RESULTS, LevelRecord
 from core.results.write import write_pack_files
 from core.sweep.config import SweepConfig, seed_plan
 from core.sweep.runner import (
@@ -112,8 +112,8 @@ class SweepRunner:
         self.plans = {s: seed_plan(config, self.world.n_concepts, s) for s in config.seeds}
         self._clean: dict[int, dict[str, Any]] = {}
         self.calibration: Any = None
-        (out / "levels").mkdir(exist_ok=True)
-        (out / "grids").mkdir(exist_ok=True)
+        (out / LEVELS_DIR).mkdir(exist_ok=True)
+        (out / GRIDS_DIR).mkdir(exist_ok=True)
 
     def level(self, c_p: int, seed: int) -> PoisonLevel:
         """The poisoning plan at (c_p, seed): core.poison.plan.PoisonLevel."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,12 +24,7 @@ import numpy as np
 
 from core.io import run_metadata
 from core.poison.plan import PoisonLevel
-from core.results.schema import METRICS as PACK_METRICS
 from core.results.schema import LevelRecord
-
-# The demo-pack metric names (core/results/pack.py reads these), the AD of the model's own
-# generations (mini sweep, core/sweep/level.py generated_ad) and the sweep's timing.
-METRICS = (*PACK_METRICS, "ad_generated", "finetune_seconds")
 
 SWEEP_CONFIG = "sweep_config"  # results.json config: the sweep's own config, for resume checks
 StepFn = Callable[[int, float | None], None]  # (fine-tune step, from 1; loss or None)
@@ -179,32 +174,3 @@ def new_results(
         "complete": False,
         "metadata": run_metadata(seed0),
     }
-
-
-def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per metric: c_p list with mean and 95 % t-interval over seeds (nulls ignored)."""
-    from scipy import stats
-
-    levels = sorted({r["c_p"] for r in records})
-    out: dict[str, Any] = {}
-    for m in METRICS:
-        row: dict[str, list[Any]] = {"c_p": [], "mean": [], "ci_low": [], "ci_high": [], "n": []}
-        for c in levels:
-            v = np.array(
-                [r[m] for r in records if r["c_p"] == c and r.get(m) is not None], dtype=float
-            )
-            if v.size == 0:
-                continue
-            mean = float(v.mean())
-            half = (
-                float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-                if v.size > 1
-                else 0.0
-            )
-            row["c_p"].append(c)
-            row["mean"].append(mean)
-            row["ci_low"].append(mean - half)
-            row["ci_high"].append(mean + half)
-            row["n"].append(int(v.size))
-        out[m] = row
-    return out

@@ -62,7 +62,7 @@ def finished(tiny_sd_dir, tiny_clip_dir, pets, tmp_path_factory):
 
 def test_results_contract_and_pack(finished):
     from core.results.pack import load_pack
-    from core.sweep.runner import METRICS
+    from core.results.schema import SUMMARY_METRICS as METRICS
 
     cfg, out, res, seen = finished
     assert res["complete"] and seen[-1][:2] == (4, 4)
