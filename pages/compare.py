@@ -8,6 +8,7 @@ from pages._present import intro, show, terms
 from pages._ui import (
     _load,
     _stamp,
+    chosen_pack_name,
     export_buttons,
     markdown_table,
     pack_choices,
@@ -30,10 +31,11 @@ if not packs:
     st.stop()
 
 labels = {r.id: run_label(r) for r in run_choices()}  # name · date · model, not a raw id
+open_run = chosen_pack_name(list(packs))  # the run open in the sidebar picker comes first
 chosen = st.multiselect(
     "Packs / runs",
     list(packs),
-    default=list(packs)[:2],
+    default=([open_run] if open_run in packs else []) + [p for p in packs if p != open_run][:1],
     key="cmp_packs",
     format_func=lambda i: labels.get(i, i),
 )
@@ -73,7 +75,11 @@ if loaded:
 st.subheader("Download a run as a zip bundle")
 st.caption("Config, results, training curves, samples and one image grid per C_P (no weights).")
 which = st.selectbox(
-    "Run or pack", list(packs), key="cmp_bundle", format_func=lambda i: labels.get(i, i)
+    "Run or pack",
+    list(packs),
+    index=list(packs).index(open_run) if open_run in packs else 0,
+    key="cmp_bundle",
+    format_func=lambda i: labels.get(i, i),
 )
 if st.button("Prepare bundle", key="cmp_prepare"):
     from core.results.export import bundle_run

@@ -36,6 +36,34 @@ def scores(
     return score(detector, p.image, p.text, p.caption_concept), p.poisoned
 
 
+def defended_estimate(
+    pack_dir: str, defense: DefenseConfig, levels: tuple[int, ...], seeds: tuple[int, ...]
+) -> str:
+    """One line: the defended sweep's estimated run time from this machine's measured rates."""
+    from core.defend.sweep import defended_config
+    from core.sweep.estimate import cached_rates, estimate, format_seconds
+
+    try:
+        sc = defended_config(Path(pack_dir), defense, levels, seeds)
+    except (ValueError, FileNotFoundError) as e:
+        return f"Cannot run: {e}"
+    ft = sc.finetune
+    rates = cached_rates(sc.model, sc.device, ft.precision, ft.params)
+    n = len(levels) * len(seeds)
+    if rates is None:
+        return (
+            f"{n} fine-tunes of {ft.steps} steps. Time not estimated: this machine has not been "
+            "measured for this model yet (Poison setup → Measure this machine); the Jobs page "
+            "shows the time left from the run's own pace."
+        )
+    est = estimate(sc, len(pack.concepts), rates)
+    return (
+        f"Estimated run time: about {format_seconds(est.total)} ({n} fine-tunes of {ft.steps} "
+        f"steps; rates measured on this machine at load {rates.load:.1f}). The Jobs page "
+        "corrects it with the run's own pace."
+    )
+
+
 st.title("Defend: detect the poison")
 st.caption(
     "Each detector scores every training pair of a level from the same image/text embeddings AD "
@@ -175,6 +203,8 @@ seeds = st.multiselect(
     default=pack.config.get("seeds", [0])[:1],
     key="def_seeds",
 )
+if lv and seeds and not pack.config.get("defense"):
+    st.caption(defended_estimate(str(pack.root), defense, tuple(sorted(lv)), tuple(seeds)))
 if st.button(
     f"Launch defended sweep ({detector}, {fpr_run:.1%} FPR)",
     key="def_launch",
@@ -182,9 +212,15 @@ if st.button(
 ):
     try:
         rid = start_defended_job(pack.root, defense, levels=sorted(lv), seeds=seeds)
-        st.success(f"Started job `{rid}`; follow it on the **Jobs** page.")
+        st.session_state["def_job"] = rid
     except (ValueError, FileNotFoundError) as e:
         st.error(str(e))
+if st.session_state.get("def_job"):
+    rid = st.session_state["def_job"]
+    st.success(f"Started the defended sweep (job `{rid}`).")
+    st.page_link(
+        "pages/jobs.py", label="Follow it on the Jobs page", icon="▶", query_params={"run": rid}
+    )
 
 others = defended_packs(pack.root)
 if others:

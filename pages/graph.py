@@ -160,6 +160,12 @@ KEY = (
     "clean training pairs · dashed vermillion: poisoned pairs · purple arrows: "
     + ("drift since C_P = 0 (◇)" if drift else "caption → where it lands")
 )
+if st.session_state.get("_graph_concept_of") != str(pack.root):
+    # A newly opened run (the picker, or Jobs' "Open in the explorer") starts on a concept it
+    # poisoned, not on concept 0.
+    st.session_state["_graph_concept_of"] = str(pack.root)
+    first = [*pack.poisoned_at(c_p), *pack.poison_order]
+    st.session_state["graph_concept"] = int(first[0]) if first else 0
 if big:  # a projector legend would take a third of the screen: one line of key instead
     fig.update_layout(showlegend=False, margin={"t": 60, "b": 10})
 

@@ -13,6 +13,7 @@ from core import jobs
 from core.figures.trajectory import loss_curve_figure
 from core.jobs.devices import busy_with
 from core.jobs.fair import queue_place
+from core.jobs.labels import run_label
 from core.jobs.progress import format_left, time_left
 from core.jobs.store import read_json, run_path
 from core.results.runs import get_run, run_summary
@@ -191,19 +192,12 @@ if not runs:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def run_name(run_id: str) -> str:
-    """Readable name of a run (its config never changes): the poisoned concepts of a fine-tune,
-    the preset of a sweep, else the job kind."""
+    """Readable name of a run from its config (which never changes): core.jobs.labels."""
     try:
         cfg = read_json(run_path(run_id) / "config.json") or {}
     except ValueError:
         return run_id
-    job = cfg.get("config") if isinstance(cfg.get("config"), dict) else {}
-    kind = str(cfg.get("kind") or "job")
-    if job.get("name"):
-        return str(job["name"])
-    if job.get("preset"):
-        return f"{job['preset']} sweep"
-    return kind
+    return run_label(str(cfg.get("kind") or "job"), cfg.get("config"))
 
 
 def label(r: dict) -> str:
@@ -345,7 +339,7 @@ def show(run_id: str, live: bool = False) -> None:
         place = queue_place(run_id)
         where = f"place {place[0]} of {place[1]} in the queue; " if place else ""
         st.info(
-            f"Queued: {where}waiting for run {holder} ({run_name(holder)}) to free the device."
+            f"Queued: {where}waiting for {other} to free the device."
             if holder
             else "Queued: the worker is starting."
         )

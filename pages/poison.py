@@ -6,7 +6,13 @@ import streamlit as st
 
 from core.poison.plan import TARGET_RULES, choose_targets, plan_level, preview_pairs
 from core.results.pack import list_models
-from core.sweep.estimate import cached_rates, estimate, format_seconds, measure_rates
+from core.sweep.estimate import (
+    cached_rates,
+    estimate,
+    format_seconds,
+    last_measure_seconds,
+    measure_rates,
+)
 from core.sweep.experiment import FINETUNE_DEFAULTS, finetune_config, job_config, model_world
 from pages._ui import route_through_app
 
@@ -164,13 +170,21 @@ except ValueError as e:
 rates = cached_rates(str(model_dir), device, cfg.finetune.precision, cfg.finetune.params)
 if rates is None:
     s3.metric("Estimated run time", "not measured")
-    if s3.button("Measure this machine (about 30 s)", key="p_measure"):
+    took = last_measure_seconds()
+    about = f"took {format_seconds(took)} last time" if took else "10–60 s"
+    if s3.button(f"Measure this machine ({about})", key="p_measure"):
         with st.spinner("Timing fine-tune steps, sampling and judging on this machine…"):
-            measure_rates(
+            measured = measure_rates(
                 str(model_dir), device, cfg.finetune.precision, params=cfg.finetune.params
             )
+        st.session_state["p_measured_s"] = measured.seconds
         st.rerun()
 else:
+    if st.session_state.get("p_measured_s"):
+        s3.caption(
+            f"Measured in {format_seconds(st.session_state['p_measured_s'])}; the run reuses "
+            "these rates (it does not measure again)."
+        )
     est = estimate(cfg, k, rates)
     s3.metric(
         "Estimated run time",

@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 from core.io import default_base, runs_dir
 from core.jobs.access import DEMO_ID, AccessDenied, Principal, check, current_actor, may_open
-from core.results.aggregate import level_summaries
+from core.jobs.labels import run_label
 from core.results.pack import Pack, demo_dir, find_pack_dir, load_pack
-from core.results.schema import RESULTS, LevelSummary
+from core.results.schema import RESULTS, LevelSummary, level_summaries
 
 RunKind = Literal["demo", "sweep", "finetune", "real-sweep", "pack"]
 # Job kinds whose run directory holds a pack; anything else with results.json is a plain "pack".
@@ -118,10 +118,7 @@ def _info(run_id: str, pack_dir: Path, job: dict[str, Any] | None, status: Any) 
     if run_id == "demo":
         kind = "demo"
     job_cfg = job.get("config")
-    name = str(job_cfg.get("name") or "") if isinstance(job_cfg, dict) else ""
-    if not name:
-        preset = cfg.get("preset") or kind
-        name = "demo pack" if kind == "demo" else f"{preset} sweep"
+    name = run_label("demo" if kind == "demo" else job.get("kind") or "sweep", job_cfg, cfg)
     complete = bool(results.get("complete", False))
     state = str(status.get("state")) if isinstance(status, dict) and status.get("state") else ""
     if not state or (state == "completed" and not complete):
@@ -246,7 +243,7 @@ def run_summary(
     actor: Principal | None = None,
 ) -> list[LevelSummary]:
     """Per level (ascending C_P): AD, accuracies, incoherence, alignment, attack success, means
-    over the seeds saved so far (core.results.aggregate.level_summaries)."""
+    over the seeds saved so far (core.results.schema.level_summaries)."""
     return level_summaries(open_run(ref, complete, model, actor).records)
 
 

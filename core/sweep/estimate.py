@@ -44,6 +44,7 @@ class Rates:
     start_s: float
     load: float  # 1-minute load average when measured
     measured: str  # ISO time
+    seconds: float = 0.0  # how long the measurement itself took (0: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,7 +185,8 @@ def measure_rates(
 ) -> Rates:
     """Measure this machine on the real model: 3 fine-tune steps (the 2 after warm-up timed),
     one DDIM sampling of 32 images × 5 steps, encoding and judging 256 images, and a worker's
-    start (a fresh interpreter importing the sweep and loading the model). ~10–60 s."""
+    start (a fresh interpreter importing the sweep and loading the model). ~10–60 s, recorded
+    in ``Rates.seconds``."""
     import numpy as np
     import torch
 
@@ -193,6 +195,7 @@ def measure_rates(
     from core.models.ldm import MiniLDM
     from core.training.finetune import FinetuneConfig, encode_images, finetune_unet, make_pairs
 
+    t_all = time.perf_counter()
     folder = Path(model) if model else default_base()
     code = (
         "import time;t=time.perf_counter();import core.sweep.level;"
@@ -238,6 +241,7 @@ def measure_rates(
         start_s=start_s,
         load=os.getloadavg()[0],
         measured=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        seconds=round(time.perf_counter() - t_all, 1),
     )
     if save:
         path = _cache_path()
@@ -278,6 +282,17 @@ def rates_for(
     return cached or measure_rates(model, device, precision, start_s=start_s, params=params)
 
 
+def last_measure_seconds() -> float | None:
+    """How long the latest measurement on this machine took (any model or device), or None."""
+    try:
+        data = json.loads(_cache_path().read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    done = [v for v in data.values() if isinstance(v, dict) and v.get("seconds")]
+    latest = max(done, key=lambda v: str(v.get("measured", "")), default=None)
+    return float(latest["seconds"]) if latest else None
+
+
 def format_seconds(s: float) -> str:
     """``"45 s"``, ``"3.2 min"``, ``"1.5 h"``."""
     if s < 90:
@@ -294,6 +309,7 @@ __all__ = [
     "cached_rates",
     "estimate",
     "format_seconds",
+    "last_measure_seconds",
     "measure_rates",
     "rates_for",
 ]

@@ -177,7 +177,13 @@ def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     import torch
 
     from core.sweep.driver import job_progress
-    from core.sweep.estimate import estimate, format_seconds, process_age_s, rates_for
+    from core.sweep.estimate import (
+        cached_rates,
+        estimate,
+        format_seconds,
+        measure_rates,
+        process_age_s,
+    )
 
     if "sweep" not in config:
         raise ValueError(
@@ -188,10 +194,14 @@ def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         sc = replace(sc, device=str(ctx.device))
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(ctx.run_dir) / PACK_SUBDIR
-    ctx.progress(0, None, message="measuring this machine (once) / loading the model")
-    rates = rates_for(
-        sc.model, sc.device, sc.finetune.precision, process_age_s(), sc.finetune.params
-    )
+    ft = sc.finetune
+    rates = cached_rates(sc.model, sc.device, ft.precision, ft.params)  # measured by the page
+    if rates is None:
+        ctx.progress(0, None, message="measuring this machine (once, 10–60 s)")
+        rates = measure_rates(
+            sc.model, sc.device, ft.precision, start_s=process_age_s(), params=ft.params
+        )
+        ctx.log(f"measured this machine in {format_seconds(rates.seconds)}")
     est = estimate(sc, model_world(sc.model).n_concepts, rates)
     ctx.log(f"estimated {format_seconds(est.total)} ({est.levels} levels; load {rates.load:.1f})")
     progress = job_progress(ctx, sc, rates)
