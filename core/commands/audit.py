@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +111,7 @@ def request_from(args: argparse.Namespace) -> Any:
         labels=args.labels,
         scale=scale if (args.no_scale or args.scale) else CLIP_SCALE,
         top=args.top,
-        progress=not args.json or sys.stderr.isatty(),
+        progress=True,  # a bar on stderr; stdout keeps the JSON line
     )
 
 
