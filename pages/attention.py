@@ -5,7 +5,7 @@ import streamlit as st
 from core.figures.images import overlay_heatmap, upscale
 from core.results.pack import list_models
 from pages._present import intro
-from pages._ui import current_pack, route_through_app, run_models
+from pages._ui import current_pack, route_through_app, run_banner, run_models
 
 route_through_app()
 
@@ -46,6 +46,8 @@ if not models:
 else:
     names = list(models)
     pack = current_pack()
+    if pack is not None:
+        run_banner(pack)
     run_clean, run_poisoned = run_models(models, pack.root if pack is not None else None)
     if run_poisoned:
         st.caption(f"Preselected: the poisoned model saved by the chosen run ({run_poisoned}).")

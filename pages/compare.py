@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.figures.palette import METRIC_LABELS
 from core.figures.trajectory import compare_figure
-from pages._present import intro, show, terms
+from pages._present import intro, show, terms, url_choice, url_keep
 from pages._ui import (
     _load,
     _stamp,
@@ -31,14 +31,24 @@ if not packs:
     st.stop()
 
 labels = {r.id: run_label(r) for r in run_choices()}  # name · date · model, not a raw id
+# the compared runs and the metric live in the URL (?runs=a,b&metric=ad): a copied link reopens
+url_runs = st.query_params.get("runs")
+if url_runs is not None and url_runs != st.session_state.get("_cmp_packs_url_seen"):
+    st.session_state["_cmp_packs_url_seen"] = url_runs
+    st.session_state["cmp_packs"] = [r for r in url_runs.split(",") if r in packs]
 open_run = chosen_pack_name(list(packs))  # the run open in the sidebar picker comes first
+if "cmp_packs" not in st.session_state:
+    rest = [p for p in packs if p != open_run]
+    st.session_state["cmp_packs"] = ([open_run] if open_run in packs else []) + rest[:1]
+st.session_state["cmp_packs"] = [r for r in st.session_state["cmp_packs"] if r in packs]
 chosen = st.multiselect(
     "Packs / runs",
     list(packs),
-    default=([open_run] if open_run in packs else []) + [p for p in packs if p != open_run][:1],
     key="cmp_packs",
     format_func=lambda i: labels.get(i, i),
 )
+url_keep("runs", "cmp_packs", ",".join(chosen) or None)
+url_choice("metric", "cmp_metric", list(METRIC_LABELS), list(METRIC_LABELS)[0])
 metric = st.selectbox(
     "Metric",
     list(METRIC_LABELS),
@@ -46,6 +56,7 @@ metric = st.selectbox(
     key="cmp_metric",
     help=terms("AD", "D_fea", "D_stru", "incoherence", "attack success", "related"),
 )
+url_keep("metric", "cmp_metric", metric)
 
 loaded = {}
 for name in chosen:

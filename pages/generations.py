@@ -8,8 +8,8 @@ import streamlit as st
 from core.analysis.drops import accuracy_drop
 from core.figures.images import generation_grid_figure, upscale
 from core.results.pack import list_models
-from pages._present import intro, show, terms
-from pages._ui import current_pack, generations, pack_key, route_through_app
+from pages._present import intro, show, terms, url_choice, url_keep
+from pages._ui import current_pack, generations, pack_key, route_through_app, run_banner
 
 route_through_app()
 
@@ -25,6 +25,8 @@ intro(
 )
 
 pack = current_pack()
+if pack is not None:
+    run_banner(pack)
 HIGHLIGHT_DROP = 0.25  # rows whose judged accuracy fell by at least this much are framed
 
 if pack is not None:
@@ -35,30 +37,36 @@ if pack is not None:
         levels = [c for c in pack.levels if c in gens]
         poisoned_levels = [c for c in levels if c > 0] or levels
         c1, c2, c3, c4 = st.columns([2, 1.2, 1, 1])
+        mid = poisoned_levels[min(len(poisoned_levels) - 1, len(poisoned_levels) // 2)]
+        url_choice("cp", "gen_ref", poisoned_levels, mid)
         ref = c1.select_slider(
             "C_P: poisoned concepts",
             options=poisoned_levels,
-            value=poisoned_levels[min(len(poisoned_levels) - 1, len(poisoned_levels) // 2)],
             key="gen_ref",
             help=terms("C_P") + " Rows are grouped by the concepts poisoned at this level.",
         )
+        url_keep("cp", "gen_ref", ref)
+        views = ["clean vs this C_P", "every C_P"]
+        url_choice("view", "gen_view", views, views[0])
         view = c2.radio(
             "Columns",
-            ["clean vs this C_P", "every C_P"],
+            views,
             key="gen_view",
             help="Clean vs this C_P: for each seed, the clean baseline (C_P = 0) and the model "
             "poisoned at this C_P side by side. Every C_P: one seed across all levels.",
         )
+        url_keep("view", "gen_view", view)
         m = gens[levels[0]].shape[1]
+        url_choice("seed", "gen_sample", list(range(m)), 0)
         sample = c3.number_input(
             "Seed",
             0,
             m - 1,
-            0,
             key="gen_sample",
             disabled=view != "every C_P",
             help="Which of the fixed sampling seeds (every level uses the same ones).",
         )
+        url_keep("seed", "gen_sample", int(sample))
         per_group = c4.slider("Rows per group", 1, len(pack.concepts), 6, key="gen_rows")
         groups = pack.groups(ref)
         names = pack.concepts

@@ -9,7 +9,7 @@ import streamlit as st
 from core.figures.graph import alignment_graph_figure
 from core.figures.images import compose_grid
 from core.figures.nodes import concept_card, reference_images, selected_concept
-from pages._present import intro, presenter, show, terms
+from pages._present import intro, presenter, show, terms, url_choice, url_keep
 from pages._ui import (
     current_pack,
     export_buttons,
@@ -18,6 +18,7 @@ from pages._ui import (
     open_pack,
     pack_key,
     route_through_app,
+    run_banner,
     run_choices,
     run_label,
     saved_levels,
@@ -35,6 +36,7 @@ intro(
 pack = current_pack()
 if pack is None:
     st.stop()
+run_banner(pack)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -58,13 +60,14 @@ if not levels:
     st.info("This run has no C_P level saved yet: it appears here as soon as its first level is.")
     st.stop()
 big = presenter()
+url_choice("cp", "graph_cp", levels, levels[min(len(levels) - 1, len(levels) // 2)])
 c_p = st.select_slider(
     "C_P: poisoned concepts",
     options=levels,
-    value=levels[min(len(levels) - 1, len(levels) // 2)],
     key="graph_cp",
     help=terms("C_P"),
 )
+url_keep("cp", "graph_cp", c_p)
 # In presenter mode the options fold away so the graph sits above the fold at 1280×720.
 options = st.expander("Graph options") if big else st.container()
 with options:
@@ -100,21 +103,25 @@ with options, st.container() if big else st.expander(second):  # expanders canno
     if big:
         st.markdown(f"**{second}**")
     v1, v2 = st.columns(2)
+    url_choice("vs", "graph_other_run", [None, *others], None)
     other_run = v1.selectbox(
         "Run",
         [None, *others],
         format_func=lambda n: "— none —" if n is None else others[n],
         key="graph_other_run",
     )
+    url_keep("vs", "graph_other_run", other_run)
     other_pack = open_pack(other_run) if other_run else None
     other_levels = saved_levels(other_pack) if other_pack is not None else []
+    vs_levels = other_levels or [0]
+    url_choice("vs_cp", "graph_other_cp", vs_levels, 0 if 0 in vs_levels else vs_levels[0])
     other_cp = v2.select_slider(
         "C_P of the second view",
-        options=other_levels or [0],
-        value=0 if 0 in other_levels else (other_levels or [0])[0],
+        options=vs_levels,
         key="graph_other_cp",
         disabled=other_pack is None,
     )
+    url_keep("vs_cp", "graph_other_cp", other_cp if other_pack is not None else None)
 
 try:
     pos = layout_with_placeholder(pack, method.lower())
@@ -153,6 +160,12 @@ def graph(p, where: dict, level: int, selected: int | None, height: int) -> Any:
     )
 
 
+if st.session_state.get("_graph_concept_of") != str(pack.root):
+    # A newly opened run (the picker, or Jobs' "Open in the explorer") starts on a concept it
+    # poisoned, not on concept 0.
+    st.session_state["_graph_concept_of"] = str(pack.root)
+    first = [*pack.poisoned_at(c_p), *pack.poison_order]
+    st.session_state["graph_concept"] = int(first[0]) if first else 0
 selected = st.session_state.get("graph_concept")
 fig = graph(pack, pos, c_p, selected, 420 if big else 620)
 KEY = (
@@ -160,12 +173,6 @@ KEY = (
     "clean training pairs · dashed vermillion: poisoned pairs · purple arrows: "
     + ("drift since C_P = 0 (◇)" if drift else "caption → where it lands")
 )
-if st.session_state.get("_graph_concept_of") != str(pack.root):
-    # A newly opened run (the picker, or Jobs' "Open in the explorer") starts on a concept it
-    # poisoned, not on concept 0.
-    st.session_state["_graph_concept_of"] = str(pack.root)
-    first = [*pack.poisoned_at(c_p), *pack.poison_order]
-    st.session_state["graph_concept"] = int(first[0]) if first else 0
 if big:  # a projector legend would take a third of the screen: one line of key instead
     fig.update_layout(showlegend=False, margin={"t": 60, "b": 10})
 

@@ -101,6 +101,11 @@ with figure:
         else:
             fig.update_layout(title_text=None, margin={"t": 30, "b": 10})
             show(fig, f"lesson_fig_{step.key}", config={"displayModeBar": False})
+            if step.figure == "defend":
+                st.caption(
+                    "ROC AUC of each detector on the training pairs: solid = dirty-label poisons, "
+                    "dashed = Nightshade-style; 1 = every poison caught, 0.5 (dotted) = chance."
+                )
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

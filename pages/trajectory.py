@@ -13,13 +13,14 @@ from core.figures.trajectory import (
     training_steps_figure,
 )
 from pages._claims import render_claims_panel
-from pages._present import intro, presenter, show, terms
+from pages._present import intro, presenter, show, terms, url_choice, url_keep
 from pages._ui import (
     current_pack,
     export_buttons,
     open_pack,
     pack_key,
     route_through_app,
+    run_banner,
     run_choices,
     run_label,
     seeds_note,
@@ -40,6 +41,8 @@ intro(
     "attack success",
 )
 pack = current_pack()
+if pack is not None:
+    run_banner(pack)
 render_claims_panel(pack)
 
 tabs = st.tabs(
@@ -143,9 +146,9 @@ with tabs[1]:
 
 with tabs[2]:
     if tabs[2].open and pack is not None:
-        c_p = st.select_slider(
-            "C_P", options=pack.levels, value=pack.levels[-1], key="traj_cp", help=terms("C_P")
-        )
+        url_choice("cp", "traj_cp", pack.levels, pack.levels[-1])
+        c_p = st.select_slider("C_P", options=pack.levels, key="traj_cp", help=terms("C_P"))
+        url_keep("cp", "traj_cp", c_p)
         top = st.slider(
             "Show the top N concepts",
             5,

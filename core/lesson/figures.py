@@ -67,13 +67,17 @@ def detector_auc_figure(rows: Sequence[Mapping[str, Any]], height: int = 420) ->
                     y=[p[1] for p in pts],
                     mode="lines+markers",
                     line={"color": DETECTOR_COLOURS.get(det, BLACK), "dash": dash, "width": 3},
-                    name=f"{DETECTOR_LABELS.get(det, det)} · {method}",
+                    name=DETECTOR_LABELS.get(det, det),
+                    legendgroup=det,
+                    showlegend=method == "dirty-label",  # one entry per detector (its colour)
+                    hovertemplate=f"{DETECTOR_LABELS.get(det, det)} · {method}<br>"
+                    "C_P %{x}: AUC %{y:.3f}<extra></extra>",
                 )
             )
     fig.add_hline(y=0.5, line={"dash": "dot", "color": BLACK, "width": 1})
     fig.update_xaxes(title="C_P (poisoned concepts)")
-    fig.update_yaxes(title="ROC AUC (1 = every poison caught)", range=[0.3, 1.02])
-    fig.update_layout(legend={"orientation": "h", "y": -0.3, "font": {"size": 11}})
+    fig.update_yaxes(title="ROC AUC", range=[0, 1.02])
+    fig.update_layout(legend={"orientation": "h", "y": -0.25, "font": {"size": 11}})
     return style(fig, "Detectors: dirty-label (solid) vs Nightshade-style (dashed)", height)
 
 

@@ -110,3 +110,44 @@ def test_home_opens_the_lesson_and_shows_the_glossary(assets):
     assert at.button(key="start_lesson")
     assert any(h.value == "Words used in this app" for h in at.subheader)
     assert not [e for e in at.expander if "Words" in e.label]  # not folded away
+
+
+def test_explorer_views_round_trip_through_the_url(assets):
+    at = run("graph", query={"cp": "8"})
+    assert not at.exception, at.exception
+    assert at.select_slider(key="graph_cp").value == 8 and at.query_params["cp"] == "8"
+    assert any("Run:" in c.value for c in at.caption)  # the run banner
+    at = run("generations", query={"cp": "2", "view": "every C_P", "seed": "1"})
+    assert not at.exception, at.exception
+    assert at.select_slider(key="gen_ref").value == 2
+    assert at.radio(key="gen_view").value == "every C_P"
+    assert at.number_input(key="gen_sample").value == 1
+    at.select_slider(key="gen_ref").set_value(16).run()
+    assert at.query_params["cp"] == "16" and at.query_params["seed"] == "1"
+    at = run("trajectory", query={"cp": "4"})
+    assert not at.exception, at.exception
+    at = run("compare", query={"runs": "demo", "metric": "acc_unpoisoned"})
+    assert not at.exception, at.exception
+    assert at.multiselect(key="cmp_packs").value == ["demo"]
+    assert at.selectbox(key="cmp_metric").value == "acc_unpoisoned"
+    assert at.query_params["runs"] == "demo"
+
+
+def test_a_smoke_test_run_is_flagged_on_every_explorer_page(assets):
+    import os
+    from pathlib import Path
+
+    from core.results.synthetic import write_synthetic_demo_pack
+
+    runs = Path(os.environ["IMPLOSION_RUNS"])
+    root = runs / "20260101-000000-sweep-smoke"
+    write_synthetic_demo_pack(root, n_concepts=16, levels=(0, 4))
+    import json
+
+    results = json.loads((root / "results.json").read_text())
+    results["config"].update({"preset": "ci-smoke", "finetune": {"steps": 2}})
+    (root / "results.json").write_text(json.dumps(results))
+    for name in ("story", "graph", "generations", "trajectory", "lesson"):
+        at = run(name, query={"pack": root.name})
+        assert not at.exception, (name, at.exception)
+        assert any("Smoke-test run" in w.value for w in at.warning), name
