@@ -346,6 +346,8 @@ def show(run_id: str, live: bool = False) -> None:
     if fraction is not None:
         st.progress(min(1.0, fraction), text=prog.get("message") or f"step {step} / {total}")
     if status.get("error_message"):
+        # another student's run is not named to a student: "another run"
+        other = f"run {holder} ({run_name(holder)})" if holder in by_id else "another run"
         st.error(status["error_message"])
     hist = prog.get("history") or []
     if hist:
