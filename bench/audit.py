@@ -85,6 +85,7 @@ def predict_rows(cal: Any, ad: float, rec: dict[str, Any], tag: str) -> list[dic
             "ad_plan": ad,
             "ad_recorded": rec.get("ad"),
             "outcome": k,
+            "extrapolated": any(n.startswith(k) and "extrapolated," in n for n in p.notes),
             "pred": v[0],
             "low": v[1],
             "high": v[2],
@@ -230,6 +231,12 @@ def scale_run(n: int, d: int, where: Path) -> dict[str, Any]:
     }
 
 
+def _inside(r: dict[str, Any]) -> str:
+    if r["pred"] is None or r["measured"] is None:
+        return "refused" if r["measured"] is not None else "—"
+    return "yes" if r["low"] <= r["measured"] <= r["high"] else "**no**"
+
+
 def fmt(v: Any, p: int = 3) -> str:
     if v is None:
         return "—"
@@ -283,8 +290,9 @@ def write(res: dict[str, Any]) -> None:
         "Per level (planned AD vs the AD the sweep recorded on its own scale; prediction "
         "[interval] vs measured):",
         "",
-        "| set | C_P | seed | AD plan | AD recorded | outcome | predicted | interval | measured |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| set | C_P | seed | AD plan | AD recorded | outcome | predicted | interval | measured |"
+        " inside |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
         if r["set"].startswith("demo LOSO"):
@@ -292,8 +300,24 @@ def write(res: dict[str, Any]) -> None:
         lines.append(
             f"| {r['set']} | {r['c_p']} | {r['seed']} | {fmt(r['ad_plan'], 4)} | "
             f"{fmt(r['ad_recorded'], 4)} | {r['outcome']} | {fmt(r['pred'])} | "
-            f"[{fmt(r['low'])}, {fmt(r['high'])}] | {fmt(r['measured'])} |"
+            f"[{fmt(r['low'])}, {fmt(r['high'])}]{' (extrapolated)' if r['extrapolated'] else ''}"
+            f" | {fmt(r['measured'])} | {_inside(r)} |"
         )
+    lines += [
+        "",
+        "Coverage by level, all new seeds together (C_P 0 is the clean fine-tune: accuracy 1.000 "
+        "is easy to predict; the poisoned levels are the test):",
+        "",
+        "| C_P | outcome | predicted | inside | MAE |",
+        "|---|---|---|---|---|",
+    ]
+    new = [r for r in res["rows"] if not r["set"].startswith("demo LOSO")]
+    for c in sorted({r["c_p"] for r in new}):
+        for name, sc in score([r for r in new if r["c_p"] == c]).items():
+            if sc["predicted"]:
+                lines.append(
+                    f"| {c} | {name} | {sc['predicted']} | {sc['inside']} | {fmt(sc['mae'])} |"
+                )
     lines += [
         "",
         "## How early AD predicts the outcome (demo pack, seed 0, levels with unpoisoned concepts)",
