@@ -136,3 +136,22 @@ def pinned_rows(
         cols[0].markdown(f":red[**{label} ▼**]" if k == mark else label)
         for j in range(2 * m):
             cols[1 + j].image(upscale(images[k, j], 2), width=width)
+
+
+def result_rows(pack: Any, gens: dict[int, Any]) -> bool:
+    """A finished run's result as labelled rows: the pinned prompts, clean | poisoned at the
+    highest level with images (two sampling seeds each). False when the run has no images for
+    C_P 0 and a poisoned level (nothing drawn)."""
+    from core.lesson import pinned_prompts
+
+    poisoned = [c for c in sorted(gens) if c > 0]
+    if 0 not in gens or not poisoned:
+        return False
+    pinned = pinned_prompts(pack)
+    c_p = poisoned[-1]
+    st.markdown(
+        f"**Result: clean | poisoned at C_P {c_p}** (seed {pinned.seed}; × poisoned, ≈ related: "
+        "shares two words with a poisoned concept; same sampling seeds on both sides)"
+    )
+    pinned_rows(pack, pinned, gens, c_p, samples=2, image_px=72)
+    return True

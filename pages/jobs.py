@@ -310,6 +310,13 @@ def results(run_dir: Path, state: str) -> None:
         f"C_P {', '.join(str(c) for c in info.levels_done)} of {', '.join(map(str, info.levels))}"
     )
     st.markdown(markdown_table(comparison_rows(info.id)))
+    if info.complete or state == "completed":  # the result as labelled clean | poisoned rows
+        from pages._present import result_rows
+        from pages._ui import generations, open_pack, pack_key
+
+        pack = open_pack(info.id)
+        if pack is not None:
+            result_rows(pack, generations(pack_key(pack)))
     if st.button("Open in the explorer", key=f"j_open_{info.id}", type="primary"):
         st.session_state["pack"] = info.id
         st.switch_page("pages/graph.py", query_params={"pack": info.id})
@@ -358,7 +365,7 @@ def show(run_id: str, live: bool = False) -> None:
     run_dir = Path(run["run_dir"])
     grids = [*run_dir.glob("*/grids/*.png"), *(run_dir / "samples").glob("*.png")]
     grids = sorted(grids, key=lambda p: p.stat().st_mtime)[-4:]
-    if grids:
+    if grids and state != "completed":  # a finished run: labelled rows under its results
         st.markdown("**Latest generations**")
         st.image([str(p) for p in grids], caption=[p.stem for p in grids], width=160)
     levels = level_states(run_dir)

@@ -151,3 +151,23 @@ def test_a_smoke_test_run_is_flagged_on_every_explorer_page(assets):
         at = run(name, query={"pack": root.name})
         assert not at.exception, (name, at.exception)
         assert any("Smoke-test run" in w.value for w in at.warning), name
+
+
+def test_jobs_shows_a_finished_runs_result_as_labelled_rows(assets):
+    from core.io import runs_dir
+    from core.jobs import start_job, wait_job
+    from core.lesson import pinned_prompts
+    from core.results.pack import load_pack
+    from core.results.synthetic import write_synthetic_demo_pack
+
+    run_id = start_job("dummy", {"steps": 2, "step_seconds": 0.01}, device="cpu")
+    wait_job(run_id, timeout=60)
+    write_synthetic_demo_pack(runs_dir() / run_id / "pack", n_concepts=16, levels=(0, 4))
+    pinned = pinned_prompts(load_pack(runs_dir() / run_id / "pack"))
+    at = run("jobs", query={"run": run_id})
+    assert not at.exception, at.exception
+    assert any("Result: clean | poisoned at C_P 4" in m.value for m in at.markdown)
+    labels = [m.value for m in at.markdown]
+    for name in pinned.names:
+        assert any(v.lstrip("×≈ ") == name for v in labels), name
+    assert len(at.get("image")) == 4 * len(pinned.ids)  # two clean, two poisoned per row
