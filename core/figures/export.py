@@ -197,3 +197,37 @@ def write_figure(fig: go.Figure, path: Path | str, **kwargs: Any) -> Path:
     p = Path(path)
     p.write_bytes(figure_bytes(fig, p.suffix.lstrip(".").lower(), **kwargs))
     return p
+
+
+def labelled_grid(
+    images: Any, row_labels: list[str], title: str, column_label: str = "samples", factor: int = 2
+) -> Any:
+    """(R, C, S, S, 3) uint8 images tiled with a title line, one label per row (left) and the
+    column meaning on top: a grid that says what it shows when it leaves the app (bundles).
+    Returns an (H, W, 3) uint8 array."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from core.figures.images import compose_grid
+
+    grid = compose_grid(np.asarray(images), factor=factor)
+    font = ImageFont.load_default(size=12)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width = max([probe.textlength(t, font=font) for t in row_labels] or [0.0])
+    left, top = int(width) + 12, 40
+    columns = f"columns: {column_label}"
+    wide = max(
+        grid.shape[1] + left,
+        int(probe.textlength(title, font=font)) + 8,
+        left + int(probe.textlength(columns, font=font)) + 8,
+    )
+    canvas = Image.new("RGB", (wide, grid.shape[0] + top), "white")
+    canvas.paste(Image.fromarray(grid), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 4), title, fill="black", font=font)
+    draw.text((left, 22), columns, fill=(80, 80, 80), font=font)
+    r, pad = np.asarray(images).shape[0], 2
+    cell = (grid.shape[0] - pad) / max(1, r)
+    for i, label in enumerate(row_labels[:r]):
+        draw.text((4, top + pad + i * cell + cell / 2 - 7), label, fill="black", font=font)
+    return np.asarray(canvas)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,10 +34,11 @@ def bundle_run(folder: Path | str, max_samples: int = 64) -> bytes:
 
     Includes the JSON/text files in :data:`BUNDLE_FILES` (wherever found: the folder or its pack
     sub-folder), up to ``max_samples`` PNGs from ``samples/``, and, when ``generations.npz``
-    exists, one PNG grid per C_P (rows = concepts, columns = samples). Weights are left out.
+    exists, one PNG grid per C_P labelled with the level, each row's concept (and whether it is
+    poisoned at that level) and what the columns are; before it exists, the per-level grids
+    saved so far. Weights are left out.
     """
-    from core.figures.images import compose_grid
-    from core.results.pack import GENERATIONS, find_pack_dir
+    from core.results.pack import GENERATIONS, find_pack_dir, load_pack
 
     root = Path(folder)
     if root.name in ("sweep", "pack", "out", "results") and (root.parent / "config.json").is_file():
@@ -54,12 +56,29 @@ def bundle_run(folder: Path | str, max_samples: int = 64) -> bytes:
         samples = sorted((root / "samples").glob("*.png"))[-max_samples:]
         for p in samples:
             z.write(p, f"samples/{p.name}")
-        if pack is not None:
+        if pack is not None and (pack / GENERATIONS).is_file():
+            # One labelled grid per C_P (the pack's generations at fixed seeds); the sweep's
+            # per-level grids show the same generations and are left out.
+            loaded = load_pack(pack)
+            for c, images in sorted(loaded.generations().items()):
+                z.writestr(
+                    f"grids/generations_cp{int(c):03d}.png", _png(_labelled(loaded, c, images))
+                )
+        elif pack is not None:  # not finished yet: the per-level grids saved so far
             for p in sorted((pack / "grids").glob("*.png")):
                 z.write(p, f"grids/{p.name}")
-        if pack is not None and (pack / GENERATIONS).is_file():
-            with np.load(pack / GENERATIONS, allow_pickle=False) as g:
-                for c in g["levels"]:
-                    grid = compose_grid(g[f"images_{int(c)}"], factor=2)
-                    z.writestr(f"grids/generations_cp{int(c):03d}.png", _png(grid))
     return buf.getvalue()
+
+
+def _labelled(pack: Any, c_p: int, images: np.ndarray) -> np.ndarray:
+    """The C_P grid with its title and row labels (the shown seed's poisoned set)."""
+    from core.figures.export import labelled_grid
+
+    try:
+        poisoned = set(pack.groups(int(c_p))["poisoned"])
+    except ValueError:
+        poisoned = set()
+    seed = getattr(pack, "shown_seed", 0)
+    rows = [f"{n}{'  (poisoned)' if i in poisoned else ''}" for i, n in enumerate(pack.concepts)]
+    title = f"C_P = {int(c_p)}: generations per concept (poisoned: seed {seed}'s plan)"
+    return labelled_grid(images, rows, title, "samples, same seeds at every C_P")

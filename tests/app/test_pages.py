@@ -296,7 +296,7 @@ def test_jobs_page_reattaches_from_query(finished_run):
     assert at.selectbox(key="j_run").value == finished_run
     states = {m.label: m.value for m in at.metric}
     assert states["State"] == "completed"
-    assert states["Step"] == "5 / 5"
+    assert states["Progress"] == "100 %"  # fraction of the work (core/jobs/progress.py)
     keys = {b.key for b in at.button}
     assert not keys & {"j_pause", "j_resume", "j_stop", "j_cancel"}  # nothing to control
     assert any(finished_run in m.value and "completed" in m.value for m in at.markdown)
