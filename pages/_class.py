@@ -12,7 +12,14 @@ from typing import Literal
 
 import streamlit as st
 
-from core.classroom import AttemptLimiter, ClassConfig, Member, class_config, clean_name
+from core.classroom import (
+    AttemptLimiter,
+    ClassConfig,
+    Member,
+    class_config,
+    clean_name,
+    is_loopback,
+)
 from core.classroom.state import pin, read_state, write_state
 from core.jobs.access import LOCAL, NOBODY, Principal, act_as
 
@@ -60,7 +67,7 @@ def _client_keys() -> list[str]:
         ip = st.context.ip_address
     except Exception:  # noqa: BLE001 — not available in every runtime (tests)
         ip = None
-    if ip:
+    if ip and not is_loopback(ip):  # behind a reverse proxy on this host every client is 127.0.0.1
         keys.append(f"ip:{ip}")
     return keys
 
