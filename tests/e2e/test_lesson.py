@@ -2,7 +2,8 @@
 (``/lesson?step=1``) on the committed demo pack, stepped through with Next ▶ to the last step; each
 step's URL names it (a copied link reopens it); a link straight to step 3 opens step 3; the
 Story's pinned rows are the same at two levels; the handout downloads as HTML with the three
-levels and the questions. Screenshots of every step go to the artifacts dir."""
+levels and the questions, and as a PDF; Home's button opens the lesson. Screenshots of every step
+go to the artifacts dir."""
 
 from __future__ import annotations
 
@@ -70,6 +71,21 @@ def test_lesson_link_steps_and_handout(demo_server, browser_context):
         for q in (s.question for s in steps):
             assert q.replace("“", "&ldquo;")[:30] in text or q[:30] in text.replace("&#x27;", "'")
         assert text.count('<table class="strip">') == 3
+        with page.expect_download(timeout=180_000) as info:
+            page.get_by_role("button", name="Download the handout (PDF)").click()
+        pdf = out / "lesson_handout.pdf"
+        info.value.save_as(str(pdf))
+        assert pdf.read_bytes()[:5] == b"%PDF-"
+
+        # Home: one click to the lesson; the glossary is in view, not folded away
+        page.goto(f"{demo_server['url']}/?present=1", timeout=60_000)
+        page.get_by_role("button", name="Start the lesson").wait_for(timeout=60_000)
+        wait_idle(page, 60_000)
+        page.get_by_text("Words used in this app").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(out / "lesson_home.png"), full_page=True)
+        page.get_by_role("button", name="Start the lesson").click()
+        page.wait_for_url(re.compile(r"/lesson\?.*step=1"), timeout=60_000)
+        page.locator("h1").filter(has_text="Lesson").first.wait_for(timeout=60_000)
 
         # Story: the pinned rows are the same at two levels, and the link keeps the level
         for c in (8, 24):
