@@ -180,3 +180,19 @@ def test_write_handout_checks_its_outputs_before_any_work(tmp_path):
         write_handout(pack, tmp_path / "handout.txt", with_curve=False)
     with pytest.raises(ValueError, match=r"\.pdf"):
         write_handout(pack, tmp_path / "h.html", tmp_path / "h.png", with_curve=False)
+
+
+def test_handout_cli_writes_the_demo_handout_and_keeps_existing_files(tmp_path, capsys):
+    from core.cli import main
+    from core.results.pack import demo_dir
+
+    if not (demo_dir() / "results.json").is_file():
+        pytest.skip("assets/demo is missing")
+    out = tmp_path / "handout.html"
+    assert main(["handout", "--out", str(out), "--no-curve"]) == 0
+    text = out.read_text()
+    assert text.count('<table class="strip">') == 3 and "Questions" in text
+    assert "handout:" in capsys.readouterr().out
+    assert main(["handout", "--out", str(out), "--no-curve"]) == 2  # never overwritten
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_text() == text
