@@ -151,7 +151,7 @@ with right:
         )
         if worst is not None and drop is not None and drop[rows[worst]] <= 0:
             worst = None
-        pinned_rows(pack, pinned, gens, c_p, samples=1, mark=worst)
+        pinned_rows(pack, pinned, gens, c_p, samples=1, mark=worst, image_px=60)
         st.caption(
             f"Pinned prompts (same rows at every C_P), seed {pinned.seed}, same sampling seed in "
             "both columns. × poisoned · ≈ related · ▼ fell most since C_P = 0 in this seed."
