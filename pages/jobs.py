@@ -340,7 +340,13 @@ def show(run_id: str, live: bool = False) -> None:
     m[0].metric("State", state)
     m[1].metric("Progress", "—" if fraction is None else f"{100 * fraction:.0f} %")
     m[2].metric("Loss", "—" if prog.get("loss") is None else f"{prog['loss']:.4f}")
-    m[3].metric("Time left", "—" if state != "running" else format_left(left, note))
+    shown = {"estimate": "Time left (estimate)", "overdue": "Time left (running late)"}
+    m[3].metric(
+        shown.get(note, "Time left") if state == "running" else "Time left",
+        "—" if state != "running" else format_left(left, "") + ("+" if note == "overdue" else ""),
+        help="The up-front estimate blended with this run's own pace; marked as an estimate "
+        "until the run has measured enough of its own steps.",
+    )
     if state == "queued":
         holder = busy_with(str(status.get("device") or "cpu"), exclude=run_id)
         place = queue_place(run_id)
