@@ -102,3 +102,34 @@ def test_lesson_link_steps_and_handout(demo_server, browser_context):
             page.screenshot(path=str(out / f"lesson_story_cp{c}.png"))
     finally:
         page.close()
+
+
+def test_jobs_shows_a_finished_run_as_labelled_rows(demo_server, browser_context, monkeypatch):
+    """A finished run on the Jobs page: labelled clean | poisoned rows (names, roles, C_P)."""
+    monkeypatch.setenv("IMPLOSION_RUNS", str(demo_server["runs"]))
+    from core.io import runs_dir
+    from core.jobs import start_job, wait_job
+    from core.lesson import pinned_prompts
+    from core.results.pack import load_pack
+    from core.results.synthetic import write_synthetic_demo_pack
+
+    run_id = start_job("dummy", {"steps": 2, "step_seconds": 0.01}, device="cpu")
+    wait_job(run_id, timeout=60)
+    write_synthetic_demo_pack(runs_dir() / run_id / "pack", n_concepts=16, levels=(0, 4))
+    pinned = pinned_prompts(load_pack(runs_dir() / run_id / "pack"))
+    page = browser_context.new_page()
+    page.set_viewport_size(PROJECTOR)
+    try:
+        page.goto(f"{demo_server['url']}/jobs?run={run_id}", timeout=60_000)
+        page.get_by_text("Result: clean | poisoned at C_P 4").first.wait_for(timeout=60_000)
+        wait_idle(page, 60_000)
+        heading = page.get_by_text("Result: clean | poisoned at C_P 4").first
+        heading.scroll_into_view_if_needed()
+        page.locator(IMAGES).nth(4 * len(pinned.ids) - 1).wait_for(timeout=60_000)
+        page.wait_for_timeout(600)
+        body = page.locator("body").inner_text()
+        for name in pinned.names:
+            assert name in body, name
+        page.screenshot(path=str(artifacts_dir() / "lesson_jobs_result.png"))
+    finally:
+        page.close()
