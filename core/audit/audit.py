@@ -12,10 +12,11 @@ For n pairs (x_i image, y_i text embedding, L2-normalised) with caption concepts
   as D̂_stru);
 * **flagged pairs**: the Defend detectors' scores (core.defend.detectors) and three rules:
   ``misaligned`` (cos(x_i, y_i) below the AD scale's lower end, i.e. ŝ_i = 0: worse than ~95 %
-  of clean calibration pairs; with no scale, a modified z-score ≥ 3.5 of 1 − cos),
-  ``structural outlier`` (structure contribution ≥ 3× its concept's median) and
-  ``image neighbours disagree`` (≥ half of the 10 nearest images carry another concept). Above
-  ``exact_max`` pairs only the O(n·d) misalignment detector runs;
+  of clean calibration pairs; with no scale, a modified z-score ≥ 3.5 of 1 − cos) and
+  ``structural outlier`` (structure contribution ≥ 3× its concept's median). The image-kNN score
+  is listed but flags nothing (on the demo pack's clean level a ≥ 0.5 cut flagged 31 % of the
+  pairs: neighbouring concepts share words). Above ``exact_max`` pairs only the O(n·d)
+  misalignment detector runs;
 * **prediction**: the calibration (core.audit.calibration) at the audit's AD, or None with the
   reason in ``notes``.
 
@@ -26,14 +27,14 @@ pairs that are already :class:`~core.audit.pairs.AuditPairs` need none.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from core.audit.calibration import OutcomeCalibration
 from core.audit.pairs import AuditPairs
-from core.audit.result import AuditReport, ConceptHealth, FlaggedPair, Overlap
+from core.audit.result import AuditReport, ConceptHealth, FlaggedPair, Overlap, Prediction
 from core.metrics.result import CLIP_SCALE, ADResult, Calibration
 
 EXACT_MAX = 20_000  # exact AD and every detector up to this many pairs
@@ -42,7 +43,6 @@ OVERLAP_SAMPLES = 100_000  # sampled pairs for the K×K concept-pair means
 BLOCK = 2048
 MISALIGNED_Z = 3.5  # modified z-score cut-off (Iglewicz & Hoaglin) when there is no scale
 OUTLIER_RATIO = 3.0
-KNN_FRACTION = 0.5
 Z_CHUNK = 65_536
 
 
@@ -184,6 +184,12 @@ class Audit:
         """The report (runs :meth:`find_issues` if it has not run)."""
         return self.find_issues()
 
+    def amend_prediction(self, prediction: Prediction) -> AuditReport:
+        """The report with ``prediction`` in place of the calibration's (what the caller learnt
+        since: a measured run, a note about the attack)."""
+        self._report = replace(self.find_issues(), prediction=prediction)
+        return self._report
+
     # ------------------------------------------------------------------ mechanics
     def _run(self) -> AuditReport:
         from core.metrics.decompose import per_concept
@@ -317,7 +323,8 @@ class Audit:
             scores["structural_outlier"] = structural_outlier(p.image, p.text, inv)
             scores["knn_disagreement"] = knn_disagreement(p.image, p.text, inv)
             rules["structural outlier"] = scores["structural_outlier"] >= OUTLIER_RATIO
-            rules["image neighbours disagree"] = scores["knn_disagreement"] >= KNN_FRACTION
+            # knn_disagreement is reported, not a rule: in the mini world neighbouring images
+            # share attribute words, and ≥ 0.5 fired on 31 % of the demo pack's clean pairs
         self.scores = scores
         names = list(rules)
         hit = np.stack([rules[r] for r in names])

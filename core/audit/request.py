@@ -178,7 +178,8 @@ def run_audit(prep: Prepared, device: str = "cpu") -> Audit:
         assert req.attack is not None and cal is not None
         pack = load_pack(Path(cal.fitted_on[0]))
         pairs = planned_pairs(req.attack, pack.config, cal.scale, req.model, device)
-        c_p, seed = req.attack.c_p, req.attack.seed
+        if req.attack.method == pack.config.get("method", "dirty-label"):
+            c_p, seed = req.attack.c_p, req.attack.seed  # a fitted run of this level may exist
     elif req.source == "pack":
         from core.audit.pairs import from_pack
         from core.results.pack import load_pack
@@ -211,12 +212,21 @@ def run_audit(prep: Prepared, device: str = "cpu") -> Audit:
         progress=req.progress,
     )
     rep = audit.find_issues()
-    if req.source == "plan" and rep.prediction is not None and rep.prediction.measured is None:
+    if req.source == "plan" and rep.prediction is not None:
         assert req.attack is not None and cal is not None
-        found = measured_in_runs(req.attack, cal)
-        if found is not None:
-            pred = replace(rep.prediction, measured=found)
-            audit._report = replace(rep, prediction=pred)
+        pred = rep.prediction
+        if c_p is None:  # another attack than the fitted sweeps'
+            pred = replace(
+                pred,
+                notes=(
+                    *pred.notes,
+                    f"the calibration was fitted on dirty-label sweeps; this {req.attack.method} "
+                    "forecast assumes the outcome follows AD whatever the attack (untested here)",
+                ),
+            )
+        elif pred.measured is None:
+            pred = replace(pred, measured=measured_in_runs(req.attack, cal))
+        audit.amend_prediction(pred)
     return audit
 
 
