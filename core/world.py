@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
@@ -442,3 +443,23 @@ _SDF = {
     "diamond": _diamond,
     "bar": _bar,
 }
+
+
+def model_world(model: str | Path | None = None) -> World:
+    """The concept world of a model folder (read from its ``model.json``; default: the shipped
+    base), so K and the concept names always come from the chosen model."""
+    import json
+
+    from core.io import default_base
+
+    folder = Path(model) if model else default_base()
+    meta = folder / "model.json"
+    if not meta.is_file():
+        raise ValueError(
+            f"model: {folder} has no model.json; give a folder written by `implosion train-base` "
+            "(or restore the shipped base with `git checkout assets/`)"
+        )
+    try:
+        return World(WorldConfig(**json.loads(meta.read_text())["world"]))
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"model: {meta} is not a model description ({e})") from e

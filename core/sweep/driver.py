@@ -120,7 +120,7 @@ def job_progress(ctx: JobContext, sc: SweepConfig, rates: Any = None) -> Any:
     this machine's measured rates (``rates``, else the cached ones; never measured here), or by
     fine-tune steps when the machine has none yet. Reports the start before any set-up."""
     from core.sweep.estimate import SweepProgress, cached_rates, estimate
-    from core.sweep.experiment import model_world
+    from core.world import model_world
 
     ft = sc.finetune
     rates = rates or cached_rates(sc.model, sc.device, ft.precision, ft.params)

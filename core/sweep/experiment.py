@@ -23,7 +23,7 @@ from core.jobs.context import JobContext
 from core.poison.plan import TARGET_RULES, check_concepts, choose_targets, poisoning_plan
 from core.results.aggregate import level_summaries
 from core.sweep.config import PRESETS, SweepConfig
-from core.world import World
+from core.world import World, model_world
 
 # Where a finetune job writes its pack inside the run directory (core.results.pack.PACK_SUBDIRS).
 PACK_SUBDIR = "pack"
@@ -32,27 +32,6 @@ PACK_SUBDIR = "pack"
 # replace the chosen captions' clean pairs, three per clean image; rank-1 LoRA for 60 steps; 32
 # clean pairs per concept), as a two-level run: the clean baseline and the chosen concepts.
 FINETUNE_DEFAULTS = replace(PRESETS["cpu-quick"], preset="finetune", levels=(0, 1), seeds=(0,))
-
-
-def model_world(model: str | Path | None = None) -> World:
-    """The concept world of a model folder (read from its ``model.json``; default: the shipped
-    base), so K and the concept names always come from the chosen model."""
-    import json
-
-    from core.io import default_base
-    from core.world import WorldConfig
-
-    folder = Path(model) if model else default_base()
-    meta = folder / "model.json"
-    if not meta.is_file():
-        raise ValueError(
-            f"model: {folder} has no model.json; give a folder written by `implosion train-base` "
-            "(or restore the shipped base with `git checkout assets/`)"
-        )
-    try:
-        return World(WorldConfig(**json.loads(meta.read_text())["world"]))
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
-        raise ValueError(f"model: {meta} is not a model description ({e})") from e
 
 
 def resolve_concepts(
