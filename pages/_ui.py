@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.results.pack import RESULTS, Pack, load_pack
+from core.results.pack import RESULTS, BrokenPack, Pack, load_pack
 from core.results.runs import RunInfo, list_runs
 
 PACK_KEY = "pack"
@@ -79,10 +79,13 @@ def run_choices() -> list[RunInfo]:
 
 
 def run_label(run: RunInfo) -> str:
-    """One picker line: name · date · model · C_P levels · state."""
+    """One picker line: name · date · model · C_P levels · state; a pack that fails validation
+    reads ``name · date · broken (reason)``."""
     day = run.created[:16].replace("T", " ") if run.created else "—"
-    levels = ", ".join(map(str, run.levels)) or "no levels yet"
     name = run.name[:1].upper() + run.name[1:]
+    if run.broken:
+        return f"{name} · {day} · {run.state_text}"
+    levels = ", ".join(map(str, run.levels)) or "no levels yet"
     return f"{name} · {day} · {run.model} · C_P {levels} · {run.state}"
 
 
@@ -114,15 +117,18 @@ def _write_url(key: str, value: str | None) -> None:
 
 
 def chosen_pack_name(names: list[str]) -> str:
-    """The pack the URL or this session names, else the first (the demo)."""
+    """The pack the URL or this session names, else the first (the demo). A name that is not
+    among ``names`` (and not refused to this session) is returned as is, so the page says the
+    run is missing instead of silently showing the demo."""
     wanted = _from_url_or_session(PACK_KEY)
-    if wanted is not None and wanted not in names:
-        _refuse_hidden_run(wanted)
+    if wanted and wanted not in names:
+        return names[0] if _refuse_hidden_run(wanted) else wanted
     return wanted if wanted in names else names[0]
 
 
-def _refuse_hidden_run(ref: str) -> None:
-    """Say why a ``?pack=`` this session may not open is not shown (a class server's student)."""
+def _refuse_hidden_run(ref: str) -> bool:
+    """Say why a ``?pack=`` this session may not open is not shown (a class server's student);
+    True when it was refused."""
     from core.results.runs import check_open
     from pages._class import current_principal
 
@@ -130,6 +136,8 @@ def _refuse_hidden_run(ref: str) -> None:
         check_open(ref, current_principal())
     except ValueError as e:
         st.error(f"Not opened: {e}.")
+        return True
+    return False
 
 
 def run_picker() -> str | None:
@@ -138,8 +146,10 @@ def run_picker() -> str | None:
     choices = {r.id: run_label(r) for r in run_choices()}
     if not choices:
         return None
+    current = chosen_pack_name(list(choices))
+    if current not in choices:  # a ?pack= link to a run that is not here: say so, keep it chosen
+        choices[current] = f"“{current}” · not found"
     names = list(choices)
-    current = chosen_pack_name(names)
 
     def picked() -> None:
         st.session_state[PACK_KEY] = st.session_state["pack_select"]
@@ -161,15 +171,28 @@ def run_picker() -> str | None:
 
 
 def open_pack(name: str) -> Pack | None:
-    """Load a pack by picker id (cached), or None with the reason shown."""
-    packs = pack_choices()
-    if name not in packs:
-        st.error(f"No run “{name}”: pick one in the sidebar (Run).")
+    """Load a pack by picker id (cached), or None with the reason shown: the one place where
+    pages open packs, so a missing, broken or crafted pack is an error message, never a
+    traceback and never a silent switch to another run."""
+    runs = {r.id: r for r in run_choices()}
+    if name not in runs:
+        st.error(
+            f"No run “{name}”: the link or this session names a run that is not in the runs "
+            "folder (removed, renamed or mistyped). Pick one in the sidebar (Run)."
+        )
+        return None
+    run = runs[name]
+    if run.broken:
+        st.error(
+            f"Run “{name}” cannot be opened: {run.state_text}. Its folder {run.path} is not a "
+            "valid results pack; replace or remove it, or pick another run in the sidebar."
+        )
         return None
     try:
-        return _load(str(packs[name]), _stamp(packs[name]))
-    except (FileNotFoundError, ValueError) as e:
-        st.error(f"Cannot open run “{name}”: {e}")
+        return _load(str(run.path), _stamp(run.path))
+    except (OSError, ValueError) as e:  # BrokenPack is a ValueError
+        reason = e.reason if isinstance(e, BrokenPack) else str(e)
+        st.error(f"Run “{name}” cannot be opened: {reason}")
         return None
 
 
@@ -273,12 +296,21 @@ def layout_with_placeholder(pack: Pack, method: str = "pca") -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def generations(key: tuple[str, float]) -> dict[int, Any]:
-    """Level → generated images (K, m, S, S, 3) uint8 of a pack; {} when it has none."""
+def _generations(key: tuple[str, float]) -> dict[int, Any]:
     try:
         return _load(*key).generations()
     except FileNotFoundError:
         return {}
+
+
+def generations(key: tuple[str, float]) -> dict[int, Any]:
+    """Level → generated images (K, m, S, S, 3) uint8 of a pack; {} when it has none. A corrupt
+    ``generations.npz`` stops the page with the reason."""
+    try:
+        return _generations(key)
+    except BrokenPack as e:
+        st.error(f"This run's generated images cannot be read: {e.reason}")
+        st.stop()
 
 
 def saved_levels(pack: Pack) -> list[int]:

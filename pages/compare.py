@@ -96,7 +96,11 @@ if st.button("Prepare bundle", key="cmp_prepare"):
     from core.results.export import bundle_run
 
     with st.spinner("Zipping…"):
-        st.session_state["bundle"] = (which, bundle_run(packs[which]))
+        try:
+            st.session_state["bundle"] = (which, bundle_run(packs[which]))
+        except (OSError, ValueError) as e:  # a broken pack (core.results.validate) says why
+            st.session_state.pop("bundle", None)
+            st.error(f"Cannot bundle “{labels.get(which, which)}”: {e}")
 if st.session_state.get("bundle"):
     name, data = st.session_state["bundle"]
     st.download_button(

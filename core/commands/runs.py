@@ -75,8 +75,9 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'id':<36} {'kind':<10} {'state':<10} {'levels':<22} name")
     for r in runs:
-        levels = ",".join(str(c) for c in r.levels)
-        print(f"{r.id:<36} {r.kind:<10} {r.state:<10} {levels:<22} {r.name}")
+        levels = ",".join(str(c) for c in r.levels) or "—"
+        name = f"{r.name}: {r.state_text}" if r.broken else r.name
+        print(f"{r.id:<36} {r.kind:<10} {r.state:<10} {levels:<22} {name}")
     return 0
 
 
@@ -88,6 +89,11 @@ def _show(args: argparse.Namespace) -> int:
     from core.results.runs import get_run, run_summary
 
     info = get_run(args.id)
+    if info.broken:
+        raise ValueError(
+            f"run {info.id} is broken ({info.reason}); it cannot be opened: "
+            f"replace or remove {info.path}"
+        )
     rows = run_summary(args.id, complete=args.complete, model=args.model)
     if args.json:
         print(json.dumps({**info.to_dict(), "summary": [r.to_dict() for r in rows]}))

@@ -267,15 +267,18 @@ def _sweep_budget(args: argparse.Namespace) -> int:
 
 def _sweep_pack(args: argparse.Namespace) -> int:
     from core.io import check_output, replace_output
-    from core.results.write import write_pack
+    from core.results.write import check_replaceable_pack, read_sweep, write_pack
 
     if args.note is not None and not args.note.is_file():
         raise ValueError(f"--note {args.note}: not a file; give the path of a README.md")
     note = args.note.read_text() if args.note else None
-    # Never into the sweep itself, never over another pack without --force, never mixed: the
-    # pack is built in a temp sibling and swapped in whole.
+    # Never into the sweep itself, never over anything but a pack (even with --force), never
+    # mixed: the sweep is read and validated first, then the pack is built in a temp sibling
+    # and swapped in whole.
     check_output(args.out, inputs=[("sweep_dir", args.sweep_dir)], force=args.force)
+    check_replaceable_pack(args.out)
+    files = read_sweep(args.sweep_dir)
     with replace_output(args.out) as tmp:
-        sizes = write_pack(args.sweep_dir, tmp, note)
+        sizes = write_pack(args.sweep_dir, tmp, note, files)
     print(f"{len(sizes)} files, {sum(sizes.values()) / 1e6:.1f} MB → {args.out}")
     return 0

@@ -125,8 +125,7 @@ def nightshade_pairs(pack: Pack, c_p: int, epsilon: float = 16 / 255, steps: int
             f"`implosion defend --pack {pack.root} --methods nightshade` (or build_nightshade_cache)"
         )
     dl = dirty_label_pairs(pack, c_p)
-    with np.load(path, allow_pickle=False) as z:
-        ns = {k: z[k] for k in ("image", "text", "caption_concept")}
+    ns = _read_nightshade(pack, path)
     rows = np.flatnonzero(np.isin(ns["caption_concept"], pack.poisoned_at(c_p)))
     want = int(dl.poisoned.sum())
     if rows.size > want:
@@ -140,6 +139,34 @@ def nightshade_pairs(pack: Pack, c_p: int, epsilon: float = 16 / 255, steps: int
         np.concatenate([dl.image_concept[clean], ns["caption_concept"][rows]]),
         np.r_[np.zeros(int(clean.sum()), bool), np.ones(k, bool)],
     )
+
+
+def _read_nightshade(pack: Pack, path: Path) -> dict[str, np.ndarray]:
+    """image / text (n, d) and caption_concept (n,) of a stored Nightshade cache, read like any
+    pack file (core.results.validate): no pickle, headers before allocation, ids within K."""
+    from core.results.validate import BrokenPack, read_npz
+
+    keys = ("image", "text", "caption_concept")
+    ns = read_npz(path.parent, path.name, keys=keys.__contains__)
+    n = ns["caption_concept"].shape[0] if "caption_concept" in ns else -1
+    k = len(pack.concepts)
+    ok = (
+        all(key in ns for key in keys)
+        and ns["caption_concept"].ndim == 1
+        and ns["caption_concept"].dtype.kind in "iu"
+        and all(
+            ns[a].ndim == 2 and ns[a].shape[0] == n and ns[a].dtype.kind == "f" for a in keys[:2]
+        )
+    )
+    if not ok or (
+        n and not 0 <= int(ns["caption_concept"].min()) <= int(ns["caption_concept"].max()) < k
+    ):
+        raise BrokenPack(
+            f"{path.name} is not a Nightshade cache of this pack (image, text (n, d), "
+            f"caption_concept (n,) ids in [0, {k - 1}]); remove it to rebuild",
+            path.parent,
+        )
+    return ns
 
 
 def level_pairs(pack: Pack, c_p: int, method: str, **nightshade: Any) -> Pairs:

@@ -9,7 +9,7 @@ user named with ``out`` is never overwritten.
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from core.defend.pairs import build_nightshade_cache, level_pairs
 from core.defend.roc import roc
 from core.io import atomic_write_json, run_metadata
 from core.results.pack import Pack
+from core.results.validate import BrokenPack, exists, read_json
 
 DEFENSE = "defense.json"
 
@@ -98,6 +99,7 @@ def evaluate_pack(
         )
     if not lv:
         raise ValueError("levels: none with poison (C_P > 0); a ROC needs poisoned pairs")
+    check_attack(epsilon, steps)
     settings = evaluate_settings(pack, detectors, methods, lv, epsilon, steps)
     if "nightshade" in methods:
         build_nightshade_cache(pack, epsilon, steps)
@@ -127,12 +129,40 @@ def evaluate_pack(
     return DefenseReport(settings, rows, {**run_metadata(None), "pack": str(pack.root)})
 
 
+def check_attack(epsilon: float, steps: int) -> None:
+    """The Nightshade-style attack's settings: ``epsilon`` (L∞ bound on [0, 1] pixels) finite in
+    (0, 1], ``steps`` (PGD steps) an integer in [1, 100000]; ValueError naming the field."""
+    if not isinstance(epsilon, int | float) or not math.isfinite(epsilon) or not 0 < epsilon <= 1:
+        raise ValueError(
+            f"epsilon: {epsilon} is not an L∞ bound in (0, 1] on [0, 1] pixels; "
+            "e.g. --epsilon 0.0627 (16/255, the default)"
+        )
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 100_000:
+        raise ValueError(f"pgd-steps: {steps} is not an integer in [1, 100000]; e.g. 60")
+
+
 def load_report(path: Path) -> DefenseReport | None:
-    """A stored report, or None if the file does not exist."""
-    if not Path(path).is_file():
+    """A stored report, or None if the file does not exist. The file sits in a pack, so it is
+    read like one (core.results.validate: no links, size and depth limits); one that is not a
+    report is :class:`~core.results.validate.BrokenPack` (a ValueError) saying so."""
+    path = Path(path)
+    if not exists(path.parent, path.name):
         return None
-    d = json.loads(Path(path).read_text())
-    return DefenseReport(d["settings"], d.get("rows", []), d.get("metadata", {}))
+    d = read_json(path.parent, path.name)
+    rows = d.get("rows", []) if isinstance(d, dict) else None
+    if (
+        not isinstance(d, dict)
+        or not isinstance(d.get("settings"), dict)
+        or not isinstance(rows, list)
+        or not all(isinstance(r, dict) for r in rows)
+        or not isinstance(d.get("metadata", {}), dict)
+    ):
+        raise BrokenPack(
+            f"{path.name} is not a defense report (an object with settings, rows, metadata); "
+            "remove it and run `implosion defend` again",
+            path.parent,
+        )
+    return DefenseReport(d["settings"], rows, d.get("metadata", {}))
 
 
 def save_report(report: DefenseReport, path: Path, replace: bool = False) -> Path:
@@ -157,6 +187,7 @@ def pack_report(
     levels, the same Nightshade budget) answers with its matching rows. Otherwise the pack's own
     ``defense.json``, a cache derived from the pack, is recomputed and replaced atomically; a
     user's ``out`` file is never replaced (ValueError naming the fix)."""
+    check_attack(kwargs.get("epsilon", 16 / 255), kwargs.get("steps", 60))
     path = Path(out) if out is not None else pack.root / DEFENSE
     prev = load_report(path)
     if prev is not None:

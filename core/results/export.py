@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from core.results.schema import GENERATIONS
+
+MAX_BUNDLE_FILE = 256 * 2**20  # one file in a bundle (logs included)
 BUNDLE_FILES: tuple[str, ...] = (
     "config.json",
     "status.json",
@@ -37,36 +40,43 @@ def bundle_run(folder: Path | str, max_samples: int = 64) -> bytes:
     exists, one PNG grid per C_P labelled with the level, each row's concept (and whether it is
     poisoned at that level) and what the columns are; before it exists, the per-level grids
     saved so far. Weights are left out.
+    Files are read like any pack file (core.results.validate): a link is never followed, so a
+    bundle made to be shared cannot carry a local file; a pack that fails validation is
+    :class:`~core.results.validate.BrokenPack`.
     """
-    from core.results.pack import GENERATIONS, find_pack_dir, load_pack
+    from core.results.pack import find_pack_dir, load_pack
+    from core.results.validate import check_folder, exists, read_file
 
     root = Path(folder)
     if root.name in ("sweep", "pack", "out", "results") and (root.parent / "config.json").is_file():
         root = root.parent  # a sweep's pack folder inside its run directory: bundle the run
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; pick an existing run or pack")
-    pack = find_pack_dir(root)
+    pack_dir = find_pack_dir(root)
+    pack = load_pack(pack_dir) if pack_dir is not None else None
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for base in dict.fromkeys([root, *([pack] if pack else [])]):
+        for base in dict.fromkeys([root, *([pack_dir] if pack_dir else [])]):
             prefix = "" if base == root else f"{base.relative_to(root)}/"
             for name in BUNDLE_FILES:
-                if (base / name).is_file():
-                    z.write(base / name, f"{prefix}{name}")
-        samples = sorted((root / "samples").glob("*.png"))[-max_samples:]
-        for p in samples:
-            z.write(p, f"samples/{p.name}")
-        if pack is not None and (pack / GENERATIONS).is_file():
+                if exists(base, name):
+                    z.writestr(f"{prefix}{name}", read_file(base, name, MAX_BUNDLE_FILE))
+        samples = [n for n in check_folder(root, "samples") if n.endswith(".png")]
+        for name in samples[-max_samples:]:
+            z.writestr(f"samples/{name}", read_file(root, f"samples/{name}", MAX_BUNDLE_FILE))
+        if pack is not None and exists(pack.root, GENERATIONS):
             # One labelled grid per C_P (the pack's generations at fixed seeds); the sweep's
             # per-level grids show the same generations and are left out.
-            loaded = load_pack(pack)
-            for c, images in sorted(loaded.generations().items()):
+            for c, images in sorted(pack.generations().items()):
                 z.writestr(
-                    f"grids/generations_cp{int(c):03d}.png", _png(_labelled(loaded, c, images))
+                    f"grids/generations_cp{int(c):03d}.png", _png(_labelled(pack, c, images))
                 )
         elif pack is not None:  # not finished yet: the per-level grids saved so far
-            for p in sorted((pack / "grids").glob("*.png")):
-                z.write(p, f"grids/{p.name}")
+            for name in check_folder(pack.root, "grids"):
+                if name.endswith(".png"):
+                    z.writestr(
+                        f"grids/{name}", read_file(pack.root, f"grids/{name}", MAX_BUNDLE_FILE)
+                    )
     return buf.getvalue()
 
 

@@ -19,7 +19,6 @@ writes a synthetic one with the same format for tests.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -29,7 +28,23 @@ import numpy as np
 
 from core.io import assets_dir, runs_dir
 from core.poison.plan import RELATED_MIN_SHARED, plan_level
-from core.results.schema import EMBEDDINGS, GENERATIONS, METRICS, RESULTS, TRAINING
+from core.results.schema import EMBEDDINGS, GENERATIONS, GRIDS_DIR, METRICS, RESULTS, TRAINING
+from core.results.validate import (
+    BrokenPack,
+    check_embedding_headers,
+    check_embeddings,
+    check_folder,
+    check_generation_headers,
+    check_generation_levels,
+    check_generations,
+    check_results,
+    check_training,
+    exists,
+    is_index_array,
+    npz_headers,
+    read_json,
+    read_npz,
+)
 from core.world import World, WorldConfig
 
 # Sub-folders of a run directory where a sweep job may have written its pack.
@@ -42,10 +57,11 @@ def demo_dir() -> Path:
 
 
 def find_pack_dir(folder: Path) -> Path | None:
-    """The pack folder inside a run directory or pack folder, or None if it has no results."""
+    """The pack folder inside a run directory or pack folder, or None if it has no results.
+    A ``results.json`` that is a link counts (reading it is refused: the pack shows as broken)."""
     for sub in PACK_SUBDIRS:
         d = Path(folder) / sub if sub else Path(folder)
-        if (d / RESULTS).is_file():
+        if exists(d, RESULTS):
             return d
     return None
 
@@ -53,7 +69,7 @@ def find_pack_dir(folder: Path) -> Path | None:
 def list_packs() -> dict[str, Path]:
     """Packs the app can open: ``"demo"`` (if shipped) and every run with results, newest first."""
     out: dict[str, Path] = {}
-    if (demo_dir() / RESULTS).is_file():
+    if exists(demo_dir(), RESULTS):
         out["demo"] = demo_dir()
     root = runs_dir()
     if root.is_dir():
@@ -152,19 +168,23 @@ class Pack:
 
     # ------------------------------------------------------------ arrays
     def embeddings(self) -> dict[str, np.ndarray]:
-        """All arrays of ``embeddings.npz`` (float16 converted to float32)."""
+        """All arrays of ``embeddings.npz`` (float16 converted to float32), read through the
+        validating reader (core.results.validate): BrokenPack for a crafted or corrupt file."""
         if not self._emb:
-            path = self.root / EMBEDDINGS
-            if not path.is_file():
+            if not exists(self.root, EMBEDDINGS):
                 raise FileNotFoundError(
-                    f"{path.name} is not in {self.root} yet: a sweep writes it when it completes. "
+                    f"{EMBEDDINGS} is not in {self.root} yet: a sweep writes it when it completes. "
                     "Wait for the sweep to finish (see Jobs), resume it, or open another pack."
                 )
-            loaded: dict[str, np.ndarray] = {}
-            with np.load(path, allow_pickle=False) as z:
-                for key in z.files:
-                    a = z[key]
-                    loaded[key] = a.astype(np.float32) if a.dtype == np.float16 else a
+            k = len(self.concepts)
+            arrays = read_npz(
+                self.root, EMBEDDINGS, lambda h: check_embedding_headers(h, k, self.root)
+            )
+            check_embeddings(arrays, k, self.root)
+            loaded = {
+                key: a.astype(np.float32) if a.dtype == np.float16 else a
+                for key, a in arrays.items()
+            }
             # filled whole, then published: sessions sharing a cached Pack never see half of it
             self._emb = loaded
         return self._emb
@@ -182,11 +202,15 @@ class Pack:
 
     def generations(self) -> dict[int, np.ndarray]:
         """Level → (K, m, S, S, 3) uint8 images (identical seeds across levels)."""
-        path = self.root / GENERATIONS
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; this pack has no generated images")
-        with np.load(path, allow_pickle=False) as z:
-            return {int(c): z[f"images_{int(c)}"] for c in z["levels"]}
+        if not exists(self.root, GENERATIONS):
+            raise FileNotFoundError(
+                f"{self.root / GENERATIONS} is missing; this pack has no generated images"
+            )
+        k = len(self.concepts)
+        arrays = read_npz(
+            self.root, GENERATIONS, lambda h: check_generation_headers(h, k, self.root)
+        )
+        return check_generations(arrays, k, self.root)
 
 
 def _valid_k() -> set[int]:
@@ -196,9 +220,12 @@ def _valid_k() -> set[int]:
 
 
 def load_pack(folder: Path) -> Pack:
-    """Load ``results.json`` (+ ``training.json``) of a pack folder or run directory.
+    """Load a pack folder or run directory through the validating reader.
 
-    Raises FileNotFoundError / ValueError with a message that says what to do.
+    ``results.json`` and ``training.json`` are checked against the schema and the array headers
+    of ``embeddings.npz`` / ``generations.npz`` against it (core.results.validate); the arrays
+    themselves are read on first use. FileNotFoundError when there is no pack; BrokenPack (a
+    ValueError) naming the file and what is wrong otherwise.
     """
     root = find_pack_dir(Path(folder))
     if root is None:
@@ -207,18 +234,22 @@ def load_pack(folder: Path) -> Pack:
             'or write a synthetic one with `python -c "from core.results.synthetic import '
             f"write_synthetic_demo_pack as w; w('{folder}')\"`"
         )
-    try:
-        results = json.loads((root / RESULTS).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{root / RESULTS} is not valid JSON ({e}); re-run the sweep") from e
-    if "config" not in results or "concepts" not in results["config"]:
-        raise ValueError(f"{root / RESULTS} has no config.concepts; is it a sweep result?")
+    results = check_results(read_json(root, RESULTS), root)
+    k = len(results["config"]["concepts"])
     training = None
-    if (root / TRAINING).is_file():
-        try:
-            training = json.loads((root / TRAINING).read_text())
-        except json.JSONDecodeError:
-            training = None
+    if exists(root, TRAINING):
+        training = check_training(read_json(root, TRAINING), root)
+    if exists(root, EMBEDDINGS):  # headers, and the small index arrays (ids within K)
+        index = read_npz(
+            root, EMBEDDINGS, lambda h: check_embedding_headers(h, k, root), is_index_array
+        )
+        check_embeddings(index, k, root)
+    if exists(root, GENERATIONS):  # headers, and every listed level has its images
+        headers = npz_headers(root, GENERATIONS)
+        check_generation_headers(headers, k, root)
+        levels = read_npz(root, GENERATIONS, keys=lambda key: key == "levels")["levels"]
+        check_generation_levels(levels, headers, k, root)
+    check_folder(root, GRIDS_DIR)  # no links among the PNG grids (bundles and packs copy them)
     return Pack(root, results, training)
 
 
@@ -240,6 +271,7 @@ def list_models(max_depth: int = 4) -> dict[str, Path]:
 
 __all__ = [
     "METRICS",
+    "BrokenPack",
     "Pack",
     "demo_dir",
     "find_pack_dir",

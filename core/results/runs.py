@@ -13,7 +13,6 @@ per-level table (means over seeds).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +21,10 @@ from typing import Any, Literal
 from core.io import default_base, runs_dir
 from core.jobs.access import DEMO_ID, AccessDenied, Principal, check, current_actor, may_open
 from core.jobs.labels import run_label
+from core.results.aggregate import level_summaries
 from core.results.pack import Pack, demo_dir, find_pack_dir, load_pack
-from core.results.schema import RESULTS, LevelSummary, level_summaries
+from core.results.schema import RESULTS, LevelSummary
+from core.results.validate import BrokenPack, exists, read_json
 
 RunKind = Literal["demo", "sweep", "finetune", "real-sweep", "pack"]
 # Job kinds whose run directory holds a pack; anything else with results.json is a plain "pack".
@@ -43,7 +44,8 @@ class RunInfo:
     base model folder (``"shipped base"`` for the default); levels: configured C_P values;
     levels_done: C_P values with at least one saved record; seeds: configured seeds; state: the
     job's state when a job wrote it (``queued``/``running``/…/``completed``), else
-    ``complete`` / ``partial``; path: the pack folder.
+    ``complete`` / ``partial``, or ``broken`` when the pack fails validation (``reason`` says
+    which file and what is wrong: core.results.validate); path: the pack folder.
     """
 
     id: str
@@ -57,6 +59,12 @@ class RunInfo:
     complete: bool
     state: str
     path: Path
+    reason: str = ""
+
+    @property
+    def broken(self) -> bool:
+        """Whether the pack failed validation (it cannot be opened; ``reason`` says why)."""
+        return self.state == "broken"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (``runs list --json``)."""
@@ -72,20 +80,28 @@ class RunInfo:
             "complete": self.complete,
             "state": self.state,
             "path": str(self.path),
+            "reason": self.reason,
         }
 
     @property
     def label(self) -> str:
-        """One line for a picker: name · date · levels · state."""
+        """One line for a picker: name · date · levels · state (``broken (reason)``)."""
         day = self.created[:16].replace("T", " ") if self.created else "—"
         cps = ", ".join(str(c) for c in self.levels)
-        return f"{self.name} · {day} · C_P {cps} · {self.state}"
+        return f"{self.name} · {day} · C_P {cps} · {self.state_text}"
+
+    @property
+    def state_text(self) -> str:
+        """The state, with the reason for a broken pack: ``broken (results.json: …)``."""
+        return f"broken ({self.reason})" if self.broken else self.state
 
 
 def _read_json(path: Path) -> Any:
+    """A job's small JSON file (config.json, status.json), or None if missing or unreadable;
+    read like pack files (no links, size and depth limits)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return read_json(path.parent, path.name, max_bytes=2**20)
+    except (OSError, ValueError):
         return None
 
 
@@ -108,10 +124,35 @@ def _mtime_iso(path: Path) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def _info(run_id: str, pack_dir: Path, job: dict[str, Any] | None, status: Any) -> RunInfo | None:
-    results = _read_json(pack_dir / RESULTS)
-    if not isinstance(results, dict) or not isinstance(results.get("config"), dict):
-        return None
+def _broken(run_id: str, pack_dir: Path, job: dict[str, Any] | None, reason: str) -> RunInfo:
+    """A pack that fails validation, listed with its reason (like a broken job)."""
+    job_cfg = (job or {}).get("config")
+    name = str(job_cfg.get("name") or "") if isinstance(job_cfg, dict) else ""
+    return RunInfo(
+        id=run_id,
+        kind="demo" if run_id == "demo" else _PACK_KINDS.get(str((job or {}).get("kind")), "pack"),
+        name=name or pack_dir.name,
+        created=str((job or {}).get("created") or _mtime_iso(pack_dir)),
+        model="—",
+        levels=(),
+        levels_done=(),
+        seeds=(),
+        complete=False,
+        state="broken",
+        path=pack_dir,
+        reason=reason,
+    )
+
+
+def _info(run_id: str, pack_dir: Path, job: dict[str, Any] | None, status: Any) -> RunInfo:
+    """The run of ``pack_dir``, validated (core.results.pack.load_pack); a pack that fails
+    validation or cannot be read comes back ``broken`` with the reason, never an exception."""
+    try:
+        results = load_pack(pack_dir).results
+    except BrokenPack as e:
+        return _broken(run_id, pack_dir, job, e.reason)
+    except (OSError, ValueError) as e:
+        return _broken(run_id, pack_dir, job, getattr(e, "strerror", None) or str(e))
     cfg = results["config"]
     job = job or {}
     kind: RunKind = _PACK_KINDS.get(str(job.get("kind")), "pack")
@@ -131,7 +172,7 @@ def _info(run_id: str, pack_dir: Path, job: dict[str, Any] | None, status: Any) 
         created=str(job.get("created") or _mtime_iso(pack_dir / RESULTS)),
         model=_model_label(cfg.get("model")),
         levels=tuple(int(c) for c in cfg.get("levels", [])),
-        levels_done=tuple(sorted({int(r["c_p"]) for r in records if "c_p" in r})),
+        levels_done=tuple(sorted({int(r["c_p"]) for r in records})),
         seeds=tuple(int(s) for s in cfg.get("seeds", [])),
         complete=complete,
         state=state,
@@ -140,28 +181,28 @@ def _info(run_id: str, pack_dir: Path, job: dict[str, Any] | None, status: Any) 
 
 
 def list_runs(include_demo: bool = True) -> list[RunInfo]:
-    """Every readable pack: the demo first (if shipped), then runs newest first. Reads only the
-    small JSON files (results.json, the job's config.json and status.json)."""
+    """Every pack: the demo first (if shipped), then runs newest first; a pack that fails
+    validation is listed as ``broken`` with its reason. Reads the small JSON files
+    (results.json, training.json, the job's config.json and status.json) and the array headers."""
     out: list[RunInfo] = []
-    if include_demo and (demo_dir() / RESULTS).is_file():
-        info = _info("demo", demo_dir(), None, None)
-        if info is not None:
-            out.append(info)
+    if include_demo and exists(demo_dir(), RESULTS):
+        out.append(_info("demo", demo_dir(), None, None))
     root = runs_dir()
     if not root.is_dir():
         return out
     found = []
     for run in root.iterdir():
-        if not run.is_dir() or run.name.startswith("."):
+        if run.name.startswith(".") or not run.is_dir():
             continue
         pack_dir = find_pack_dir(run)
         if pack_dir is None:
             continue
         job = _read_json(run / "config.json")
-        status = _read_json(run / "status.json")
-        info = _info(run.name, pack_dir, job if isinstance(job, dict) else None, status)
-        if info is not None:
-            found.append(info)
+        job = job if isinstance(job, dict) else None
+        if run.is_symlink():
+            found.append(_broken(run.name, run, job, "the run folder is a symbolic link"))
+            continue
+        found.append(_info(run.name, pack_dir, job, _read_json(run / "status.json")))
     found.sort(key=lambda r: (r.created, r.id), reverse=True)
     return out + found
 
@@ -172,18 +213,17 @@ def get_run(ref: str, actor: Principal | None = None) -> RunInfo:
     gets :class:`~core.jobs.access.AccessDenied` for a path or a run that is not theirs."""
     ref = str(ref).strip()
     check_open(ref, actor)
-    if ref == "demo" and (demo_dir() / RESULTS).is_file():
-        demo = _info("demo", demo_dir(), None, None)
-        if demo is not None:
-            return demo
+    if ref == "demo" and exists(demo_dir(), RESULTS):
+        return _info("demo", demo_dir(), None, None)
     run = runs_dir() / ref
     if ref and "/" not in ref and not ref.startswith(".") and run.is_dir():
         pack_dir = find_pack_dir(run)  # one run: only its own small files are read
         if pack_dir is not None:
             job, status = _read_json(run / "config.json"), _read_json(run / "status.json")
-            info = _info(ref, pack_dir, job if isinstance(job, dict) else None, status)
-            if info is not None:
-                return info
+            job = job if isinstance(job, dict) else None
+            if run.is_symlink():
+                return _broken(ref, run, job, "the run folder is a symbolic link")
+            return _info(ref, pack_dir, job, status)
     runs = list_runs()
     path = Path(ref).expanduser()
     if path.is_dir():
@@ -193,9 +233,8 @@ def get_run(ref: str, actor: Principal | None = None) -> RunInfo:
             for r in runs:
                 if r.path.resolve() == resolved:
                     return r
-            info = _info(path.name, pack_dir, _read_json(path / "config.json"), None)
-            if info is not None:
-                return info
+            job = _read_json(path / "config.json")
+            return _info(path.name, pack_dir, job if isinstance(job, dict) else None, None)
     known = ", ".join(r.id for r in runs[:6]) or "none"
     raise ValueError(
         f"unknown run {ref!r}: no results pack with that id or path; known runs: {known} "
@@ -216,6 +255,8 @@ def open_run(
     model's world), since its graph and generations would not match that model.
     """
     info = get_run(ref, actor)
+    if info.broken:
+        raise BrokenPack(info.reason, info.path)
     if complete and not info.complete:
         done = ", ".join(str(c) for c in info.levels_done) or "none"
         raise ValueError(
@@ -243,7 +284,7 @@ def run_summary(
     actor: Principal | None = None,
 ) -> list[LevelSummary]:
     """Per level (ascending C_P): AD, accuracies, incoherence, alignment, attack success, means
-    over the seeds saved so far (core.results.schema.level_summaries)."""
+    over the seeds saved so far (core.results.aggregate.level_summaries)."""
     return level_summaries(open_run(ref, complete, model, actor).records)
 
 

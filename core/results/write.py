@@ -2,8 +2,13 @@
 
 A pack is the sweep's ``results.json``, ``embeddings.npz``, ``generations.npz``,
 ``training.json`` and the PNG grids of the seed the pack files were assembled from
-(core/sweep/level.py ``assemble``); the per-level ``levels/*.npz`` stay behind. Each file is
-copied atomically, and the copy is loaded back with core.results.pack.load_pack before returning.
+(core/sweep/level.py ``assemble``); the per-level ``levels/*.npz`` stay behind.
+
+The sweep folder is untrusted input (core.results.validate): every file is read once, without
+following links, and the bytes read are validated (schema, array headers and index values,
+decoded PNGs) before any of them is written; file names come from the validated integer levels
+and seed, and every written path is checked to lie inside ``out``. Each file is written
+atomically, and the copy is loaded back with core.results.pack.load_pack before returning.
 """
 
 from __future__ import annotations
@@ -13,43 +18,131 @@ from typing import Any
 
 import numpy as np
 
-from core.io import (
-    atomic_save_npz,
-    atomic_write_bytes,
-    atomic_write_json,
-    ensure_writable_dir,
-    read_json_file,
-)
+from core.io import atomic_save_npz, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from core.results.pack import EMBEDDINGS, GENERATIONS, TRAINING, load_pack
+from core.results.schema import GRIDS_DIR, PACK_FILES, RESULTS, grid_file
+from core.results.validate import (
+    MAX_JSON_BYTES,
+    MAX_NPZ_BYTES,
+    MAX_PNG_BYTES,
+    BrokenPack,
+    check_embedding_headers,
+    check_embeddings,
+    check_generation_headers,
+    check_generations,
+    check_png,
+    check_results,
+    check_training,
+    exists,
+    parse_json,
+    read_file,
+    read_npz,
+)
 
-PACK_FILES = ("results.json", "embeddings.npz", "generations.npz", "training.json")
+# What a pack folder may hold at its top level (``--force`` replaces only such a folder).
+PACK_ENTRIES: frozenset[str] = frozenset(
+    {*PACK_FILES, GRIDS_DIR, "README.md", "defense.json", "science.json"}
+)
 
 
-def write_pack(sweep_dir: Path, out: Path, note: str | None = None) -> dict[str, int]:
-    """Copy the pack files of ``sweep_dir`` into ``out``; returns {relative path: bytes}."""
+def check_replaceable_pack(out: Path) -> None:
+    """ValueError unless ``out`` is absent, empty, or itself a pack (``results.json`` and only
+    pack files: :data:`PACK_ENTRIES`, ``defense_*.npz``): ``sweep-pack --force`` replaces
+    nothing else (a sweep folder, a home folder, a link)."""
+    out = Path(out)
+    if out.is_symlink():
+        raise ValueError(f"--out {out}: is a symbolic link; give the pack folder itself")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not exists(out, RESULTS) or not (out / RESULTS).is_file() or (out / RESULTS).is_symlink():
+        raise ValueError(
+            f"--out {out}: is not a pack (no {RESULTS}); --force replaces only a pack folder: "
+            "choose a new or empty folder"
+        )
+    other = sorted(
+        p.name
+        for p in out.iterdir()
+        if p.name not in PACK_ENTRIES
+        and not (p.name.startswith("defense_") and p.name.endswith(".npz"))
+    )
+    if other:
+        raise ValueError(
+            f"--out {out}: is not only a pack (it also holds {', '.join(other[:5])}); "
+            "--force replaces only a pack folder: choose a new or empty folder"
+        )
+
+
+def _output_path(out: Path, rel: str) -> Path:
+    """``out/rel``, proven to lie inside ``out`` (no ``..``, no link on the way)."""
+    dest = (Path(out) / rel).resolve()
+    base = Path(out).resolve()
+    if base not in dest.parents:
+        raise ValueError(f"out: {rel!r} would be written outside {out}; refusing")
+    return dest
+
+
+def read_sweep(sweep_dir: Path) -> dict[str, bytes]:
+    """The files a pack is made of, read once from ``sweep_dir`` and validated as read:
+    relative path → bytes. FileNotFoundError for an unfinished sweep, BrokenPack (ValueError)
+    for a crafted or corrupt one."""
     sweep_dir = Path(sweep_dir)
-    missing = [f for f in PACK_FILES if not (sweep_dir / f).is_file()]
+    missing = [f for f in PACK_FILES if not exists(sweep_dir, f)]
     if missing:
         raise FileNotFoundError(
             f"sweep_dir: {sweep_dir} lacks {missing}; let the sweep finish (or resume it with "
             f"the same `implosion sweep` command) before packing"
         )
-    results = read_json_file(
-        sweep_dir / "results.json", "sweep_dir", "resume the sweep with the same command first"
-    )
+    files = {rel: read_file(sweep_dir, rel, MAX_JSON_BYTES) for rel in (RESULTS, TRAINING)}
+    results = check_results(parse_json(files[RESULTS], RESULTS, sweep_dir), sweep_dir)
+    check_training(parse_json(files[TRAINING], TRAINING, sweep_dir), sweep_dir)
     if not results.get("complete", True):
         raise ValueError(f"sweep_dir: {sweep_dir} holds an unfinished sweep; resume it first")
-    seed = results["config"]["seeds"][0]
+    cfg = results["config"]
+    if not cfg.get("seeds") or not cfg.get("levels"):
+        raise BrokenPack(f"{RESULTS}: config.seeds and config.levels must not be empty", sweep_dir)
+    k = len(cfg["concepts"])
+    files[EMBEDDINGS] = read_file(sweep_dir, EMBEDDINGS, MAX_NPZ_BYTES)
+    emb = read_npz(
+        sweep_dir,
+        EMBEDDINGS,
+        lambda h: check_embedding_headers(h, k, sweep_dir),
+        data=files[EMBEDDINGS],
+    )
+    check_embeddings(emb, k, sweep_dir)
+    del emb
+    files[GENERATIONS] = read_file(sweep_dir, GENERATIONS, MAX_NPZ_BYTES)
+    gens = read_npz(
+        sweep_dir,
+        GENERATIONS,
+        lambda h: check_generation_headers(h, k, sweep_dir),
+        data=files[GENERATIONS],
+    )
+    check_generations(gens, k, sweep_dir)
+    del gens
+    seed = int(cfg["seeds"][0])
+    for c in cfg["levels"]:
+        rel = grid_file(Path(), int(c), seed).as_posix()
+        files[rel] = read_file(sweep_dir, rel, MAX_PNG_BYTES)
+        check_png(files[rel], rel, sweep_dir)
+    return files
+
+
+def write_pack(
+    sweep_dir: Path, out: Path, note: str | None = None, files: dict[str, bytes] | None = None
+) -> dict[str, int]:
+    """Copy the pack files of ``sweep_dir`` into ``out``; returns {relative path: bytes}.
+
+    Everything is read and validated (:func:`read_sweep`, or ``files`` it returned) before the
+    first byte is written."""
+    files = read_sweep(sweep_dir) if files is None else files
     out = ensure_writable_dir(Path(out), "out")
-    (out / "grids").mkdir(exist_ok=True)
+    (out / GRIDS_DIR).mkdir(exist_ok=True)
     sizes: dict[str, int] = {}
-    names = [*PACK_FILES, *(f"grids/cp{c}_seed{seed}.png" for c in results["config"]["levels"])]
-    for rel in names:
-        data = (sweep_dir / rel).read_bytes()
-        atomic_write_bytes(out / rel, data)
+    for rel, data in files.items():
+        atomic_write_bytes(_output_path(out, rel), data)
         sizes[rel] = len(data)
     if note:
-        atomic_write_bytes(out / "README.md", note.encode())
+        atomic_write_bytes(_output_path(out, "README.md"), note.encode())
     load_pack(out)  # fails loudly if the copy is not a readable pack
     return sizes
 
