@@ -67,8 +67,10 @@ def resolve_pack(arg: str) -> Path:
 
 def _defend(args: argparse.Namespace) -> int:
     from core.defend.config import DefenseConfig
+    from core.defend.report import check_attack
     from core.results.pack import load_pack
 
+    check_attack(args.epsilon, args.pgd_steps)  # before any work: --epsilon inf is one line
     pack_dir = resolve_pack(args.pack)
     if args.compare is not None:
         return _compare(pack_dir, resolve_pack(str(args.compare)), args.json)
