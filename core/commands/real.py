@@ -212,6 +212,7 @@ def _sweep(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(cfg.levels) * len(cfg.seeds) * cfg.steps, unit="step", disable=args.json)
 
     def progress(step: int, total: int, msg: str, loss: float | None) -> None:
+        bar.total = total  # fine-tune steps and one unit per level's evaluation
         bar.n = step
         bar.set_postfix_str(msg if loss is None else f"{msg} loss {loss:.4f}")
         bar.refresh()
