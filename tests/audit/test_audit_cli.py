@@ -154,3 +154,25 @@ def test_plan_ad_equals_the_sweeps_recorded_ad(capsys):
     assert (
         out["prediction"]["low"] <= out["prediction"]["acc_unpoisoned"] <= out["prediction"]["high"]
     )
+
+
+@pytest.mark.slow  # loads the shipped base (84 s at load 26 on 2 cores)
+def test_dataset_with_the_mini_encoder_labels_world_concepts(tmp_path, capsys):
+    from core.world import World, WorldConfig
+
+    world = World(WorldConfig(n_concepts=32))
+    d = world.sample(2, seed=0, concepts=[0, 5, 9])
+    folder = tmp_path / "data"
+    folder.mkdir()
+    from PIL import Image
+
+    u8 = ((d.images.transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255).astype("uint8")
+    for i, (im, cap) in enumerate(zip(u8, d.captions, strict=True)):
+        Image.fromarray(im).save(folder / f"p{i}.png")
+        (folder / f"p{i}.txt").write_text(cap)
+    assert main(["audit", "--dataset", str(folder), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 6
+    assert {c["name"] for c in out["concepts"]} == {world.names[i] for i in (0, 5, 9)}
+    assert out["prediction"] is not None  # the shipped base's calibration applies
+    assert set(out["prediction"]["ad_range"]) == {"acc_unpoisoned", "incoherence"}
