@@ -170,33 +170,37 @@ def early(demo: Pack) -> list[dict[str, Any]]:
     return out
 
 
+def write_random_npz(path: Path, n: int, d: int, k: int = 32, chunk: int = 65_536) -> None:
+    """n pairs (image = text concept centre + noise, K concepts) streamed into an uncompressed
+    npz, as ``np.savez`` lays it out, without holding the arrays: noise is one (chunk, d) block
+    reused with a random row shift per chunk (the numbers only have to look like embeddings)."""
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    centres = 2 * rng.standard_normal((k, d), dtype=np.float32)
+    noise = rng.standard_normal((chunk, d), dtype=np.float32)
+    lab = rng.integers(0, k, n)
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, sign in (("image", 1.0), ("text", -1.0)):
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:
+                header = {"descr": "<f4", "fortran_order": False, "shape": (n, d)}
+                np.lib.format.write_array_header_1_0(fh, header)
+                for a in range(0, n, chunk):
+                    b = min(n, a + chunk)
+                    block = np.roll(noise, int(rng.integers(chunk)), axis=0)[: b - a]
+                    fh.write((centres[lab[a:b]] + sign * block).astype("<f4").tobytes())
+        with zf.open("caption_concept.npy", "w", force_zip64=True) as fh:
+            np.lib.format.write_array(fh, lab)
+    tmp.replace(path)
+
+
 def scale_run(n: int, d: int, where: Path) -> dict[str, Any]:
     """Write n random pairs (K = 32 concepts) once, then time `implosion audit --embeddings`."""
     path = where / f"pairs_{n}_{d}.npz"
     if not path.is_file():
-        where.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(0)
-        k = 32
-        centres = rng.normal(size=(k, d)).astype(np.float32)
-        lab = rng.integers(0, k, n)
-        img = np.lib.format.open_memmap(where / "image.npy", "w+", np.float32, (n, d))
-        txt = np.lib.format.open_memmap(where / "text.npy", "w+", np.float32, (n, d))
-        for a in range(0, n, 100_000):
-            b = min(n, a + 100_000)
-            img[a:b] = centres[lab[a:b]] + rng.normal(size=(b - a, d)).astype(np.float32)
-            txt[a:b] = centres[lab[a:b]] + rng.normal(size=(b - a, d)).astype(np.float32)
-        img.flush()
-        txt.flush()
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            image=np.load(where / "image.npy", mmap_mode="r"),
-            text=np.load(where / "text.npy", mmap_mode="r"),
-            caption_concept=lab,
-        )
-        tmp.replace(path)
-        (where / "image.npy").unlink()
-        (where / "text.npy").unlink()
+        write_random_npz(path, n, d)
     before = load()
     t0 = time.perf_counter()
     proc = subprocess.run(
