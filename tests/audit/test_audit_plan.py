@@ -64,3 +64,22 @@ def test_manifest_uploaded_alone_reads_relative_to_a_root(tmp_path):
     m.write_text(json.dumps({"image": "../upload/m.jsonl", "caption": "x"}) + "\n")
     with pytest.raises(ValueError, match="outside its folder"):
         manifest_records(m, images)
+
+
+def test_real_clip_folder_has_no_calibration_without_a_real_sweep(tmp_path):
+    from PIL import Image
+
+    from core.audit.request import AuditRequest, prepare
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.new("RGB", (4, 4)).save(data / f"d{i}.png")
+        (data / f"d{i}.txt").write_text("a dog")
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    (clip / "config.json").write_text("{}")
+    prep = prepare(AuditRequest("dataset", path=str(data), clip=str(clip)))
+    assert prep.calibration is None
+    assert "no calibration exists for CLIP" in prep.no_calibration
+    assert prep.records is not None and len(prep.records[0]) == 2
