@@ -93,7 +93,7 @@ def overlap_figure(report: AuditReport, top: int = 15) -> Any:
             y=[pos[c][1] for c in ids],
             mode="markers+text",
             text=[names[c] for c in ids],
-            textposition="top center",
+            textposition=[_outward(*pos[c]) for c in ids],
             marker={
                 "size": [10 + 300 * share.get(c, 0.0) for c in ids],
                 "color": NODE,
@@ -113,6 +113,13 @@ def overlap_figure(report: AuditReport, top: int = 15) -> Any:
         title=f"{len(pairs)} most overlapping concept pairs (width: |Δcos|)",
     )
     return fig
+
+
+def _outward(x: float, y: float) -> str:
+    """Label position pointing away from the circle's centre (labels don't cross edges)."""
+    vert = "top" if y > 0.35 else "bottom" if y < -0.35 else "middle"
+    horiz = "right" if x > 0.35 else "left" if x < -0.35 else "center"
+    return f"{vert} {horiz}"
 
 
 def _band(frac: float) -> int:
