@@ -126,15 +126,16 @@ def pinned_rows(
 
     images = pinned_images(gens, pinned, c_p, samples)
     m = images.shape[1] // 2
-    widths = [1.6] + [1.0] * (2 * m)
+    widths = [1.6] + [1.0] * images.shape[1]
     width: int | str = image_px if image_px else "stretch"
     head = st.columns(widths)
-    head[1].markdown("**clean**")
-    head[1 + m].markdown(f"**C_P {c_p}**")
+    head[1].markdown("**clean**" if c_p else f"**clean (C_P 0): {images.shape[1]} seeds**")
+    if c_p:
+        head[1 + m].markdown(f"**C_P {c_p}**")
     for k, label in enumerate(row_labels(pack, pinned, c_p)):
         cols = st.columns(widths, vertical_alignment="center")
         cols[0].markdown(f":red[**{label} ▼**]" if k == mark else label)
-        for j in range(2 * m):
+        for j in range(images.shape[1]):
             cols[1 + j].image(upscale(images[k, j], 2), width=width)
 
 

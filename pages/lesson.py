@@ -47,8 +47,7 @@ if "lesson_next" in st.session_state:  # set by Back / Next, applied before the 
     st.session_state["lesson_step"] = st.session_state.pop("lesson_next")
 url_choice("step", "lesson_step", numbers, 1)
 
-back, pick, fwd = st.columns([1.3, 7, 1.3], vertical_alignment="bottom")
-n = pick.segmented_control(
+n = st.segmented_control(
     "Step",
     numbers,
     key="lesson_step",
@@ -60,12 +59,6 @@ if n not in numbers:  # a click on the selected step clears the control: stay on
     st.rerun()
 st.session_state["_lesson_last"] = n
 url_keep("step", "lesson_step", n)
-if back.button("◀ Back", key="lesson_back", disabled=n <= 1, width="stretch"):
-    st.session_state["lesson_next"] = n - 1
-    st.rerun()
-if fwd.button("Next ▶", key="lesson_fwd", disabled=n >= len(steps), width="stretch"):
-    st.session_state["lesson_next"] = n + 1
-    st.rerun()
 
 step = steps[n - 1]
 text, figure = st.columns([1, 1.5], gap="medium")
@@ -73,7 +66,14 @@ with text:
     st.markdown(f"#### {n} · {step.title}")
     st.markdown(f"**What to notice** (C_P {step.c_p}). {step.notice}")
     st.info(f"**Question for the room.** {step.question}")
-    if st.button(f"Open the Story at C_P {step.c_p}", key="lesson_story"):
+    back, fwd, story = st.columns([1, 1, 1.6])
+    if back.button("◀ Back", key="lesson_back", disabled=n <= 1, width="stretch"):
+        st.session_state["lesson_next"] = n - 1
+        st.rerun()
+    if fwd.button("Next ▶", key="lesson_fwd", disabled=n >= len(steps), width="stretch"):
+        st.session_state["lesson_next"] = n + 1
+        st.rerun()
+    if story.button(f"Story at C_P {step.c_p}", key="lesson_story", width="stretch"):
         st.session_state["story_next"] = step.c_p
         st.switch_page("pages/story.py", query_params={"cp": str(step.c_p)})
 with figure:
@@ -82,8 +82,12 @@ with figure:
         pinned_rows(pack, pinned, gens, step.c_p, samples=2, image_px=64)
         st.caption(
             "The pinned prompts, the same at every step: × poisoned · ≈ related (shares two words "
-            f"with a poisoned concept) · seed {pinned.seed}, the same sampling seeds left (clean) "
-            "and right (this C_P)."
+            f"with a poisoned concept) · seed {pinned.seed}"
+            + (
+                ", the same sampling seeds left (clean) and right (this C_P)."
+                if step.c_p
+                else ", clean model: what each prompt should look like."
+            )
         )
     else:
         pos = None

@@ -196,3 +196,18 @@ def test_handout_cli_writes_the_demo_handout_and_keeps_existing_files(tmp_path, 
     assert main(["handout", "--out", str(out), "--no-curve"]) == 2  # never overwritten
     assert "already exists" in capsys.readouterr().err
     assert out.read_text() == text
+
+
+def test_pinned_images_clean_beside_poisoned_and_clean_alone_at_zero(tmp_path):
+    from core.lesson import pinned_images
+
+    pack = _pack(tmp_path)
+    pinned = pinned_prompts(pack)
+    gens = {c: np.full((K, 4, 8, 8, 3), c, dtype=np.uint8) for c in LEVELS}
+    both = pinned_images(gens, pinned, 8, samples=2)
+    assert both.shape[:2] == (len(pinned.ids), 4)
+    assert (both[:, :2] == 0).all() and (both[:, 2:] == 8).all()  # clean | C_P 8, same seeds
+    alone = pinned_images(gens, pinned, 0, samples=2)
+    assert alone.shape[:2] == (len(pinned.ids), 4) and (alone == 0).all()
+    with pytest.raises(KeyError, match="C_P 2"):
+        pinned_images(gens, pinned, 2)

@@ -150,10 +150,13 @@ def pinned_images(
     gens: dict[int, np.ndarray], pinned: PinnedPrompts, c_p: int, samples: int = 2
 ) -> np.ndarray:
     """(R, 2·samples, S, S, 3) uint8: for each pinned row, ``samples`` clean images (C_P 0) then
-    the same sampling seeds at ``c_p``. KeyError naming the level when one is missing."""
+    the same sampling seeds at ``c_p`` (at ``c_p`` 0: 2·samples clean images, nothing repeated).
+    KeyError naming the level when one is missing."""
     for c in (0, c_p):
         if c not in gens:
             raise KeyError(f"c_p: this pack has no generated images for C_P {c}")
     ids = list(pinned.ids)
+    if c_p == 0:
+        return gens[0][ids, : min(2 * samples, gens[0].shape[1])]
     m = min(samples, gens[0].shape[1], gens[c_p].shape[1])
     return np.concatenate([gens[0][ids, :m], gens[c_p][ids, :m]], axis=1)

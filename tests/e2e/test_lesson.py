@@ -121,10 +121,11 @@ def test_jobs_shows_a_finished_run_as_labelled_rows(demo_server, browser_context
     page.set_viewport_size(PROJECTOR)
     try:
         page.goto(f"{demo_server['url']}/jobs?run={run_id}", timeout=60_000)
-        page.get_by_text("Result: clean | poisoned at C_P 4").first.wait_for(timeout=60_000)
-        wait_idle(page, 60_000)
         heading = page.get_by_text("Result: clean | poisoned at C_P 4").first
-        heading.scroll_into_view_if_needed()
+        heading.wait_for(timeout=60_000)
+        wait_idle(page, 60_000)
+        heading.wait_for(timeout=60_000)  # the page may have drawn itself once more
+        heading.scroll_into_view_if_needed(timeout=60_000)
         page.locator(IMAGES).nth(4 * len(pinned.ids) - 1).wait_for(timeout=60_000)
         page.wait_for_timeout(600)
         body = page.locator("body").inner_text()
