@@ -171,3 +171,31 @@ def test_jobs_shows_a_finished_runs_result_as_labelled_rows(assets):
     for name in pinned.names:
         assert any(v.lstrip("×≈ ") == name for v in labels), name
     assert len(at.get("image")) == 4 * len(pinned.ids)  # two clean, two poisoned per row
+
+
+def test_claims_panel_reconciles_a_missed_implosion_with_failing_prompts(tmp_path):
+    """On the shipped demo (implosion target missed by a point while prompts visibly fail), the
+    panel says what was measured against what the target asks."""
+    from core.analysis.claims import pack_claims
+    from core.results.pack import demo_dir, load_pack
+    from tests.app.conftest import ROOT
+
+    if not (demo_dir() / "results.json").is_file():
+        import pytest
+
+        pytest.skip("assets/demo is missing")
+    claim = pack_claims(load_pack(demo_dir())).get("implosion_ratio")
+    script = tmp_path / "panel.py"
+    script.write_text(
+        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from pathlib import Path\n"
+        "from pages._claims import render_claims_panel\n"
+        f"render_claims_panel(Path({str(demo_dir())!r}))\n"
+    )
+    at = AppTest.from_file(str(script), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    text = " ".join(m.value for m in at.markdown)
+    if claim.holds is False:
+        assert "Both are true" in text and f"{claim.value:.0%}" in text
+    else:
+        assert "Both are true" not in text
