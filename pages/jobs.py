@@ -93,10 +93,11 @@ def custom_sweep_config(
         cfg["concepts"] = [names.index(n) for n in concepts]
         cfg.setdefault("levels", list(range(0, len(concepts) + 1)))
     job_only = {"preset", "executor", "address"}  # read by the job, not SweepConfig fields
-    make_preset(
-        preset,
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k not in job_only},
-    )
+    from core.sweep.checks import check_sweep
+
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+    sweep = make_preset(preset, **{k: v for k, v in fields.items() if k not in job_only})
+    check_sweep(sweep)  # the launcher's checks, as the CLI's: C_P ≤ K, memory
     return cfg
 
 

@@ -347,6 +347,11 @@ def test_jobs_page_selects_a_newly_started_sweep(finished_run, monkeypatch):
         started["id"] = real_start("dummy", {"steps": 2, "step_seconds": 0.01}, device="cpu")
         return started["id"]
 
+    import core.sweep.experiment as experiment
+    from core.world import World, WorldConfig
+
+    # the launcher's checks read K from the model folder (this test's assets have none)
+    monkeypatch.setattr(experiment, "model_world", lambda model=None: World(WorldConfig(32)))
     at = run("jobs", query={"run": finished_run})
     assert at.selectbox(key="j_run").value == finished_run
     monkeypatch.setattr(core.jobs, "start_job", fake_sweep)
@@ -387,6 +392,11 @@ def test_jobs_page_shows_level_states_and_starts_on_ray(finished_run, monkeypatc
 
     monkeypatch.setattr(core.jobs, "start_job", fake_start)
     monkeypatch.setattr(executors, "ray_available", lambda: True)
+    import core.sweep.experiment as experiment
+    from core.world import World, WorldConfig
+
+    # the launcher's checks read K from the model folder (this test's assets have none)
+    monkeypatch.setattr(experiment, "model_world", lambda model=None: World(WorldConfig(32)))
     # a cluster address only when the server was started allowing it (implosion app
     # --allow-ray-address); otherwise local only, with how to allow it
     monkeypatch.delenv(executors.ALLOW_RAY_ADDRESS_ENV, raising=False)
@@ -407,6 +417,12 @@ def test_jobs_page_shows_level_states_and_starts_on_ray(finished_run, monkeypatc
     at.text_input(key="j_ray_address").input("local").run()
     at.button(key="j_start_sweep").click().run()
     assert "pip install -e '.[cluster]'" in at.error[0].value
+    # the launcher's checks run before a job is accepted (here: C_P beyond the model's K)
+    seen.clear()
+    at.text_input(key="j_ray_address").input("").run()
+    at.text_input(key="j_levels").input("0 33").run()
+    at.button(key="j_start_sweep").click().run()
+    assert not seen and "exceed K=32" in at.error[0].value
 
 
 def test_route_through_app_flips_the_legacy_flag_once(monkeypatch):
