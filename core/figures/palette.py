@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import plotly.graph_objects as go
+import plotly.io as pio
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under common colour blindness.
 BLACK = "#000000"
@@ -72,6 +74,14 @@ def rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r}, {g}, {b}, {alpha})"
 
 
+@functools.cache
+def _white_template() -> go.layout.Template:
+    """``plotly_white`` as a template object, looked up once: given by name, plotly rebuilds and
+    validates the whole template on every ``update_layout``; an object is only copied (about 3×
+    less CPU; styling was a third of a profiled C_P step on the Story page)."""
+    return pio.templates["plotly_white"]
+
+
 def style(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
     """Apply the shared style: white template, ≥ 16 px text, legend at the bottom, readable hover.
 
@@ -80,7 +90,7 @@ def style(fig: go.Figure, title: str | None = None, height: int | None = None) -
     and a narrow column still fits a legend that wraps to several rows.
     """
     fig.update_layout(
-        template="plotly_white",
+        template=_white_template(),
         font={"size": FONT_SIZE, "family": "Arial, Helvetica, sans-serif", "color": "#111111"},
         title={"text": title, "font": {"size": FONT_SIZE + 4}} if title else None,
         legend={
