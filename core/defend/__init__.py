@@ -1,4 +1,4 @@
-"""Defend: AD-based poison detection and the defended sweep (issue 16).
+"""Defend: AD-based poison detection, scored against a pack's ground truth.
 
 Public API::
 
@@ -9,9 +9,9 @@ Public API::
     evaluate_pack(pack, ...) -> DefenseReport;  pack_report(pack) stores defense.json
     apply_defense(defense, x, y, caption_concept, poisoned) -> keep mask, record fields
 
-The defended sweep itself (``core.defend.sweep``, job kind ``defended-sweep``) and the
-attacked-vs-defended comparison (``core.defend.compare``) import the sweep and are not
-re-exported here, so ``core.sweep`` can import :mod:`core.defend.config` without a cycle.
+The defended sweep is a sweep variant (:mod:`core.sweep.defended`, job kind ``defended-sweep``):
+the sweep depends on defend (its config and filter), never the other way round. The
+attacked-vs-defended comparison (``core.defend.compare``) reads two packs.
 """
 
 from core.defend.config import DETECTOR_NAMES, METHODS, DefenseConfig

@@ -64,7 +64,7 @@ def test_defended_sweep_refuses_bad_requests(attacked, tmp_path, capsys):
     assert "levels: [7] are not in" in capsys.readouterr().err
     assert main(["defend", "--pack", str(attacked), "--sweep", "--fpr", "2"]) == 2
     assert "defense.fpr" in capsys.readouterr().err
-    from core.defend.sweep import defended_config
+    from core.sweep.defended import defended_config
 
     with pytest.raises(ValueError, match="defense: unknown keys"):
         DefenseConfig.coerce({"detector": "misalignment", "rate": 0.1})

@@ -1,4 +1,5 @@
-"""Defended sweep: the attacked pack's sweep again, with flagged training pairs dropped per level.
+"""Defended sweep, a sweep variant: the attacked pack's sweep again, with flagged training pairs
+dropped per level.
 
 The attacked pack's sweep config is reused field for field (same model, poison, fine-tune and
 evaluation; the fine-tune seed of each (C_P, seed) is the same, so attacked and defended runs
@@ -7,7 +8,7 @@ building the training pairs (core/sweep/level.py → :func:`core.defend.filter.a
 output is an ordinary sweep folder and pack, named ``<attacked>-defended-<detector>-fpr<pct>``
 under the runs directory by default so the explorer lists it beside the attacked one.
 
-Job kind ``defended-sweep`` (``core.defend.sweep:run_job``): config {"pack", "detector", "fpr",
+Job kind ``defended-sweep`` (``core.sweep.defended:run_job``): config {"pack", "detector", "fpr",
 "out"?, "levels"?, "seeds"?, "workers"?}.
 """
 
@@ -24,7 +25,7 @@ from core.jobs import register_kind
 from core.jobs.context import JobContext
 from core.results.pack import load_pack
 
-register_kind("defended-sweep", "core.defend.sweep:run_job")
+register_kind("defended-sweep", "core.sweep.defended:run_job")
 
 
 def defended_name(attacked: str, defense: DefenseConfig) -> str:
