@@ -51,7 +51,7 @@ def _stamp(path: Path) -> float:
 def _load(path: str, stamp: float) -> Pack:
     """The pack, shared by every session. Its embeddings are read here, before it is shared:
     ``Pack.embeddings`` fills its dict lazily, and a second session reading it half-filled saw
-    levels missing (found by the 10-session load test)."""
+    levels missing when many sessions opened it at once)."""
     pack = load_pack(Path(path))
     try:
         pack.embeddings()

@@ -3,7 +3,7 @@
 Both packs are ordinary sweep results; records are matched on (C_P, seed) so the comparison uses
 only the seeds both ran. The *implosion gap* at level c is ``acc_unpoisoned(C_P=0) −
 acc_unpoisoned_attacked(c)``; the defense *recovers* ``(acc_defended(c) − acc_attacked(c)) / gap``
-of it. Targets (issue 16): AD lower at every C_P ≥ 4, recovery ≥ ½ at the largest C_P that still
+of it. Targets: AD lower at every C_P ≥ 4, recovery ≥ ½ at the largest C_P that still
 has unpoisoned concepts.
 
 Only a pack and its own defended sweep are compared (:func:`check_pair`): same model, K and

@@ -1,6 +1,6 @@
 """Blocked, streaming kernels behind :mod:`core.metrics.ad` (private; use the public API).
 
-Notation (SCIENCE.md): n pairs, embedding width d, image embeddings X (n×d), text embeddings Y (n×d),
+Notation (docs/science.md): n pairs, embedding width d, image embeddings X (n×d), text embeddings Y (n×d),
 rows L2-normalised inside. For a row block I and a column block J we never form the two n×n Gram
 matrices; one GEMM gives their difference directly::
 

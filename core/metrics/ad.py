@@ -1,5 +1,5 @@
 """Alignment Difficulty (AD), Ding et al., *Understanding Implosion in Text-to-Image Generative
-Models*, CCS 2024 (arXiv 2409.12314). See ``shared/SCIENCE.md`` for the definition and a worked case.
+Models*, CCS 2024 (arXiv 2409.12314). See ``docs/science.md`` for the definition and a worked case.
 
 For n pairs (x_i image embedding, y_i text embedding), each L2-normalised::
 

@@ -26,7 +26,7 @@ METHODS: tuple[str, ...] = ("dirty-label", "nightshade")
 TargetRule = Literal["random", "nearest", "farthest"]
 TARGET_RULES: tuple[str, ...] = ("random", "nearest", "farthest")
 # Mini world: an unpoisoned concept is related to a poisoned one when they share ≥ 2 of the three
-# attribute words (size, colour, shape); see shared/SCIENCE.md.
+# attribute words (size, colour, shape); see docs/science.md.
 RELATED_MIN_SHARED = 2
 
 

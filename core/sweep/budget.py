@@ -1,4 +1,5 @@
-"""Poison-count sweep on one concept: how many samples each method needs (claim (d) of issue 4).
+"""Poison-count sweep on one concept: how many samples each method needs (the paper's
+claim that few Nightshade-style poisons do what many dirty-label ones do).
 
 For each method (dirty-label, Nightshade-style) and poison count N_p, fine-tune the clean base on
 clean pairs plus N_p poison pairs for one concept A (target B) and measure attack success: the

@@ -99,7 +99,7 @@ class SweepConfig:
         return SweepConfig(**d)
 
 
-# The CPU presets' attack and fine-tune (bench/results/science.md, issue 12): poisons replace the
+# The CPU presets' attack and fine-tune (bench/results/science.md): poisons replace the
 # poisoned captions' clean pairs, three per clean image (a pure structure conflict, with the poisoned
 # captions outweighing the clean ones), and the fine-tune trains rank-1 LoRA adapters on the
 # cross-attention projections (a text→image path too narrow to memorise each swap on its own).
@@ -152,7 +152,7 @@ PRESETS: dict[str, SweepConfig] = {
         grid_samples=4,
         probe_every=10,
     ),
-    # the faithful experiment (shared/SCIENCE.md): one H200, 400 steps × 256 per level
+    # the faithful experiment (docs/science.md): one H200, 400 steps × 256 per level
     "gpu-full": SweepConfig(
         preset="gpu-full",
         levels=(0, 1, 2, 4, 8, 16, 24, 32),

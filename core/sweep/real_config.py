@@ -22,7 +22,7 @@ MODES: tuple[str, ...] = (
     "lora",
 )  # = core.models.lora.MODES (no torch import here)
 PRECISIONS: tuple[str, ...] = ("auto", "no", "bf16", "fp16")  # as core.training.real
-# How AD's feature term rescales matched CLIP cosines (shared/SCIENCE.md): the released code's
+# How AD's feature term rescales matched CLIP cosines (docs/science.md): the released code's
 # interval for CLIP ViT-B/32, quantiles of this sweep's clean pairs, raw cosines, or ad_interval.
 RESCALES: tuple[str, ...] = ("clip", "calibrate", "none", "custom")
 CLIP_INTERVAL: tuple[float, float] = (0.20, 0.45)  # = core.metrics.CLIP_SCALE
