@@ -5,6 +5,7 @@ forecast beside the measured outcome; one click launches the run that checks the
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -67,8 +68,12 @@ try:
         up = st.file_uploader("Manifest (.jsonl / .csv)", type=["jsonl", "csv"], key="a_upload")
         root = st.text_input("Folder the manifest's image paths are relative to", key="a_root")
         if up is not None and root:
-            tmp = Path(tempfile.mkdtemp(prefix="audit-manifest-")) / Path(up.name).name
-            tmp.write_bytes(up.getvalue())
+            data = up.getvalue()  # one file per content: reruns reuse it (and the cached audit)
+            digest = hashlib.sha256(data).hexdigest()[:16]
+            tmp = Path(tempfile.gettempdir()) / f"audit-manifest-{digest}" / Path(up.name).name
+            if not tmp.is_file():
+                tmp.parent.mkdir(exist_ok=True)
+                tmp.write_bytes(data)
             req = AuditRequest("manifest", path=str(tmp), root=root, model=model)
     else:
         packs = list_packs()
