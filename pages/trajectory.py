@@ -45,11 +45,15 @@ if pack is not None:
     run_banner(pack)
 render_claims_panel(pack)
 
-tabs = st.tabs(
-    ["AD and implosion", "Over training steps", "Per-concept contributions", "Theory sandbox"],
-    key="traj_tab",
-    on_change="rerun",
-)
+TABS = ["AD and implosion", "Over training steps", "Per-concept contributions", "Theory sandbox"]
+TAB_URL = ["curve", "steps", "concepts", "theory"]  # ?tab= names (short, no spaces)
+url_tab = st.query_params.get("tab")
+if url_tab in TAB_URL and url_tab != st.session_state.get("_traj_tab_url_seen"):
+    st.session_state["_traj_tab_url_seen"] = url_tab
+    st.session_state["traj_tab"] = TABS[TAB_URL.index(url_tab)]
+tabs = st.tabs(TABS, key="traj_tab", on_change="rerun")
+open_tab = next((u for t, u in zip(tabs, TAB_URL) if t.open), TAB_URL[0])
+url_keep("tab", "traj_tab", open_tab)
 
 
 with tabs[0]:

@@ -126,6 +126,10 @@ def test_explorer_views_round_trip_through_the_url(assets):
     assert at.query_params["cp"] == "16" and at.query_params["seed"] == "1"
     at = run("trajectory", query={"cp": "4"})
     assert not at.exception, at.exception
+    assert at.query_params["tab"] == "curve"
+    at = run("trajectory", query={"tab": "theory"})  # a link to the theory sandbox opens it
+    assert not at.exception, at.exception
+    assert at.slider(key="theory_k") and at.query_params["tab"] == "theory"
     at = run("compare", query={"runs": "demo", "metric": "acc_unpoisoned"})
     assert not at.exception, at.exception
     assert at.multiselect(key="cmp_packs").value == ["demo"]
