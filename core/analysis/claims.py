@@ -29,7 +29,6 @@ Claims (C_P levels of the pack; "clean" = C_P 0 of the same seed):
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -280,16 +279,12 @@ def related_loss(pack: Pack) -> Claim:
 
 def read_science(pack: Pack) -> dict[str, Any]:
     """``science.json`` of the pack folder ({} when absent; ValueError when unreadable)."""
-    path = pack.root / SCIENCE_FILE
-    if not path.is_file():
+    from core.results.validate import check_science, exists, read_json
+
+    if not exists(pack.root, SCIENCE_FILE):
         return {}
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); rewrite it with bench/science") from e
-    if not isinstance(d, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(d).__name__}")
-    return d
+    # a pack file: no links, size and depth limits, the fields the claims below read
+    return check_science(read_json(pack.root, SCIENCE_FILE), pack.root, SCIENCE_FILE)
 
 
 def longer_training(science: dict[str, Any]) -> Claim:

@@ -22,7 +22,7 @@ from core.defend.pairs import build_nightshade_cache, level_pairs
 from core.defend.roc import roc
 from core.io import atomic_write_json, run_metadata
 from core.results.pack import Pack
-from core.results.validate import BrokenPack, exists, read_json
+from core.results.validate import check_defense, exists, read_json
 
 DEFENSE = "defense.json"
 
@@ -148,20 +148,8 @@ def load_report(path: Path) -> DefenseReport | None:
     path = Path(path)
     if not exists(path.parent, path.name):
         return None
-    d = read_json(path.parent, path.name)
-    rows = d.get("rows", []) if isinstance(d, dict) else None
-    if (
-        not isinstance(d, dict)
-        or not isinstance(d.get("settings"), dict)
-        or not isinstance(rows, list)
-        or not all(isinstance(r, dict) for r in rows)
-        or not isinstance(d.get("metadata", {}), dict)
-    ):
-        raise BrokenPack(
-            f"{path.name} is not a defense report (an object with settings, rows, metadata); "
-            "remove it and run `implosion defend` again",
-            path.parent,
-        )
+    d = check_defense(read_json(path.parent, path.name), path.parent, path.name)
+    rows = d.get("rows", [])
     return DefenseReport(d["settings"], rows, d.get("metadata", {}))
 
 

@@ -28,9 +28,21 @@ import numpy as np
 
 from core.io import assets_dir, runs_dir
 from core.poison.plan import RELATED_MIN_SHARED, plan_level
-from core.results.schema import EMBEDDINGS, GENERATIONS, GRIDS_DIR, METRICS, RESULTS, TRAINING
+from core.results.schema import (
+    DEFENSE,
+    EMBEDDINGS,
+    GENERATIONS,
+    GRIDS_DIR,
+    LEVEL_ARRAYS,
+    METRICS,
+    RESULTS,
+    SCIENCE,
+    TRAINING,
+    level_array_key,
+)
 from core.results.validate import (
     BrokenPack,
+    check_defense,
     check_embedding_headers,
     check_embeddings,
     check_folder,
@@ -38,6 +50,7 @@ from core.results.validate import (
     check_generation_levels,
     check_generations,
     check_results,
+    check_science,
     check_training,
     exists,
     is_index_array,
@@ -190,15 +203,16 @@ class Pack:
         return self._emb
 
     def level_arrays(self, c_p: int) -> dict[str, np.ndarray]:
-        """Arrays of one level: image, text, caption_concept, image_concept, poisoned, generated."""
+        """Arrays of one level by name (:data:`core.results.schema.LEVEL_ARRAYS`: image, text,
+        caption_concept, image_concept, poisoned, generated)."""
         e = self.embeddings()
-        names = ("image", "text", "caption_concept", "image_concept", "poisoned", "generated")
-        missing = [f"{n}_{c_p}" for n in names if f"{n}_{c_p}" not in e]
+        keys = {n: level_array_key(n, c_p) for n in LEVEL_ARRAYS}
+        missing = [k for k in keys.values() if k not in e]
         if missing:
             raise ValueError(
                 f"level C_P={c_p} is not in {self.root / EMBEDDINGS} (missing {missing})"
             )
-        return {n: e[f"{n}_{c_p}"] for n in names}
+        return {n: e[k] for n, k in keys.items()}
 
     def generations(self) -> dict[int, np.ndarray]:
         """Level → (K, m, S, S, 3) uint8 images (identical seeds across levels)."""
@@ -250,6 +264,9 @@ def load_pack(folder: Path) -> Pack:
         levels = read_npz(root, GENERATIONS, keys=lambda key: key == "levels")["levels"]
         check_generation_levels(levels, headers, k, root)
     check_folder(root, GRIDS_DIR)  # no links among the PNG grids (bundles and packs copy them)
+    for rel, check in ((SCIENCE, check_science), (DEFENSE, check_defense)):
+        if exists(root, rel):  # what the claims panel and the Defend page read
+            check(read_json(root, rel), root, rel)
     return Pack(root, results, training)
 
 

@@ -28,6 +28,7 @@ RESULTS, EMBEDDINGS, GENERATIONS, TRAINING = (
     "generations.npz",
     "training.json",
 )
+SCIENCE, DEFENSE = "science.json", "defense.json"  # optional: claims' extras, defend report
 LEVELS_DIR, GRIDS_DIR = "levels", "grids"
 PACK_FILES: tuple[str, ...] = (RESULTS, EMBEDDINGS, GENERATIONS, TRAINING)
 
@@ -171,6 +172,7 @@ class LevelSummary:
 
 
 __all__ = [
+    "DEFENSE",
     "EMBEDDINGS",
     "GENERATIONS",
     "GRIDS_DIR",
@@ -179,6 +181,7 @@ __all__ = [
     "METRICS",
     "PACK_FILES",
     "RESULTS",
+    "SCIENCE",
     "SUMMARY_METRICS",
     "TRAINING",
     "LevelRecord",

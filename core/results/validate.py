@@ -383,6 +383,48 @@ def check_training(training: Any, root: Path | None = None) -> dict[str, Any]:
     return training
 
 
+def check_science(science: Any, root: Path | None = None, rel: str = "science.json") -> dict:
+    """``science.json`` (the pack's extra measurements, core/analysis/claims.py): ``notes`` a
+    list of strings; ``longer_training`` {ratio, ci_low, ci_high, n_seeds, c_p, steps,
+    preset_steps} and ``nightshade`` {attack_success, n_poison, epsilon255, ssim,
+    dirty_label_n80} objects of numbers (null where not measured)."""
+    c = _Check(rel, root)
+    d = c.obj(science, "the file")
+    for i, note in enumerate(c.lst(d.get("notes", []), "notes")):
+        c.str_(note, f"notes[{i}]")
+    fields = {
+        "longer_training": (("ratio", "steps", "c_p"), ("ci_low", "ci_high"), "n_seeds"),
+        "nightshade": (("attack_success", "n_poison", "epsilon255"), ("ssim",), "dirty_label_n80"),
+    }
+    for name, (required, optional, count) in fields.items():
+        if not d.get(name):
+            continue
+        part = c.obj(d[name], name)
+        for key in required:
+            if key not in part:
+                raise c.fail(f"{name}.{key}", "is missing")
+            c.num(part[key], f"{name}.{key}", none=False)
+        for key in optional:
+            c.num(part.get(key), f"{name}.{key}")
+        if part.get(count) is not None:
+            c.int_(part[count], f"{name}.{count}")
+        if name == "longer_training" and part.get("preset_steps") is not None:
+            c.int_(part["preset_steps"], f"{name}.preset_steps")
+    return d
+
+
+def check_defense(report: Any, root: Path | None = None, rel: str = "defense.json") -> dict:
+    """``defense.json`` (core/defend/report.py): an object with ``settings`` (object), ``rows``
+    (a list of objects) and ``metadata`` (object, optional)."""
+    c = _Check(rel, root)
+    d = c.obj(report, "the file")
+    c.obj(d.get("settings"), "settings")
+    for i, row in enumerate(c.lst(d.get("rows", []), "rows")):
+        c.obj(row, f"rows[{i}]")
+    c.obj(d.get("metadata", {}), "metadata")
+    return d
+
+
 # ---------------------------------------------------------------- arrays
 @dataclass(frozen=True)
 class ArrayHeader:
@@ -642,6 +684,8 @@ __all__ = [
     "check_generations",
     "check_png",
     "check_results",
+    "check_science",
+    "check_defense",
     "check_training",
     "exists",
     "is_index_array",

@@ -20,7 +20,7 @@ import numpy as np
 
 from core.io import atomic_save_npz, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from core.results.pack import EMBEDDINGS, GENERATIONS, TRAINING, load_pack
-from core.results.schema import GRIDS_DIR, PACK_FILES, RESULTS, grid_file
+from core.results.schema import DEFENSE, GRIDS_DIR, PACK_FILES, RESULTS, SCIENCE, grid_file
 from core.results.validate import (
     MAX_JSON_BYTES,
     MAX_NPZ_BYTES,
@@ -40,9 +40,7 @@ from core.results.validate import (
 )
 
 # What a pack folder may hold at its top level (``--force`` replaces only such a folder).
-PACK_ENTRIES: frozenset[str] = frozenset(
-    {*PACK_FILES, GRIDS_DIR, "README.md", "defense.json", "science.json"}
-)
+PACK_ENTRIES: frozenset[str] = frozenset({*PACK_FILES, GRIDS_DIR, "README.md", DEFENSE, SCIENCE})
 
 
 def check_replaceable_pack(out: Path) -> None:

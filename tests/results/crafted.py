@@ -271,10 +271,27 @@ CASES: dict[str, Callable[[Path, Path], None]] = {
     ),
     "generations-level-without-images": _generations_level_without_images,
     "grid-not-a-png": _bytes("grids/cp4_seed0.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40),
+    # science.json and defense.json: what the claims panel and the Defend page read
+    "science-deep-nesting": _bytes("science.json", b"{" + b'"a":[' * 50_000),
+    "science-fields-wrong-type": _bytes(
+        "science.json", b'{"longer_training": "x", "notes": 5, "nightshade": {"n_poison": []}}'
+    ),
+    "defense-report-rows-a-dict": _bytes("defense.json", b'{"settings": {}, "rows": {"a": 1}}'),
+    "defense-report-link-secret": _link_to_secret("defense.json"),
 }
 
 # Cases whose damage only a decoder of the PNG grids sees (sweep-pack); the app never shows them.
 GRID_ONLY = frozenset({"grid-not-a-png"})
+# Cases in a file a sweep folder's pack does not include (science.json is added to a pack later):
+# broken as packs, but sweep-pack leaves the file behind and packs the rest.
+NOT_COPIED = frozenset(
+    {
+        "science-deep-nesting",
+        "science-fields-wrong-type",
+        "defense-report-rows-a-dict",
+        "defense-report-link-secret",
+    }
+)
 
 
 def write_corpus(runs: Path, outside: Path, cases: dict[str, Any] | None = None) -> list[str]:

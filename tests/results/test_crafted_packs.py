@@ -15,7 +15,7 @@ from core.cli import main
 from core.results.pack import load_pack
 from core.results.runs import list_runs
 from core.results.validate import BrokenPack, json_depth
-from tests.results.crafted import CASES, GRID_ONLY, SECRET, write_corpus
+from tests.results.crafted import CASES, GRID_ONLY, NOT_COPIED, SECRET, write_corpus
 
 APP_CASES = sorted(set(CASES) - GRID_ONLY)  # what the app reads (it never decodes the grids)
 
@@ -100,8 +100,13 @@ def test_runs_show_refuses_with_one_line(runs, case, capsys):
 # ---------------------------------------------------------------- defend
 @pytest.mark.parametrize("case", APP_CASES)
 def test_defend_refuses_with_one_line(runs, case, capsys):
+    report = runs / case / "defense.json"
+    before = report.lstat() if report.is_symlink() or report.exists() else None
     _one_line_error(main(["defend", "--pack", str(runs / case), "--json"]), capsys)
-    assert not (runs / case / "defense.json").exists()
+    if before is None:
+        assert not report.exists()
+    else:  # a crafted report is left as it was, never replaced or followed
+        assert report.lstat().st_mtime_ns == before.st_mtime_ns
 
 
 @pytest.mark.parametrize("eps", ["inf", "nan", "0", "-0.1", "2"])
@@ -121,7 +126,7 @@ def test_defend_refuses_a_crafted_defense_report(runs, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- sweep-pack
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(set(CASES) - NOT_COPIED))
 def test_sweep_pack_refuses_and_writes_nothing(runs, corpus, case, tmp_path, capsys):
     out = tmp_path / "work" / "pack"
     err = _one_line_error(main(["sweep-pack", str(runs / case), "--out", str(out)]), capsys)
@@ -129,6 +134,14 @@ def test_sweep_pack_refuses_and_writes_nothing(runs, corpus, case, tmp_path, cap
     assert not out.exists()
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
     assert not list(tmp_path.rglob("evil*")) and not list(corpus.rglob("victim"))
+    _no_secret_under(tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(NOT_COPIED))
+def test_sweep_pack_leaves_extras_behind(runs, corpus, case, tmp_path):
+    out = tmp_path / "pack"
+    assert main(["sweep-pack", str(runs / case), "--out", str(out)]) == 0
+    assert not (out / "science.json").exists() and not (out / "defense.json").exists()
     _no_secret_under(tmp_path)
 
 
