@@ -191,9 +191,7 @@ def alignment_graph_figure(
             "distortion='drift' needs level C_P = 0 in the layout (the clean baseline); this pack "
             "has none, use distortion='arrows'"
         )
-    targets = dict(targets or {})
     k = len(names)
-    tpos, ipos, gpos = pos["text_concept"], pos["image_concept"], pos["generated"][c_p]
     moved = (
         drift(arrays["generated"], baseline)
         if baseline is not None and len(baseline) == k
@@ -206,92 +204,132 @@ def alignment_graph_figure(
         subplot_titles=("Text graph: captions", "Image graph"),
         horizontal_spacing=0.06,
     )
-    # --- similarity edges (graph structure) -------------------------------------------------
     if text_concept is not None and knn > 0:
-        img_hd = _concept_means(arrays["image"], arrays["image_concept"].astype(np.int64), k)
-        for col, xy, feats, what, colour in (
-            (1, tpos, text_concept, "text", TEXT),
-            (2, ipos, img_hd, "image", IMAGE),
-        ):
-            xs, ys = _segments(xy, xy, knn_edges(feats, knn))
-            fig.add_trace(
-                go.Scatter(
-                    x=xs,
-                    y=ys,
-                    mode="lines",
-                    name=f"{what} similarity edge",
-                    line={"color": rgba(colour, 0.35), "width": 1},
-                    hoverinfo="skip",
-                    legendgroup=f"{what}-sim",
-                ),
-                1,
-                col,
-            )
-    # --- training-pair edges: caption concept's text position → image concept ----------------
+        _similarity_edges(fig, pos, arrays, text_concept, knn, k)
+    _pair_edges(fig, pos, arrays)
+    if show_pairs:
+        _pair_points(fig, pos["pairs"][c_p], arrays, names)
+    _distortion(fig, pos, c_p, distortion, k)
+    _concept_nodes(fig, pos, c_p, names, pset, dict(targets or {}), moved)
+    add_labels(fig, pos["text_concept"], pos["generated"][c_p], names, labels, selected, pset)
+    fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_layout(xaxis2={"matches": "x"}, yaxis2={"matches": "y"})
+    title = f"C_P = {c_p}: {len(pset)} of {k} concepts poisoned"
+    unpoisoned = [i for i in range(k) if i not in pset]
+    if moved is not None and unpoisoned:
+        title += f" · unpoisoned drift {float(moved[unpoisoned].mean()):.2f}"
+    style(fig, title, height)
+    fig.update_layout(hovermode="closest")
+    if thumbnails:
+        from core.figures.nodes import add_thumbnails
+
+        add_thumbnails(fig, pos, c_p, thumbnails.get("clean"), thumbnails.get("generated"))
+    return fig
+
+
+def _similarity_edges(
+    fig: go.Figure,
+    pos: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    text_concept: np.ndarray,
+    knn: int,
+    k: int,
+) -> None:
+    """Graph structure: each caption's and each concept's mean image's ``knn`` nearest
+    neighbours in the full embedding space, one edge trace per panel."""
+    img_hd = _concept_means(arrays["image"], arrays["image_concept"].astype(np.int64), k)
+    for col, xy, feats, what, colour in (
+        (1, pos["text_concept"], text_concept, "text", TEXT),
+        (2, pos["image_concept"], img_hd, "image", IMAGE),
+    ):
+        xs, ys = _segments(xy, xy, knn_edges(feats, knn))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=f"{what} similarity edge",
+                line={"color": rgba(colour, 0.35), "width": 1},
+                hoverinfo="skip",
+                legendgroup=f"{what}-sim",
+            ),
+            1,
+            col,
+        )
+
+
+def _pair_edges(fig: go.Figure, pos: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Training-pair edges in the image panel: caption concept's text position → the concept its
+    image shows; clean pairs solid, poisoned ones dashed vermillion."""
     cap = arrays["caption_concept"].astype(np.int64)
     img = arrays["image_concept"].astype(np.int64)
     flag = arrays["poisoned"].astype(bool)
-    clean_pairs = sorted({(int(a), int(b)) for a, b in zip(cap[~flag], img[~flag])})
-    pois_pairs = sorted({(int(a), int(b)) for a, b in zip(cap[flag], img[flag])})
-    xs, ys = _segments(tpos, ipos, clean_pairs)
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            mode="lines",
-            name=f"clean training pair ({int((~flag).sum())})",
-            line={"color": rgba(CLEAN, 0.55), "width": 1.5},
-            hoverinfo="skip",
-        ),
-        1,
-        2,
-    )
-    xs, ys = _segments(tpos, ipos, pois_pairs)
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            mode="lines",
-            name=f"poisoned training pair ({int(flag.sum())})",
-            line={"color": POISONED, "width": 2.5, "dash": "dash"},
-            hoverinfo="skip",
-        ),
-        1,
-        2,
-    )
-    # --- optional individual pairs ------------------------------------------------------------
-    if show_pairs:
-        pp = pos["pairs"][c_p]
-        idx = pp["index"]
-        for panel, key, cls in ((1, "text", "caption"), (2, "image", "image")):
-            for is_p, colour, symbol, label in (
-                (False, CLEAN, "circle", "clean"),
-                (True, POISONED, "x", "poisoned"),
-            ):
-                m = flag[idx] == is_p
-                if not m.any():
-                    continue
-                hover = [
-                    f"{label} pair: caption “{names[cap[i]]}” ↔ image of “{names[img[i]]}”"
-                    for i in idx[m]
-                ]
-                fig.add_trace(
-                    _scatter(int(m.sum()))(
-                        x=pp[key][m, 0],
-                        y=pp[key][m, 1],
-                        mode="markers",
-                        name=f"{label} {cls} (one pair)",
-                        marker={"color": rgba(colour, 0.45), "size": 5, "symbol": symbol},
-                        text=hover,
-                        hoverinfo="text",
-                        legendgroup=f"pair-{label}-{cls}",
-                    ),
-                    1,
-                    panel,
-                )
-    # --- arrows: caption text position (or its C_P = 0 landing) → where it lands now ----------
-    start = pos["generated"][0] if distortion == "drift" else tpos
-    xs, ys = _segments(start, gpos, [(i, i) for i in range(k)])
+    for mask, label, line in (
+        (~flag, "clean", {"color": rgba(CLEAN, 0.55), "width": 1.5}),
+        (flag, "poisoned", {"color": POISONED, "width": 2.5, "dash": "dash"}),
+    ):
+        pairs = sorted({(int(a), int(b)) for a, b in zip(cap[mask], img[mask])})
+        xs, ys = _segments(pos["text_concept"], pos["image_concept"], pairs)
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=f"{label} training pair ({int(mask.sum())})",
+                line=line,
+                hoverinfo="skip",
+            ),
+            1,
+            2,
+        )
+
+
+def _pair_points(
+    fig: go.Figure,
+    pp: Mapping[str, np.ndarray],
+    arrays: Mapping[str, np.ndarray],
+    names: Sequence[str],
+) -> None:
+    """Individual training pairs (a sample, ``pos["pairs"][c_p]``): captions in the text panel,
+    images in the image panel, clean and poisoned apart."""
+    cap = arrays["caption_concept"].astype(np.int64)
+    img = arrays["image_concept"].astype(np.int64)
+    flag = arrays["poisoned"].astype(bool)
+    idx = pp["index"]
+    for panel, key, cls in ((1, "text", "caption"), (2, "image", "image")):
+        for is_p, colour, symbol, label in (
+            (False, CLEAN, "circle", "clean"),
+            (True, POISONED, "x", "poisoned"),
+        ):
+            m = flag[idx] == is_p
+            if not m.any():
+                continue
+            hover = [
+                f"{label} pair: caption “{names[cap[i]]}” ↔ image of “{names[img[i]]}”"
+                for i in idx[m]
+            ]
+            fig.add_trace(
+                _scatter(int(m.sum()))(
+                    x=pp[key][m, 0],
+                    y=pp[key][m, 1],
+                    mode="markers",
+                    name=f"{label} {cls} (one pair)",
+                    marker={"color": rgba(colour, 0.45), "size": 5, "symbol": symbol},
+                    text=hover,
+                    hoverinfo="text",
+                    legendgroup=f"pair-{label}-{cls}",
+                ),
+                1,
+                panel,
+            )
+
+
+def _distortion(fig: go.Figure, pos: Mapping[str, Any], c_p: int, distortion: str, k: int) -> None:
+    """Arrows from each caption's text position (or, for "drift", from where it landed at
+    C_P = 0, drawn ◇) to where its generations land now."""
+    start = pos["generated"][0] if distortion == "drift" else pos["text_concept"]
+    xs, ys = _segments(start, pos["generated"][c_p], [(i, i) for i in range(k)])
     sizes = [0, 11, 0] * k
     if distortion == "drift":
         fig.add_trace(
@@ -322,7 +360,21 @@ def alignment_graph_figure(
         2,
     )
 
-    # --- nodes ----------------------------------------------------------------------------------
+
+def _concept_nodes(
+    fig: go.Figure,
+    pos: Mapping[str, Any],
+    c_p: int,
+    names: Sequence[str],
+    pset: set[int],
+    targets: Mapping[int, int],
+    moved: np.ndarray | None,
+) -> None:
+    """Caption nodes (clean ■, poisoned ×; faint copies in the image panel, where the caption
+    should land), concept image means ● and where each caption lands ◆."""
+    k = len(names)
+    tpos = pos["text_concept"]
+
     def node_text(i: int) -> str:
         s = f"<b>{names[i]}</b><br>caption: “a photo of a {names[i]}”"
         if i in pset:
@@ -339,7 +391,6 @@ def alignment_graph_figure(
         if ids:
             text = [node_text(i) for i in ids]
             _nodes(fig, tpos[ids], ids, text, 1, name=label, colour=colour, symbol=symbol)
-            # the same caption nodes, faint, in the image panel (where the caption should land)
             _nodes(
                 fig,
                 tpos[ids],
@@ -355,7 +406,7 @@ def alignment_graph_figure(
             )
     _nodes(
         fig,
-        ipos,
+        pos["image_concept"],
         list(range(k)),
         [f"<b>images of {n}</b>" for n in names],
         2,
@@ -365,7 +416,7 @@ def alignment_graph_figure(
     )
     _nodes(
         fig,
-        gpos,
+        pos["generated"][c_p],
         list(range(k)),
         [
             f"generated from “{names[i]}”<br>caption: “a photo of a {names[i]}” (C_P = {c_p})"
@@ -378,19 +429,3 @@ def alignment_graph_figure(
         symbol="diamond",
         size=10,
     )
-    # --- names beside the nodes a speaker points at (poisoned, selected) --------------------------
-    add_labels(fig, tpos, gpos, names, labels, selected, pset)
-    fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
-    fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
-    fig.update_layout(xaxis2={"matches": "x"}, yaxis2={"matches": "y"})
-    title = f"C_P = {c_p}: {len(pset)} of {k} concepts poisoned"
-    unpoisoned = [i for i in range(k) if i not in pset]
-    if moved is not None and unpoisoned:
-        title += f" · unpoisoned drift {float(moved[unpoisoned].mean()):.2f}"
-    style(fig, title, height)
-    fig.update_layout(hovermode="closest")
-    if thumbnails:
-        from core.figures.nodes import add_thumbnails
-
-        add_thumbnails(fig, pos, c_p, thumbnails.get("clean"), thumbnails.get("generated"))
-    return fig
