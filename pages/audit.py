@@ -91,7 +91,7 @@ except ValueError as e:
 if req is None:
     st.info("Give the input above to audit it.")
     st.stop()
-if not st.toggle("Run the audit", value=source == "plan", key="a_run"):
+if not st.toggle("Run the audit", value=source == "plan", key=f"a_run_{source}"):
     st.stop()
 try:
     audit = audited(req)
@@ -120,13 +120,13 @@ else:
     pct = round(100 * pr.level)
     if pr.acc_unpoisoned is not None:
         f[0].metric(
-            "Predicted unpoisoned accuracy",
+            "Predicted accuracy",
             f"{pr.acc_unpoisoned:.2f}",
-            help=f"{pct} % interval [{pr.low:.2f}, {pr.high:.2f}]",
+            help="Judged accuracy on unpoisoned concepts after the fine-tune",
         )
         f[0].caption(f"{pct} % interval [{pr.low:.2f}, {pr.high:.2f}]")
     else:
-        f[0].metric("Predicted unpoisoned accuracy", "—")
+        f[0].metric("Predicted accuracy", "—")
     if pr.incoherence is not None:
         f[1].metric("Predicted incoherence", f"{pr.incoherence:.3f}")
         f[1].caption(f"{pct} % interval [{pr.incoherence_low:.3f}, {pr.incoherence_high:.3f}]")

@@ -16,11 +16,11 @@ def test_audit_page_pack_level(assets):
     at = AppTest.from_file(page("audit"), default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
     at.radio(key="a_source").set_value("Pack level").run()
-    at.toggle(key="a_run").set_value(True).run()
+    at.toggle(key="a_run_pack").set_value(True).run()
     assert not at.exception, at.exception
     labels = {m.label for m in at.metric}
     assert {"AD", "D_fea (pairs)", "D_stru (structure)", "pairs"} <= labels
-    assert "Predicted unpoisoned accuracy" in labels  # the synthetic demo calibrates itself
+    assert "Predicted accuracy" in labels  # the synthetic demo calibrates itself
     assert "Measured accuracy" in labels  # the pack's own level (in-sample)
     assert any(s.value == "Overlapping concepts" for s in at.subheader)
 
@@ -54,7 +54,7 @@ def test_audit_page_plan_forecast_and_launch(assets, monkeypatch):
     at.switch_page("pages/audit.py").run()
     assert not at.exception, at.exception
     labels = {m.label for m in at.metric}
-    assert "Predicted unpoisoned accuracy" in labels and "Measured accuracy" in labels
+    assert "Predicted accuracy" in labels and "Measured accuracy" in labels
     assert any("interval" in c.value for c in at.caption)
     at.button(key="a_launch").click().run()
     assert not at.exception, at.exception
