@@ -1,4 +1,6 @@
-"""What every latent diffusion model here shares: tokenising, VAE latents, DDIM + CFG sampling.
+"""What every latent diffusion model here shares: tokenising, VAE latents, DDIM + CFG sampling,
+and the one DDPM training loss (:func:`training_loss`) that base training, the mini fine-tune and
+the real fine-tune all minimise.
 
 Mixed into :class:`core.models.ldm.MiniLDM` and :class:`core.models.sd.RealSD`; a subclass provides
 ``tokenizer, vae, unet, scheduler, device, latent_shape`` and ``encode_prompts``, and may change
@@ -9,10 +11,12 @@ UNet needs more than the text states (SDXL: pooled text embeddings and size ids)
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 
@@ -60,6 +64,36 @@ class Conditioning:
         if self.added:
             kw["added_cond_kwargs"] = self.added
         return kw
+
+
+def training_loss(
+    unet: Any,
+    scheduler: Any,
+    z0: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    unet_kwargs: dict[str, Any],
+    autocast: AbstractContextManager[Any] | None = None,
+) -> torch.Tensor:
+    """The DDPM training loss of one batch (Ho et al. 2020, eq. 14; improved-diffusion's
+    ``training_losses``): ``L = mean ‖y − f_θ(z_t, t, c)‖²`` with
+    ``z_t = √ᾱ_t z_0 + √(1−ᾱ_t) ε`` (``scheduler.add_noise``) and target ``y = ε`` for
+    ε-prediction or ``v = √ᾱ_t ε − √(1−ᾱ_t) z_0`` for v-prediction (SD 2.x 768; Salimans & Ho
+    2022), as ``scheduler.config.prediction_type`` says.
+
+    z0: (N, C, s, s) float32 scaled latents; t: (N,) int64 timesteps in [0, T); noise: ε, shaped
+    like z0 (callers draw t and ε from their own generators, so the draw order stays theirs);
+    unet_kwargs: the conditioning (``encoder_hidden_states``, SDXL ``added_cond_kwargs``);
+    autocast: the mixed-precision context of the UNet call (default none). Returns the scalar
+    float32 loss; ``unet`` may be a wrapped module (accelerate)."""
+    zt = scheduler.add_noise(z0, noise, t)
+    if scheduler.config.prediction_type == "epsilon":
+        target = noise
+    else:
+        target = scheduler.get_velocity(z0, noise, t)
+    with autocast if autocast is not None else nullcontext():
+        pred = unet(zt, t, **unet_kwargs).sample
+    return F.mse_loss(pred.float(), target.float())
 
 
 class LatentDiffusion:

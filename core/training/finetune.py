@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core.models.ldm import MiniLDM
 from core.models.lora import merge_lora_state_dict, setup_trainable
+from core.models.sampling import training_loss
 from core.training.config import PARAMS, FinetuneConfig, Params  # noqa: F401 (light configs)
 from core.training.precision import (
     autocast,
@@ -107,7 +107,7 @@ def finetune_unet(
     start_step: int = 0,
     optimizer_state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """DDPM fine-tuning of ``ldm.unet`` in place (see core/train_stages.train_unet for the loss).
+    """DDPM fine-tuning of ``ldm.unet`` in place (loss: :func:`core.models.sampling.training_loss`).
 
     Returns {"loss", "steps", "seconds", "images_per_second", "optimizer": state_dict}.
     """
@@ -140,18 +140,10 @@ def finetune_unet(
         z0 = data.mean[im] + data.std[im] * torch.randn(data.mean[im].shape, generator=g).to(dev)
         eps = torch.randn(z0.shape, generator=g).to(dev)
         t = torch.randint(0, T, (config.batch,), generator=g).to(dev)
-        zt = ldm.scheduler.add_noise(z0, eps, t)
         drop = torch.rand(config.batch, generator=g).to(dev) < config.cfg_dropout
         ci = torch.where(drop, empty, data.caption[idx])
-        with autocast(dev, dtype):
-            pred = unet(zt, t, encoder_hidden_states=data.contexts[ci]).sample.float()
-        # ε-prediction (our mini model, SD 1.x) or v-prediction (SD 2.x 768)
-        target = (
-            eps
-            if ldm.scheduler.config.prediction_type == "epsilon"
-            else ldm.scheduler.get_velocity(z0, eps, t)
-        )
-        loss = F.mse_loss(pred, target)
+        cond = {"encoder_hidden_states": data.contexts[ci]}
+        loss = training_loss(unet, ldm.scheduler, z0, t, eps, cond, autocast(dev, dtype))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -27,7 +27,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core.data.captioned import DataReport, iter_records, load_image, shuffled
 from core.io import atomic_write_json, atomic_write_with, check_output, run_metadata
@@ -39,6 +38,7 @@ from core.models.lora import (
     setup_trainable,
     trainable_state_dict,
 )
+from core.models.sampling import training_loss
 from core.models.sd import RealSD, load_sd
 from core.training.precision import autocast, compute_dtype
 
@@ -207,11 +207,7 @@ def denoising_loss(
         0, int(sd.scheduler.config.num_train_timesteps), (len(images),), generator=gen
     )
     t = t.to(z0.device)
-    zt = sd.scheduler.add_noise(z0, eps, t)
-    target = eps if sd.prediction_type == "epsilon" else sd.scheduler.get_velocity(z0, eps, t)
-    with autocast:
-        pred = unet(zt, t, **cond.unet_kwargs()).sample
-    return F.mse_loss(pred.float(), target.float())
+    return training_loss(unet, sd.scheduler, z0, t, eps, cond.unet_kwargs(), autocast)
 
 
 def finetune_real(sd: RealSD, cfg: RealFinetuneConfig, ctx: TrainContext) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from core.io import atomic_write_json, atomic_write_with
 from core.models.judge import judge_scores
+from core.models.sampling import training_loss
 from core.training.common import batches, clone_for_ema, ema_update, lr_ok, warmup_cosine
 from core.training.precision import autocast, compute_dtype, probe_key, unet_step_probe
 
@@ -192,13 +193,11 @@ def train_unet(ldm, config, images, captions, g, st, stop) -> dict[str, Any]:
         z0 = z0 * scale
         eps = torch.randn(z0.shape, generator=g).to(dev)
         t = torch.randint(0, T, (z0.shape[0],), generator=g).to(dev)
-        zt = ldm.scheduler.add_noise(z0, eps, t)
         ci = torch.where(
             torch.rand(z0.shape[0], generator=g).to(dev) < config.cfg_dropout, empty, cap_idx[idx]
         )
-        with autocast(dev, dtype):
-            pred = unet(zt, t, encoder_hidden_states=ctx_table[ci]).sample.float()
-        loss = F.mse_loss(pred, eps)
+        cond = {"encoder_hidden_states": ctx_table[ci]}
+        loss = training_loss(unet, ldm.scheduler, z0, t, eps, cond, autocast(dev, dtype))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
