@@ -363,8 +363,12 @@ def main() -> None:
         "them ran before this bench (seeds 7–16: the bleed-through check of "
         "bench/results/science.md; seeds 20–22: the command above).",
         "- Seeds 7–16 cover C_P 0 and 4 only: C_P 0 is the clean fine-tune (accuracy 1.000), so "
-        "the informative held-out points are the C_P 4 ones; levels with more poison come from "
-        "the cpu-quick sweep and the leave-one-seed-out check inside the demo pack.",
+        "the informative held-out points are the ten at C_P 4. Heavier poison (C_P 8–24) on "
+        "seeds the fit never saw is tested only by leave-one-seed-out inside the demo pack: the "
+        "cpu-quick sweep on seeds 20–22 finished its C_P 0 level only (below).",
+        "- Early prediction: the training pairs' AD, known before step 0, predicts the final "
+        "unpoisoned accuracy about as well as the AD of the model's own generations does at "
+        "step 30–60 of the 60-step fine-tune, and better than at step 10–20 (one seed, 7 levels).",
         "- An interval is `ŷ ± k·s(AD)` (90 % split-conformal, normalised by a spread that grows "
         "with AD); clean levels get narrow intervals (~±0.01) because the fitted seeds' clean "
         "accuracy never moved off 1.000.",
@@ -382,7 +386,8 @@ def main() -> None:
                     "- Held-out sweep command: `nice -n 10 implosion sweep --preset cpu-quick "
                     "--seeds 20 21 22 --out build/audit_holdout`, started once at 23:20 UTC on a "
                     "machine at load 13–28 (other sessions' tests and benches; 6 min 36 s for the "
-                    "whole sweep at load 2–4 per the README); its first level took 34 min."
+                    "whole sweep at load 2–4 per the README); its first level took 34 min and "
+                    "the 1-hour `timeout` it was wrapped in ended it during the second."
                 )
                 notes.append(
                     f"- cpu-quick held-out sweep: {len(recs)} of "
