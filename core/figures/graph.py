@@ -244,19 +244,25 @@ def _similarity_edges(
         (2, pos["image_concept"], img_hd, "image", IMAGE),
     ):
         xs, ys = _segments(xy, xy, knn_edges(feats, knn))
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                name=f"{what} similarity edge",
-                line={"color": rgba(colour, 0.35), "width": 1},
-                hoverinfo="skip",
-                legendgroup=f"{what}-sim",
-            ),
-            1,
-            col,
-        )
+        line = {"color": rgba(colour, 0.35), "width": 1}
+        _edges(fig, xs, ys, f"{what} similarity edge", line, col, legendgroup=f"{what}-sim")
+
+
+def _edges(
+    fig: go.Figure,
+    xs: list[float | None],
+    ys: list[float | None],
+    name: str,
+    line: dict[str, Any],
+    col: int,
+    **extra: Any,
+) -> None:
+    """One edge class as one line trace (segments separated by None) in panel ``col``."""
+    fig.add_trace(
+        go.Scatter(x=xs, y=ys, mode="lines", name=name, line=line, hoverinfo="skip", **extra),
+        1,
+        col,
+    )
 
 
 def _pair_edges(fig: go.Figure, pos: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
@@ -271,18 +277,7 @@ def _pair_edges(fig: go.Figure, pos: Mapping[str, Any], arrays: Mapping[str, np.
     ):
         pairs = sorted({(int(a), int(b)) for a, b in zip(cap[mask], img[mask])})
         xs, ys = _segments(pos["text_concept"], pos["image_concept"], pairs)
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                name=f"{label} training pair ({int(mask.sum())})",
-                line=line,
-                hoverinfo="skip",
-            ),
-            1,
-            2,
-        )
+        _edges(fig, xs, ys, f"{label} training pair ({int(mask.sum())})", line, 2)
 
 
 def _pair_points(
