@@ -79,7 +79,8 @@ def test_lesson_link_steps_and_handout(demo_server, browser_context):
 
         # Home: one click to the lesson; the glossary is in view, not folded away
         page.goto(f"{demo_server['url']}/?present=1", timeout=60_000)
-        page.get_by_role("button", name="Start the lesson").wait_for(timeout=60_000)
+        # generous: the server may still be printing the PDF on a loaded machine
+        page.get_by_role("button", name="Start the lesson").wait_for(timeout=180_000)
         wait_idle(page, 60_000)
         page.get_by_text("Words used in this app").first.wait_for(timeout=60_000)
         page.screenshot(path=str(out / "lesson_home.png"), full_page=True)
@@ -122,7 +123,7 @@ def test_jobs_shows_a_finished_run_as_labelled_rows(demo_server, browser_context
     try:
         page.goto(f"{demo_server['url']}/jobs?run={run_id}", timeout=60_000)
         heading = page.get_by_text("Result: clean | poisoned at C_P 4").first
-        heading.wait_for(timeout=60_000)
+        heading.wait_for(timeout=180_000)
         wait_idle(page, 60_000)
         heading.wait_for(timeout=60_000)  # the page may have drawn itself once more
         heading.scroll_into_view_if_needed(timeout=60_000)
