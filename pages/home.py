@@ -5,6 +5,7 @@ import streamlit as st
 from core.figures.trajectory import ad_components_figure
 from core.io import runs_dir
 from core.results.pack import demo_dir
+from core.sweep.config import PRESET_NOTES
 from pages._claims import render_claims_panel
 from pages._present import GLOSSARY, intro, show
 from pages._ui import open_pack, pack_choices, route_through_app, warm_in_background
@@ -44,9 +45,10 @@ if play.button(
 if st.session_state.get("demo_missing"):
     synth.error(
         f"The demo pack is missing ({demo_dir()}). Restore it with `git checkout assets/`, or "
-        "rebuild it (about 25 min on 2 cores) with `implosion sweep --preset cpu-full --out "
-        "build/sweep` then `implosion sweep-pack build/sweep --out assets/demo`. Meanwhile you can "
-        "explore a synthetic pack (made-up numbers, same format):"
+        f"rebuild it ({PRESET_NOTES['cpu-full'].duration}) with "
+        "`implosion sweep --preset cpu-full --out build/sweep` then "
+        "`implosion sweep-pack build/sweep --out assets/demo`. Meanwhile you can explore a "
+        "synthetic pack (made-up numbers, same format):"
     )
     if synth.button("Use a synthetic demo pack", key="synthetic_demo"):
         from core.results.synthetic import write_synthetic_demo_pack

@@ -18,6 +18,7 @@ from core.jobs.progress import format_left, time_left
 from core.jobs.store import read_json, run_path
 from core.results.runs import get_run, run_summary
 from core.sweep import real_config as real_sweep
+from core.sweep.config import PRESET_NOTES
 from pages._class import current_principal
 from pages._ui import markdown_table, route_through_app
 
@@ -26,12 +27,7 @@ route_through_app()
 st.title("Jobs")
 st.caption("Jobs run in their own processes: closing the tab or reloading does not stop them.")
 
-PRESETS = {
-    "ci-smoke": "seconds, tiny model (tests)",
-    "cpu-quick": "about 6 min on 2 CPU cores: C_P 0–32, 3 seeds",
-    "cpu-full": "about 25 min on 2 CPU cores: gpu-full's levels, 5 seeds (the demo pack)",
-    "gpu-full": "the full sweep, one GPU",
-}
+PRESETS = PRESET_NOTES  # each preset's description and duration, from core/sweep/config.py
 POLL_S = 2.0  # at most one refresh of a live run every 2 s
 
 

@@ -16,8 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep", help="AD and implosion metrics over C_P (number of poisoned concepts)"
     )
+    from core.sweep.config import PRESET_NOTES
+
     p.add_argument(
-        "--preset", default="cpu-quick", help="ci-smoke | cpu-quick | cpu-full | gpu-full"
+        "--preset",
+        default="cpu-quick",
+        help="; ".join(f"{name}: {note}" for name, note in PRESET_NOTES.items()),
     )
     p.add_argument(
         "--out", type=Path, required=True, help="output folder (resumes if it holds the same sweep)"

@@ -5,7 +5,7 @@ seed's random order (core/sweep/driver.py explains the experiment)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.defend.config import DefenseConfig
 from core.poison.plan import check_levels_and_seeds, poisoning_plan
@@ -110,7 +110,6 @@ CPU_POISON_RATIO = 3.0
 CPU_FINETUNE = FinetuneConfig(steps=60, batch=64, lr=3e-3, params="lora", lora_rank=1)
 
 PRESETS: dict[str, SweepConfig] = {
-    # seconds: for tests and smoke runs of the whole pipeline
     "ci-smoke": SweepConfig(
         preset="ci-smoke",
         levels=(0, 2),
@@ -123,7 +122,6 @@ PRESETS: dict[str, SweepConfig] = {
         embeddings_per_level=64,
         probe_every=1,
     ),
-    # the trend on 2 CPU cores in about 10 minutes
     "cpu-quick": SweepConfig(
         preset="cpu-quick",
         levels=(0, 4, 16, 28, 32),
@@ -137,8 +135,6 @@ PRESETS: dict[str, SweepConfig] = {
         grid_samples=4,
         probe_every=20,
     ),
-    # gpu-full's C_P levels on 2 CPU cores (~30 min): the cpu-quick fine-tune, 5 seeds, 8
-    # judged samples per concept (the shipped demo pack)
     "cpu-full": SweepConfig(
         preset="cpu-full",
         levels=(0, 1, 2, 4, 8, 16, 24, 32),
@@ -152,7 +148,6 @@ PRESETS: dict[str, SweepConfig] = {
         grid_samples=4,
         probe_every=10,
     ),
-    # the faithful experiment (docs/science.md): one H200, 400 steps × 256 per level
     "gpu-full": SweepConfig(
         preset="gpu-full",
         levels=(0, 1, 2, 4, 8, 16, 24, 32),
@@ -166,6 +161,34 @@ PRESETS: dict[str, SweepConfig] = {
         device="cuda",
     ),
 }
+
+
+class PresetNote(NamedTuple):
+    """What a preset is for and how long it takes (``str()``: "duration: purpose")."""
+
+    duration: str
+    purpose: str
+
+    def __str__(self) -> str:
+        return f"{self.duration}: {self.purpose}"
+
+
+# Each preset's description and duration, stated once (the Jobs page, Home and the CLI read it
+# here). Durations measured with the whole preset on 2 CPU cores (bench/results/sweep_cpu.md):
+# cpu-quick 6 min 36 s, cpu-full 19 min 54 s.
+PRESET_NOTES: dict[str, PresetNote] = {
+    "ci-smoke": PresetNote("seconds", "tiny model, for tests and smoke runs of the pipeline"),
+    "cpu-quick": PresetNote("about 7 min on 2 CPU cores", "the trend, C_P 0–32, 3 seeds"),
+    "cpu-full": PresetNote(
+        "about 20 min on 2 CPU cores",
+        "gpu-full's levels, 5 seeds, 8 judged samples per concept (the demo pack)",
+    ),
+    "gpu-full": PresetNote(
+        "one large GPU", "the faithful experiment (docs/science.md), 400 steps × 256 per level"
+    ),
+}
+if set(PRESET_NOTES) != set(PRESETS):
+    raise RuntimeError(f"PRESET_NOTES must describe exactly the presets {sorted(PRESETS)}")
 
 
 # Worker processes per preset when none are asked for: gpu-full's 24 fine-tunes of a 4 M-parameter
