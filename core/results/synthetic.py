@@ -77,7 +77,7 @@ def write_synthetic_demo_pack(
         gen = _unit(
             gen * (1 - 0.8 * frac) + 0.8 * frac * mean_v + 0.25 * frac * r.normal(size=gen.shape)
         )
-        level = {
+        level: dict[str, np.ndarray] = {
             "image": x.astype(np.float16),
             "text": y.astype(np.float16),
             "caption_concept": cap.astype(np.int64),
