@@ -13,6 +13,7 @@ per-level table (means over seeds).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from core.jobs.access import DEMO_ID, AccessDenied, Principal, check, current_ac
 from core.jobs.labels import run_label
 from core.results.aggregate import level_summaries
 from core.results.pack import Pack, demo_dir, find_pack_dir, load_pack
-from core.results.schema import RESULTS, LevelSummary
+from core.results.schema import GRIDS_DIR, RESULTS, LevelSummary
 from core.results.validate import BrokenPack, exists, read_json
 
 RunKind = Literal["demo", "sweep", "finetune", "real-sweep", "pack"]
@@ -144,11 +145,49 @@ def _broken(run_id: str, pack_dir: Path, job: dict[str, Any] | None, reason: str
     )
 
 
+# pack folder → (what its files looked like, its validated results.json or why it is broken)
+_CHECKED: dict[str, tuple[tuple[Any, ...], dict[str, Any] | BrokenPack]] = {}
+
+
+def _stats(folder: Path) -> tuple[Any, ...]:
+    """Name, inode, size and modification time of every entry of ``folder`` and ``grids/``:
+    equal stats mean the files validated last time are the files there now."""
+    out = []
+    for d in (folder, folder / GRIDS_DIR):
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    st = e.stat(follow_symlinks=False)
+                    out.append((d.name, e.name, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((d.name, None))
+    return tuple(sorted(out, key=repr))
+
+
+def _validated(pack_dir: Path) -> dict[str, Any]:
+    """``results.json`` of the pack at ``pack_dir`` through core.results.pack.load_pack, memoised
+    while none of its files changes (the run picker lists every run every few seconds)."""
+    key, hit = _stats(pack_dir), _CHECKED.get(str(pack_dir))
+    if hit is not None and hit[0] == key:
+        found = hit[1]
+    else:
+        try:
+            found = load_pack(pack_dir).results
+        except BrokenPack as e:
+            found = e
+        if len(_CHECKED) > 4096:
+            _CHECKED.clear()
+        _CHECKED[str(pack_dir)] = (key, found)
+    if isinstance(found, BrokenPack):
+        raise found
+    return found
+
+
 def _info(run_id: str, pack_dir: Path, job: dict[str, Any] | None, status: Any) -> RunInfo:
     """The run of ``pack_dir``, validated (core.results.pack.load_pack); a pack that fails
     validation or cannot be read comes back ``broken`` with the reason, never an exception."""
     try:
-        results = load_pack(pack_dir).results
+        results = _validated(pack_dir)
     except BrokenPack as e:
         return _broken(run_id, pack_dir, job, e.reason)
     except (OSError, ValueError) as e:
