@@ -152,7 +152,7 @@ _CHECKED: dict[str, tuple[tuple[Any, ...], dict[str, Any] | BrokenPack]] = {}
 def _stats(folder: Path) -> tuple[Any, ...]:
     """Name, inode, size and modification time of every entry of ``folder`` and ``grids/``:
     equal stats mean the files validated last time are the files there now."""
-    out = []
+    out: list[tuple[Any, ...]] = []
     for d in (folder, folder / GRIDS_DIR):
         try:
             with os.scandir(d) as it:
