@@ -96,7 +96,9 @@ def train(args: argparse.Namespace, world: World, vae: Any, run: Path) -> dict[s
         state["step"] += 1
         if state["step"] % 50 == 0:
             state["loss"].append([state["step"], round(float(loss.detach()), 5), _load()])
-            print(f"step {state['step']} loss {float(loss.detach()):.4f} load {_load()}", flush=True)
+            print(
+                f"step {state['step']} loss {float(loss.detach()):.4f} load {_load()}", flush=True
+            )
         if time.time() - last_ckpt > 120:
             checkpoint()
             last_ckpt = time.time()
@@ -206,12 +208,12 @@ def main() -> None:
         vae = build_vae(cfg, 64)
         run = args.root / args.name
         run.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run / "args.json", {k: str(v) for k, v in vars(args).items()})
         if args.eval_only:
             state = json.loads((run / "state.json").read_text())
             vae.load_state_dict(load_file(str(run / "vae.safetensors")))
             vae.eval()
         else:
+            atomic_write_json(run / "args.json", {k: str(v) for k, v in vars(args).items()})
             state = train(args, world, vae, run)
         row.update(
             name=args.name,
