@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from core.defend.config import DETECTOR_NAMES, DefenseConfig
 from core.defend.figures import DETECTOR_LABELS, defended_figure, roc_figure, score_histogram
@@ -218,9 +219,12 @@ if st.button(
 if st.session_state.get("def_job"):
     rid = st.session_state["def_job"]
     st.success(f"Started the defended sweep (job `{rid}`).")
-    st.page_link(
-        "pages/jobs.py", label="Follow it on the Jobs page", icon="▶", query_params={"run": rid}
-    )
+    try:
+        st.page_link(
+            "pages/jobs.py", label="Follow it on the Jobs page", icon="▶", query_params={"run": rid}
+        )
+    except StreamlitAPIException:  # the page run on its own (no app navigation): a plain link
+        st.markdown(f"[Follow it on the Jobs page](/jobs?run={rid})")
 
 others = defended_packs(pack.root)
 if others:
