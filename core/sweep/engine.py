@@ -19,7 +19,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +60,20 @@ class LevelState:
     error: str | None = None
     started: str | None = None
     finished: str | None = None
+
+
+# Fields a sweep's config may change between runs in one folder: where it runs, not what it
+# computes (a level's seeds derive from (seed, C_P) alone).
+PLACEMENT_FIELDS: tuple[str, ...] = ("device",)
+
+
+def same_sweep(saved: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    """The one resume/identity rule, for the mini and the real sweep alike: a folder's sweep is
+    ``want`` when every field ``saved`` records (fields added since are left out) has the same
+    JSON value, placement fields (:data:`PLACEMENT_FIELDS`) aside."""
+    a, b = (json.loads(json.dumps(dict(d))) for d in (saved, want))
+    keys = [k for k in a if k not in PLACEMENT_FIELDS]
+    return all(k in b and a[k] == b[k] for k in keys)
 
 
 def read_level_states(out: Path) -> list[LevelState] | None:

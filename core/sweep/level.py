@@ -20,6 +20,7 @@ from core.poison.plan import PoisonLevel, plan_level
 from core.results.schema import GRIDS_DIR, LEVELS_DIR, RESULTS, LevelRecord
 from core.results.write import write_pack_files
 from core.sweep.config import SweepConfig, seed_plan
+from core.sweep.engine import same_sweep
 from core.sweep.runner import (
     SWEEP_CONFIG,
     LevelResult,
@@ -28,6 +29,7 @@ from core.sweep.runner import (
     StopFn,
     level_record,
     new_results,
+    pack_level,
 )
 from core.training.finetune import encode_images, finetune_unet, make_pairs
 
@@ -152,8 +154,7 @@ class SweepRunner:
                     for k in want
                     if not (k in ("concepts", "targets") and want[k] is None)
                 }
-                same = saved == {k: want[k] for k in saved}
-                if same:
+                if same_sweep(saved, want):
                     cal = prev["config"].get("ad_scale")
                     self.calibration = tuple(cal) if cal else None
                     return prev
@@ -338,26 +339,17 @@ class SweepRunner:
         probe_arrays: dict[str, np.ndarray],
     ) -> LevelResult:
         cfg, k = self.config, self.world.n_concepts
-        c_p, seed = record["c_p"], record["seed"]
         u8 = to_uint8(images).reshape(k, cfg.eval_samples, *images.shape[2:], 3)[
             :, : cfg.grid_samples
         ]
         gen = self.ldm.image_embeds(images).cpu().numpy().reshape(k, cfg.eval_samples, -1).mean(1)
-        rng = np.random.default_rng([seed, c_p, 5])
-        n = len(p["captions"])
-        keep = np.sort(rng.choice(n, size=min(n, cfg.embeddings_per_level), replace=False))
-        arrays = {
-            "images": u8,
-            "image": x[keep].astype(np.float16),
-            "text": y[keep].astype(np.float16),
-            "caption_concept": p["caption_concept"][keep],
-            "image_concept": p["image_concept"][keep],
-            "poisoned": p["poisoned"][keep],
-            "generated": gen.astype(np.float16),
-            "loss": np.asarray(losses, dtype=np.float32),
-            **probe_arrays,
-        }
-        return LevelResult(record, arrays, u8.reshape(-1, *u8.shape[2:]), cfg.grid_samples)
+        pairs = {"image": x, "text": y}
+        pairs.update({n: p[n] for n in ("caption_concept", "image_concept", "poisoned")})
+        eligible = np.arange(len(p["captions"]))
+        return pack_level(
+            record, u8, pairs, eligible, cfg.embeddings_per_level, gen, losses,
+            cfg.grid_samples, probe_arrays,
+        )  # fmt: skip
 
     def level_done(self, c_p: int, seed: int) -> None:
         """Nothing to clean up: a mini level keeps no state between runs."""

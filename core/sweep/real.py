@@ -42,12 +42,12 @@ from core.models.ldm import to_uint8
 from core.poison.plan import PoisonLevel, plan_level, poisoning_plan
 from core.results.schema import RESULTS, LevelRecord
 from core.results.write import write_pack_files
-from core.sweep.engine import ProgressFn, drive
+from core.sweep.engine import ProgressFn, drive, same_sweep
 from core.sweep.executors import ExecutorOptions, make_executor
 from core.sweep.real_config import RealSweepConfig, check_inputs
 from core.sweep.real_data import PROMPT, LevelPairs, SweepData
 from core.sweep.real_level import clip_level_record
-from core.sweep.runner import LevelResult, RunnerSpec, StepFn, StopFn, new_results
+from core.sweep.runner import LevelResult, RunnerSpec, StepFn, StopFn, new_results, pack_level
 from core.training.real import FolderCheckpoints, RealFinetuneConfig, finetune_real
 
 IDENTITY = "sweep_config.json"  # the config that owns this folder's caches and results
@@ -162,12 +162,11 @@ class RealSweepRunner:
 
     def open(self) -> dict[str, Any]:
         """Results to resume, or new ones; ValueError if ``out`` holds a different sweep."""
-        want = _identity(self.cfg.to_dict())
         owner, path = self.out / IDENTITY, self.out / RESULTS
         if owner.is_file() or path.is_file():
             try:
-                same = _identity(json.loads(owner.read_text())) == want
-            except (OSError, json.JSONDecodeError):
+                same = same_sweep(json.loads(owner.read_text()), self.cfg.to_dict())
+            except (OSError, json.JSONDecodeError, TypeError):
                 same = False
             if not same:
                 raise ValueError(
@@ -264,7 +263,6 @@ class RealSweepRunner:
         """The level's pack arrays: images (K, m, s, s, 3) uint8 at image_size; a subsample of
         concept-labelled training pairs; mean generated embedding per concept; the grid."""
         cfg, k = self.cfg, len(self.names)
-        c_p, seed = rec["c_p"], rec["seed"]
         if images.shape[-1] > cfg.image_size:
             images = torch.nn.functional.interpolate(
                 images, size=cfg.image_size, mode="bilinear", antialias=True
@@ -272,20 +270,17 @@ class RealSweepRunner:
         u8 = to_uint8(images).reshape(k, cfg.eval_samples, *images.shape[2:], 3)
         u8 = u8[:, : cfg.grid_samples]
         labelled = np.flatnonzero((pairs.caption_concept >= 0) & (pairs.image_concept >= 0))
-        rng = np.random.default_rng([seed, c_p, 5])
-        n_keep = min(labelled.size, cfg.embeddings_per_level)
-        keep = np.sort(rng.choice(labelled, size=n_keep, replace=False))
         arrays = {
-            "images": u8,
-            "image": pairs.x[keep].astype(np.float16),
-            "text": pairs.y[keep].astype(np.float16),
-            "caption_concept": pairs.caption_concept[keep],
-            "image_concept": pairs.image_concept[keep],
-            "poisoned": pairs.poisoned[keep],
-            "generated": gen_emb.reshape(k, cfg.eval_samples, -1).mean(1).astype(np.float16),
-            "loss": np.asarray(losses, dtype=np.float32),
+            "image": pairs.x,
+            "text": pairs.y,
+            "caption_concept": pairs.caption_concept,
+            "image_concept": pairs.image_concept,
+            "poisoned": pairs.poisoned,
         }
-        return LevelResult(rec, arrays, u8.reshape(-1, *u8.shape[2:]), cfg.grid_samples)
+        gen = gen_emb.reshape(k, cfg.eval_samples, -1).mean(1)
+        return pack_level(
+            rec, u8, arrays, labelled, cfg.embeddings_per_level, gen, losses, cfg.grid_samples
+        )
 
     def assemble(self) -> None:
         """The demo-pack files of the first seed (core/results/pack.py format)."""
@@ -293,13 +288,6 @@ class RealSweepRunner:
             self.out, self.cfg.levels, self.cfg.seeds[0], self.names,
             self.data.clean()["text_concept"],
         )  # fmt: skip
-
-
-def _identity(d: dict[str, Any]) -> dict[str, Any]:
-    """The settings that define a sweep (the device may change between resumes)."""
-    return cast(
-        dict[str, Any], json.loads(json.dumps({k: v for k, v in d.items() if k != "device"}))
-    )
 
 
 def from_spec(config: dict[str, Any], out: str, state: dict[str, Any]) -> RealSweepRunner:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -79,6 +79,42 @@ class LevelResult:
     arrays: dict[str, np.ndarray]
     grid: np.ndarray
     grid_cols: int
+
+
+def pack_level(
+    record: LevelRecord,
+    images: np.ndarray,
+    pairs: Mapping[str, np.ndarray],
+    eligible: np.ndarray,
+    keep: int,
+    generated: np.ndarray,
+    losses: Sequence[float],
+    grid_cols: int,
+    extra: Mapping[str, np.ndarray] | None = None,
+) -> LevelResult:
+    """The one packer of a level's arrays, mini and real alike.
+
+    images: (K, m, s, s, 3) uint8, the generations kept per concept (also the grid, one row of
+    ``grid_cols`` per concept); pairs: the level's training pairs, ``image`` / ``text`` (n, d)
+    joint-space embeddings and ``caption_concept`` / ``image_concept`` / ``poisoned`` (n,);
+    eligible: indices of the pairs that may be kept (concept-labelled ones); keep: at most this
+    many are kept, a random subsample drawn from (seed, C_P) alone; generated: (K, d) mean
+    embedding of each concept's generations; losses: the fine-tune loss per step; extra: more
+    arrays (probe_*). Embeddings are stored as float16."""
+    rng = np.random.default_rng([int(record["seed"]), int(record["c_p"]), 5])
+    kept = np.sort(rng.choice(eligible, size=min(int(eligible.size), keep), replace=False))
+    arrays = {
+        "images": images,
+        "image": pairs["image"][kept].astype(np.float16),
+        "text": pairs["text"][kept].astype(np.float16),
+        "caption_concept": pairs["caption_concept"][kept],
+        "image_concept": pairs["image_concept"][kept],
+        "poisoned": pairs["poisoned"][kept],
+        "generated": np.asarray(generated).astype(np.float16),
+        "loss": np.asarray(losses, dtype=np.float32),
+        **(extra or {}),
+    }
+    return LevelResult(record, arrays, images.reshape(-1, *images.shape[2:]), grid_cols)
 
 
 @dataclass(frozen=True)
