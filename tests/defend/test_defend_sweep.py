@@ -87,7 +87,8 @@ def test_defend_report_cli_stores_once(attacked, capsys):
         assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["recall_at_5pct_fpr"] <= 1.0
     stored = json.loads((attacked / DEFENSE).read_text())
     assert stored["rows"][0]["fpr"][0] == 0.0 and stored["rows"][0]["tpr"][-1] == 1.0
-    # same settings: read back, not recomputed; other settings: refused, nothing overwritten
+    # same settings: read back, not recomputed; settings the cache covers: answered from it;
+    # a file the user named with --out is never overwritten
     main(args)
     assert json.loads(capsys.readouterr().out)["computed"] is False
     assert main(["defend", "--pack", str(attacked), "--detectors", "misalignment"]) == 2
