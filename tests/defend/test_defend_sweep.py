@@ -91,7 +91,13 @@ def test_defend_report_cli_stores_once(attacked, capsys):
     # a file the user named with --out is never overwritten
     main(args)
     assert json.loads(capsys.readouterr().out)["computed"] is False
-    assert main(["defend", "--pack", str(attacked), "--detectors", "misalignment"]) == 2
+    one = ["defend", "--pack", str(attacked), "--detectors", "misalignment", "--json"]
+    assert main(one) == 0
+    assert json.loads(capsys.readouterr().out)["computed"] is False
+    assert main([*one[:-1], "--out", str(attacked / DEFENSE), "--levels", "2"]) == 0
+    mine = attacked.parent / "mine.json"
+    mine.write_text(json.dumps({"settings": {"levels": [99]}, "rows": [], "metadata": {}}))
+    assert main([*one, "--out", str(mine)]) == 2
     assert "exists (nothing was overwritten)" in capsys.readouterr().err
 
 
