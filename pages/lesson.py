@@ -128,7 +128,8 @@ def _handout(key: tuple[str, float], pdf: bool) -> bytes:
 
 
 st.divider()
-h1, h2, h3 = st.columns([1, 1, 3], vertical_alignment="center")
+# Both labels whole: side by side in narrow columns they were cut to "Download the h…".
+h1, h3 = st.columns([2, 3], vertical_alignment="center")
 h1.download_button(
     "Download the handout (HTML)",
     partial(_handout, pack_key(pack), False),
@@ -136,14 +137,16 @@ h1.download_button(
     mime="text/html",
     key="lesson_handout_html",
     on_click="ignore",
+    width="stretch",
 )
-h2.download_button(
+h1.download_button(
     "Download the handout (PDF)",
     partial(_handout, pack_key(pack), True),
     file_name="implosion-handout.pdf",
     mime="application/pdf",
     key="lesson_handout_pdf",
     on_click="ignore",
+    width="stretch",
 )
 h3.caption(
     "Two A4 pages: the pinned prompts at three levels (clean | poisoned), the AD curve and every "
