@@ -72,7 +72,7 @@ def _zero_shot_accuracy(ldm, images: torch.Tensor, labels: torch.Tensor) -> floa
     return float(((z @ t.T).argmax(1) == labels).float().mean())
 
 
-def train_vae(ldm, config, images, g, st, stop, **_: Any) -> dict[str, float]:
+def train_vae(ldm, config, images, g, st, stop) -> dict[str, float]:
     """AutoencoderKL: L1 + MSE reconstruction + ``vae.kl_weight`` · KL (1e-6 by default: latents
     stay near-deterministic)."""
     vae = ldm.vae.train()

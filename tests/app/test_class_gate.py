@@ -70,7 +70,7 @@ def test_every_page_shows_only_the_join_form(class_server, page):
 
 
 # The join flow itself runs under a two-line entry script: AppTest loses a form's submit click in
-# a script that calls st.navigation (a real browser does not: tests/e2e/test_classroom.py).
+# a script that calls st.navigation (a real browser does not: tests/e2e/test_browser_classroom.py).
 GATE_SCRIPT = """
 import streamlit as st
 from pages._class import class_gate
