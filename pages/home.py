@@ -83,8 +83,9 @@ with story:
         "(both L2-normalised), AD mixes a feature term and a structure term:"
     )
     st.latex(r"\mathrm{AD} = \alpha\,D_{\mathrm{fea}} + (1-\alpha)\,D_{\mathrm{stru}}")
+    # one formula per line: side by side they ran past the column's edge at 1280 px
+    st.latex(r"D_{\mathrm{fea}} = \frac{1}{n}\sum_{i}\left(1-\hat s_i\right)")
     st.latex(
-        r"D_{\mathrm{fea}} = \frac{1}{n}\sum_{i}\left(1-\hat s_i\right),\qquad "
         r"D_{\mathrm{stru}} = \frac{1}{n^2}\sum_{i\neq j}"
         r"\left|\cos(x_i,x_j)-\cos(y_i,y_j)\right|"
     )
@@ -99,7 +100,7 @@ with story:
     if demo is not None:
         fig = ad_components_figure(demo.summary, height=340)
         fig.update_layout(
-            title_text="In the demo run: AD grows with C_P (mean over seeds, 95 % CI)"
+            title_text="Demo run: AD grows with C_P<br><sup>mean over seeds, 95 % CI</sup>"
         )
         show(fig, "home_ad")
 
