@@ -149,7 +149,7 @@ steps = s1.number_input(
 device = s2.selectbox("Device", ["cpu", "cuda"], key="p_device")
 if steps < FINETUNE_DEFAULTS.finetune.steps:
     st.warning(
-        f"{int(steps)} steps is a smoke test, not an experiment: the poisons have barely been "
+        f"{int(steps)} step{'' if steps == 1 else 's'} is a smoke test, not an experiment: the poisons have barely been "
         f"learnt. The explorer's numbers were measured at {FINETUNE_DEFAULTS.finetune.steps} "
         "steps; use the default for results you compare."
     )
