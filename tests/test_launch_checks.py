@@ -190,3 +190,20 @@ def test_preset_seeds_cap():
     with pytest.raises(ValueError, match="seeds must be ≤ 2147483647"):
         preset("ci-smoke", seeds=(2**31,))
     preset("ci-smoke", seeds=(2**31 - 1,))
+
+
+@pytest.mark.parametrize("background", [True, False], ids=["background", "foreground"])
+def test_out_holding_another_sweep_is_refused_at_launch(background, runs, tmp_path, capsys):
+    """A folder with another sweep's results is refused before a job is accepted, not later in
+    the worker; the folder's results stay as they were."""
+    out = tmp_path / "o"
+    out.mkdir()
+    other = replace(preset("ci-smoke"), seeds=(7,))
+    saved = {"config": {"sweep_config": other.to_dict()}, "records": []}
+    text = json.dumps(saved)
+    (out / "results.json").write_text(text)
+    args = ["sweep", "--preset", "ci-smoke", "--out", str(out)]
+    assert main([*args, "--background"] if background else args) == 2
+    assert "holds results of a different sweep" in capsys.readouterr().err
+    assert jobs_created(runs) == []
+    assert (out / "results.json").read_text() == text

@@ -153,14 +153,17 @@ def warn_precision(device: str, precision: str) -> None:
 def check_launch(cfg: Any, out: Path) -> None:
     """What a sweep into ``out`` must pass before it runs or is accepted as a job: the grid
     against the model, memory caps (core.sweep.checks), a writable ``out`` that no other sweep
-    is writing (core.jobs.outlock)."""
+    is writing (core.jobs.outlock) and that holds no other sweep's results (resume is fine)."""
     from core.io import ensure_writable_dir
     from core.jobs.outlock import check_output_free
     from core.sweep.checks import check_sweep
+    from core.sweep.engine import resumable_results
+    from core.sweep.runner import SWEEP_CONFIG
 
     check_sweep(cfg)
     ensure_writable_dir(out, "out")
     check_output_free(out)
+    resumable_results(out, cfg.to_dict(), SWEEP_CONFIG)
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -76,6 +76,42 @@ def same_sweep(saved: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     return all(k in b and a[k] == b[k] for k in keys)
 
 
+def resumable_results(out: Path, want: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    """The results in ``out`` when they are the sweep ``want`` (resume); None when ``out`` has none.
+
+    ``key`` is the results config's entry holding the sweep's own config (packs written before it
+    are compared on the keys they share). ValueError, naming the file and the fix, when ``out``
+    holds a different sweep or a corrupt one: the same answer whether a sweep runs here or is
+    about to be accepted as a background job.
+    """
+    path = Path(out) / RESULTS
+    if not path.exists():
+        return None
+    want = json.loads(json.dumps(dict(want)))
+    try:
+        prev = json.loads(path.read_text())
+        # the config as given (results config's "concepts"/"targets" are the pack's names and
+        # target map); packs written before it: the shared keys
+        saved = prev["config"].get(key) or {
+            k: prev["config"].get(k)
+            for k in want
+            if not (k in ("concepts", "targets") and want[k] is None)
+        }
+        if same_sweep(saved, want):
+            return prev
+    except json.JSONDecodeError as e:  # corrupt, not "a different sweep"
+        raise ValueError(
+            f"out: {path} is corrupt (not valid JSON: {e.msg}, line {e.lineno}); move "
+            f"it away to start over, or choose a new --out folder (nothing was overwritten)"
+        ) from e
+    except (KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        pass
+    raise ValueError(
+        f"out: {path} holds results of a different sweep; choose a new --out folder "
+        f"(nothing was overwritten)"
+    )
+
+
 def read_level_states(out: Path) -> list[LevelState] | None:
     """The levels of the sweep in ``out`` as ``levels.json`` last had them (None before the
     first write): what the Jobs page shows as queued / running on a node / done / failed."""

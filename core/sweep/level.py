@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,10 +16,10 @@ from core.evaluate.judged import Generations, score_generations
 from core.metrics import alignment_difficulty, calibrate_scale
 from core.models.ldm import MiniLDM, to_uint8
 from core.poison.plan import PoisonLevel, plan_level
-from core.results.schema import GRIDS_DIR, LEVELS_DIR, RESULTS, LevelRecord
+from core.results.schema import GRIDS_DIR, LEVELS_DIR, LevelRecord
 from core.results.write import write_pack_files
 from core.sweep.config import SweepConfig, seed_plan
-from core.sweep.engine import same_sweep
+from core.sweep.engine import resumable_results
 from core.sweep.runner import (
     SWEEP_CONFIG,
     LevelResult,
@@ -142,33 +141,11 @@ class SweepRunner:
     def open(self) -> dict[str, Any]:
         """Previous results if they belong to the same config (resume), else a fresh dict;
         ValueError if ``out`` holds a different sweep."""
-        path = self.out / RESULTS
-        if path.exists():
-            try:
-                prev = json.loads(path.read_text())
-                want = json.loads(json.dumps(self.config.to_dict()))
-                # the SweepConfig as given (results config's "concepts"/"targets" are the
-                # pack's names and target map); packs written before it: the shared keys
-                saved = prev["config"].get(SWEEP_CONFIG) or {
-                    k: prev["config"].get(k)
-                    for k in want
-                    if not (k in ("concepts", "targets") and want[k] is None)
-                }
-                if same_sweep(saved, want):
-                    cal = prev["config"].get("ad_scale")
-                    self.calibration = tuple(cal) if cal else None
-                    return prev
-            except json.JSONDecodeError as e:  # corrupt, not "a different sweep"
-                raise ValueError(
-                    f"out: {path} is corrupt (not valid JSON: {e.msg}, line {e.lineno}); move "
-                    f"it away to start over, or choose a new --out folder (nothing was overwritten)"
-                ) from e
-            except (KeyError, TypeError, AttributeError):
-                pass
-            raise ValueError(
-                f"out: {path} holds results of a different sweep; choose a new --out folder "
-                f"(nothing was overwritten)"
-            )
+        prev = resumable_results(self.out, self.config.to_dict(), SWEEP_CONFIG)
+        if prev is not None:
+            cal = prev["config"].get("ad_scale")
+            self.calibration = tuple(cal) if cal else None
+            return prev
         if self.calibration is None:
             self.calibration = self._calibrate()
         extra = {
