@@ -127,10 +127,19 @@ with mid:
         marker_c=c_p,
         direct_labels=True,
     )
-    fig_ad.update_layout(title_text=None, margin={"t": 40, "b": 10, "l": 70, "r": 10})
+    fig_ad.update_layout(title_text=None, margin={"t": 40, "b": 10, "l": 50, "r": 10})
     fig_ad.update_xaxes(title_text="C_P", row=2, col=1)
+    # this column is narrow: ticks at least a fifth of the C_P range apart (0, 1, 2, 4, 8 ran
+    # together) and smaller subplot titles (they were cut at the column's edge)
+    ticks = [levels[0]]
+    for lv in levels[1:]:
+        if lv - ticks[-1] >= (levels[-1] - levels[0]) / 5:
+            ticks.append(lv)
+    fig_ad.update_xaxes(tickvals=ticks, ticktext=[str(t) for t in ticks], tickangle=0)
     fig_ad.layout.annotations[0].text = "AD rises"  # the subplot titles, short for this column
     fig_ad.layout.annotations[1].text = "unpoisoned prompts"
+    for title in fig_ad.layout.annotations[:2]:
+        title.font.size = 14
     show(fig_ad, "story_ad", config={"displayModeBar": False})
 
 with right:
