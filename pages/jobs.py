@@ -348,16 +348,19 @@ def show(run_id: str, live: bool = False) -> None:
         holder = busy_with(str(status.get("device") or "cpu"), exclude=run_id)
         place = queue_place(run_id)
         where = f"place {place[0]} of {place[1]} in the queue; " if place else ""
+        # another student's run is not named to a student: "another run"
+        other = f"run {holder} ({run_name(holder)})" if holder in by_id else "another run"
         st.info(
             f"Queued: {where}waiting for {other} to free the device."
             if holder
             else "Queued: the worker is starting."
         )
     if fraction is not None:
-        st.progress(min(1.0, fraction), text=prog.get("message") or f"step {step} / {total}")
+        text = prog.get("message") or f"step {step} / {total}"
+        if state != "running":  # the last work message ("writing the pack files") is history
+            text = f"{state} at step {step} / {total}" if total else state
+        st.progress(min(1.0, fraction), text=text)
     if status.get("error_message"):
-        # another student's run is not named to a student: "another run"
-        other = f"run {holder} ({run_name(holder)})" if holder in by_id else "another run"
         st.error(status["error_message"])
     hist = prog.get("history") or []
     if hist:

@@ -257,7 +257,12 @@ def _drive(
     complete = sweep.saved() == len(order)
     if complete:
         if on_progress is not None:
-            on_progress(sweep.total, sweep.total, "writing the demo-pack files", None)
+            on_progress(
+                sweep.total,
+                sweep.total,
+                "writing the pack files (embeddings, generations, training curves)",
+                None,
+            )
         runner.assemble()
     results.update(complete=complete, summary=summarize(results["records"]))
     atomic_write_json(out / RESULTS, results)
