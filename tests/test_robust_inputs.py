@@ -149,7 +149,7 @@ def test_corrupt_files_are_one_clear_line_not_a_library_message(tmp_path, capsys
         (sweep / name).write_text('{"complete": tr')
     assert main(["sweep-pack", str(sweep), "--out", str(tmp_path / "pack")]) == 2
     err = _err(capsys)
-    assert "results.json is corrupt (not valid JSON at line 1)" in err
+    assert "results.json is not valid JSON at line 1" in err
     assert "different sweep" not in err
 
 
@@ -171,6 +171,10 @@ def test_corrupt_clip_weights_are_a_clear_error(tmp_path):
 # Options of other programs named in our messages (streamlit, huggingface-cli, accelerate).
 OTHER_TOOLS = {"--browser", "--server", "--local-dir", "--include", "--exclude", "--cpu",
                "--config_file"}  # fmt: skip
+# Chromium's own flags: the handout prints its PDF through a headless Chromium
+OTHER_TOOLS |= {"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--user-data-dir", "--no-pdf-header-footer", "--print-to-pdf"}  # fmt: skip
 
 
 def test_messages_only_suggest_options_that_exist():
