@@ -65,7 +65,8 @@ def test_results_contract_and_pack(finished):
     from core.results.schema import SUMMARY_METRICS as METRICS
 
     cfg, out, res, seen = finished
-    assert res["complete"] and seen[-1][:2] == (4, 4)
+    # 2 levels × (2 fine-tune steps + 1 unit for evaluating and saving the level)
+    assert res["complete"] and seen[-1][:2] == (6, 6)
     saved = json.loads((out / "results.json").read_text())
     assert saved["complete"] and [(r["c_p"], r["seed"]) for r in saved["records"]] == [
         (0, 0),
@@ -215,7 +216,8 @@ def test_job_stops_mid_level_and_resumes_with_fresh_lora(
     ctx = Ctx(stop_after=99)
     r = run_job(config, ctx)
     assert r["complete"] and r["records"] == 2
-    assert ctx.steps == [2, 3, 4]  # level 0 resumed at its step 2, level 1 from a fresh adapter
+    # level 0 resumed at its step 2 (unit 2), unit 3 evaluated it, level 1 from a fresh adapter
+    assert ctx.steps == [2, 4, 5]
     training = json.loads((tmp_path / "sweep" / "training.json").read_text())
     assert len(training["0"]["loss"]) == 2
     assert not (tmp_path / "sweep" / "levels" / "cp0_seed0" / "checkpoints").exists()
