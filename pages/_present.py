@@ -90,6 +90,13 @@ def url_choice(key: str, widget: str, options: Sequence[Any], default: Any) -> N
     if url is not None and url != st.session_state.get(seen):
         st.session_state[seen] = url
         match = next((o for o in options if str(o) == url), None)
+        numbers = [o for o in options if isinstance(o, int) and not isinstance(o, bool)]
+        if match is None and numbers and len(numbers) == len(options):
+            try:  # a number outside the options (?step=99, ?cp=30): the nearest one
+                asked = float(url)
+                match = min(numbers, key=lambda o: (abs(o - asked), o))
+            except ValueError:
+                pass
         if match is not None:
             st.session_state[widget] = match
     if st.session_state.get(widget) not in options:

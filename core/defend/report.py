@@ -43,16 +43,23 @@ class DefenseReport:
         return [{k: v for k, v in r.items() if k not in ("fpr", "tpr")} for r in self.rows]
 
     def best(self, method: str) -> dict[str, Any] | None:
-        """The row with the highest AUC for ``method`` (over detectors and C_P means)."""
+        """The detector with the highest mean AUC for ``method`` over C_P (ties broken by the worst
+        level; ``tied`` lists every detector within 0.005 on both, so none is named alone)."""
         rows = [r for r in self.rows if r["method"] == method]
         if not rows:
             return None
         by_det: dict[str, list[float]] = {}
         for r in rows:
             by_det.setdefault(r["detector"], []).append(r["auc"])
-        det = max(by_det, key=lambda d: sum(by_det[d]) / len(by_det[d]))
-        vals = by_det[det]
-        return {"detector": det, "mean_auc": sum(vals) / len(vals), "min_auc": min(vals)}
+
+        def score(d: str) -> tuple[float, float]:
+            return (sum(by_det[d]) / len(by_det[d]), min(by_det[d]))
+
+        det = max(by_det, key=score)  # mean AUC, then the worst level
+        # within 0.005 of the best on both: equal at the two decimals every page shows
+        tied = [d for d in by_det if all(abs(a - b) < 0.005 for a, b in zip(score(d), score(det)))]
+        mean_auc, min_auc = score(det)
+        return {"detector": det, "tied": tied, "mean_auc": mean_auc, "min_auc": min_auc}
 
 
 def check_choice(values: Sequence[str], allowed: Sequence[str], field: str) -> tuple[str, ...]:

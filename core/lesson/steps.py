@@ -107,8 +107,14 @@ def defense_summary(pack: Pack) -> str | None:
     for method, label in (("dirty-label", "dirty-label pairs"), ("nightshade", "Nightshade-style")):
         best = report.best(method)
         if best:
+            names = [d.replace("_", " ") for d in best.get("tied") or [best["detector"]]]
+            which = (
+                f"the best detector ({names[0]}) reaches"
+                if len(names) == 1
+                else f"the best detectors ({' and '.join(names)}, tied) reach"
+            )
             parts.append(
-                f"on {label} the best detector ({best['detector'].replace('_', ' ')}) reaches "
+                f"on {label} {which} "
                 f"mean ROC AUC {best['mean_auc']:.2f} (worst level {best['min_auc']:.2f})"
             )
     return "; ".join(parts) if parts else None

@@ -50,8 +50,11 @@ def test_lesson_step_round_trips_through_the_url(assets):
     assert any(steps[3].question in i.value for i in at.info)
     at.button(key="lesson_back").click().run()
     assert at.query_params["step"] == "3"
-    # an unknown step in a link falls back to the first, and says so in the URL
+    # a step past the end opens the last one; a step that is no number, the first
     at = run("lesson", query={"step": "99"})
+    assert not at.exception, at.exception
+    assert at.query_params["step"] == str(len(steps))
+    at = run("lesson", query={"step": "abc"})
     assert not at.exception, at.exception
     assert at.query_params["step"] == "1"
 
