@@ -272,7 +272,7 @@ def test_job_live_progress_and_reattach(server, browser_context, monkeypatch):
     page = browser_context.new_page()
     page.goto(f"{server['url']}/jobs?run={run_id}")
     _title(page, "Jobs").wait_for(timeout=30_000)
-    page.get_by_text("Step", exact=True).first.wait_for(timeout=30_000)
+    page.get_by_text("Progress", exact=True).first.wait_for(timeout=30_000)
     page.wait_for_timeout(2500)
     page.screenshot(path=str(artifacts_dir() / "jobs_running.png"), full_page=True)
     page.reload()  # re-attach: the run id comes back from ?run=
