@@ -26,6 +26,10 @@ def terms(*names: str) -> str:
     return "\n\n".join(GLOSSARY[n] for n in names)
 
 
+# The words of every page that shows poisoning levels and the three groups of prompts.
+STORY_TERMS = ("C_P", "AD", "poisoned", "related", "unrelated")
+
+
 def intro(title: str, sentence: str, *symbols: str) -> None:
     """Page heading: the title, one sentence of what the page shows, and the words it uses."""
     st.title(title, help=terms(*symbols) if symbols else None)

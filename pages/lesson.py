@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.lesson import lesson_steps, pinned_prompts
 from core.lesson.figures import step_figure
-from pages._present import intro, pinned_rows, show, url_choice, url_keep
+from pages._present import STORY_TERMS, intro, pinned_rows, show, url_choice, url_keep
 from pages._ui import (
     current_pack,
     generations,
@@ -23,11 +23,7 @@ route_through_app()
 intro(
     "Lesson",
     "From a clean model to implosion in six steps, following the same pinned prompts.",
-    "C_P",
-    "AD",
-    "poisoned",
-    "related",
-    "unrelated",
+    *STORY_TERMS,
 )
 pack = current_pack()
 if pack is None:
@@ -130,24 +126,16 @@ def _handout(key: tuple[str, float], pdf: bool) -> bytes:
 st.divider()
 # Both labels whole: side by side in narrow columns they were cut to "Download the h…".
 h1, h3 = st.columns([2, 3], vertical_alignment="center")
-h1.download_button(
-    "Download the handout (HTML)",
-    partial(_handout, pack_key(pack), False),
-    file_name="implosion-handout.html",
-    mime="text/html",
-    key="lesson_handout_html",
-    on_click="ignore",
-    width="stretch",
-)
-h1.download_button(
-    "Download the handout (PDF)",
-    partial(_handout, pack_key(pack), True),
-    file_name="implosion-handout.pdf",
-    mime="application/pdf",
-    key="lesson_handout_pdf",
-    on_click="ignore",
-    width="stretch",
-)
+for fmt, mime, as_pdf in (("HTML", "text/html", False), ("PDF", "application/pdf", True)):
+    h1.download_button(
+        f"Download the handout ({fmt})",
+        partial(_handout, pack_key(pack), as_pdf),
+        file_name=f"implosion-handout.{fmt.lower()}",
+        mime=mime,
+        key=f"lesson_handout_{fmt.lower()}",
+        on_click="ignore",
+        width="stretch",
+    )
 h3.caption(
     "Two A4 pages: the pinned prompts at three levels (clean | poisoned), the AD curve and every "
     "step's question. The PDF is printed by a headless Chromium (a few seconds); the HTML prints "

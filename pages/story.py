@@ -7,7 +7,7 @@ import streamlit as st
 from core.figures.graph import alignment_graph_figure
 from core.figures.trajectory import implosion_figure
 from core.lesson import pinned_prompts, play_levels, row_roles, seed_drop
-from pages._present import intro, pinned_rows, show, terms, url_choice, url_keep
+from pages._present import STORY_TERMS, intro, pinned_rows, show, terms, url_choice, url_keep
 from pages._ui import (
     current_pack,
     generations,
@@ -26,11 +26,7 @@ intro(
     "Story",
     "Poison more concepts (C_P): the caption → image mapping distorts, AD rises, and even "
     "prompts that were never poisoned start to fail.",
-    "C_P",
-    "AD",
-    "poisoned",
-    "related",
-    "unrelated",
+    *STORY_TERMS,
 )
 pack = current_pack()
 if pack is None:

@@ -13,6 +13,7 @@ atomically, and the copy is loaded back with core.results.pack.load_pack before 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,11 @@ from core.results.validate import (
 
 # What a pack folder may hold at its top level (``--force`` replaces only such a folder).
 PACK_ENTRIES: frozenset[str] = frozenset({*PACK_FILES, GRIDS_DIR, "README.md", DEFENSE, SCIENCE})
+
+
+def _check_headers(check: Any, k: int, root: Path, headers: Any) -> None:
+    """``check(headers, k, root)``, bound per npz file before its arrays are read."""
+    check(headers, k, root)
 
 
 def check_replaceable_pack(out: Path) -> None:
@@ -99,24 +105,20 @@ def read_sweep(sweep_dir: Path) -> dict[str, bytes]:
     if not cfg.get("seeds") or not cfg.get("levels"):
         raise BrokenPack(f"{RESULTS}: config.seeds and config.levels must not be empty", sweep_dir)
     k = len(cfg["concepts"])
-    files[EMBEDDINGS] = read_file(sweep_dir, EMBEDDINGS, MAX_NPZ_BYTES)
-    emb = read_npz(
-        sweep_dir,
-        EMBEDDINGS,
-        lambda h: check_embedding_headers(h, k, sweep_dir),
-        data=files[EMBEDDINGS],
+    npz_checks = (
+        (EMBEDDINGS, check_embedding_headers, check_embeddings),
+        (GENERATIONS, check_generation_headers, check_generations),
     )
-    check_embeddings(emb, k, sweep_dir)
-    del emb
-    files[GENERATIONS] = read_file(sweep_dir, GENERATIONS, MAX_NPZ_BYTES)
-    gens = read_npz(
-        sweep_dir,
-        GENERATIONS,
-        lambda h: check_generation_headers(h, k, sweep_dir),
-        data=files[GENERATIONS],
-    )
-    check_generations(gens, k, sweep_dir)
-    del gens
+    for rel, check_headers, check_arrays in npz_checks:
+        files[rel] = read_file(sweep_dir, rel, MAX_NPZ_BYTES)
+        arrays = read_npz(
+            sweep_dir,
+            rel,
+            partial(_check_headers, check_headers, k, sweep_dir),
+            data=files[rel],
+        )
+        check_arrays(arrays, k, sweep_dir)
+        del arrays
     seed = int(cfg["seeds"][0])
     for c in cfg["levels"]:
         rel = grid_file(Path(), int(c), seed).as_posix()
