@@ -67,7 +67,7 @@ PAGES = {
 }
 
 page = st.navigation(PAGES, expanded=True, position=nav_position())
-class_gate()  # a class server: only the join form until a right code (pages/_class.py)
+class_gate(page.url_path)  # a class server: only the join form until a right code (pages/_class.py)
 run_picker()
 if presenter_toggle():
     st.html(PRESENTER_CSS)

@@ -20,7 +20,7 @@ from core.classroom import (
     clean_name,
     is_loopback,
 )
-from core.classroom.state import pin, read_state, write_state
+from core.classroom.state import FOLLOWED_PAGES, ClassState, pin, read_state, write_state
 from core.jobs.access import LOCAL, NOBODY, Principal, act_as
 
 MEMBER_KEY = "_class_member"
@@ -117,9 +117,11 @@ def require_member() -> None:
     act_as(who.principal(cfg))
 
 
-def class_gate() -> Principal:
+def class_gate(page: str | None = None) -> Principal:
     """Before any page runs: on a class server, the join form and a stop until a right code; once
-    joined, the sidebar's class box. Returns this session's principal."""
+    joined, the sidebar's class box. ``page``: the URL path of the page about to run (what the
+    teacher's "Show the class my view" sends; where a following student is taken). Returns this
+    session's principal."""
     cfg = config()
     if cfg is None:
         return LOCAL
@@ -134,16 +136,20 @@ def class_gate() -> Principal:
     with st.sidebar.container(border=True):
         st.markdown(f"**{who.name}** · {who.role}")
         if who.role == "teacher":
-            _teacher_box(principal)
+            _teacher_box(principal, page)
         else:
-            _follow_box()
+            _follow_box(page)
         if st.button("Leave", key="class_leave"):
             del st.session_state[MEMBER_KEY]
             st.rerun()
     return principal
 
 
-def _teacher_box(principal: Principal) -> None:
+# Where each followed page keeps its C_P (the lesson: the C_P of the step shown).
+PAGE_CP_KEY = {"story": "story_cp", "generations": "gen_ref", "lesson": "_lesson_cp"}
+
+
+def _teacher_box(principal: Principal, page: str | None = None) -> None:
     state = read_state()
     pack = st.session_state.get("pack")
     if pack and pack != "demo":
@@ -152,46 +158,71 @@ def _teacher_box(principal: Principal) -> None:
             pin(principal, pack, on=not pinned)
             st.rerun()
     driving = state.c_p is not None
-    c_p = st.session_state.get("story_cp")
+    shown = page if page in FOLLOWED_PAGES else None
+    c_p = st.session_state.get(PAGE_CP_KEY.get(shown or "story", "story_cp"))
     if st.button(
         "Show the class my view",
         key="class_send",
-        help="Students who follow the teacher get this run, its Story C_P and the lesson step.",
+        help="Students who follow the teacher are taken to this page (Lesson, Story or "
+        "Generations) with this run, its C_P and the lesson step; on other pages they get the "
+        "run and the Story's C_P.",
     ):
         if pack and pack != "demo" and pack not in state.pinned:
             pin(principal, pack)
-        write_state(
+        state = write_state(
             principal,
             c_p=c_p if isinstance(c_p, int) else 0,
             lesson_step=_int_or_none(st.session_state.get("lesson_step")),
             pack=pack or "demo",
+            page=shown,
         )
+        driving = True  # “Stop driving the class” at once, not after the next click
         st.toast("The class follows your view.")
     if driving and st.button("Stop driving the class", key="class_unsend"):
-        write_state(principal, c_p=None, lesson_step=None, pack=None)
+        write_state(principal, c_p=None, lesson_step=None, pack=None, page=None)
         st.rerun()
     if driving:
-        st.caption(f"Class shown: C_P {state.c_p} · {state.pack or 'demo'}")
+        where = f"{state.page} · " if state.page else ""
+        step = f" · step {state.lesson_step}" if state.page == "lesson" else ""
+        st.caption(f"Class shown: {where}C_P {state.c_p}{step} · {state.pack or 'demo'}")
 
 
 def _int_or_none(v: object) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def _follow_box() -> None:
+def _follow_box(page: str | None = None) -> None:
     following = st.toggle(
         "Follow the teacher",
         value=st.session_state.get(FOLLOW_KEY, True),
         key=FOLLOW_KEY,
-        help="Your Story page shows the run and C_P the teacher shows; switch off to explore.",
+        help="When the teacher shows the class a view, you see it too: the same page (Lesson, "
+        "Story or Generations), run, C_P and lesson step. Switch off to explore alone.",
     )
     if following:
-        apply_follow()
+        apply_follow(page)
         st.fragment(run_every=FOLLOW_POLL_S)(_watch_teacher)()
 
 
-def apply_follow() -> None:
-    """Take the teacher's latest view (run, C_P, lesson step) once per change."""
+def follow_link(state: ClassState, page: str | None) -> tuple[str | None, dict[str, str]]:
+    """Where a following student on ``page`` goes for the teacher's view ``state``: the page
+    file to switch to (None: stay on this page) and the URL parameters of that view (the pages
+    read ``?pack``, ``?cp`` and ``?step`` as a shared link, so one mechanism serves all three)."""
+    target = state.page if state.page in FOLLOWED_PAGES else page
+    params: dict[str, str] = {}
+    if state.pack:
+        params["pack"] = state.pack
+    if target == "lesson" and state.lesson_step is not None:
+        params["step"] = str(state.lesson_step)
+    elif target in ("story", "generations") and state.c_p is not None:
+        params["cp"] = str(state.c_p)
+    switch = f"pages/{target}.py" if target in FOLLOWED_PAGES and target != page else None
+    return switch, params
+
+
+def apply_follow(page: str | None = None) -> None:
+    """Take the teacher's latest view (page, run, C_P, lesson step) once per change: a student on
+    another page is taken to the teacher's (Lesson, Story or Generations)."""
     state = read_state()
     if state.c_p is None or state.revision == st.session_state.get("_class_seen"):
         return
@@ -201,7 +232,12 @@ def apply_follow() -> None:
         st.session_state["class_lesson_step"] = state.lesson_step
     if state.pack:
         st.session_state["pack"] = state.pack
-        st.query_params["pack"] = state.pack
+    switch, params = follow_link(state, page)
+    if switch is not None:
+        if st.query_params.get("present"):
+            params["present"] = st.query_params["present"]
+        st.switch_page(switch, query_params=params)
+    st.query_params.update(params)
 
 
 def _watch_teacher() -> None:

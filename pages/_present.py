@@ -9,7 +9,7 @@ above the fold at 1280×720.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import streamlit as st
@@ -73,6 +73,27 @@ def show(fig: Any, key: str, **kwargs: Any) -> Any:
     if presenter():
         present(fig)
     return st.plotly_chart(fig, key=key, theme=None, **kwargs)
+
+
+@st.cache_resource(show_spinner=False, max_entries=96)
+def _shared_figure(name: str, key: Hashable, present_mode: bool, _build: Callable[[], Any]) -> Any:
+    """The figure ``_build`` makes for (``name``, ``key``, presenter mode), built once per server
+    process and shared by every session (a cache resource: no copy per session)."""
+    from core.figures.palette import present
+
+    fig = _build()
+    if present_mode:
+        present(fig)
+    return fig
+
+
+def show_shared(name: str, key: Hashable, build: Callable[[], Any], **kwargs: Any) -> Any:
+    """:func:`show` for a figure that depends only on ``key`` (a pack's :func:`pages._ui.pack_key`,
+    the level shown, …): built once per server for that key and presenter mode, then every
+    session's rerun only sends it. ``build`` must make a new figure from ``key``'s inputs alone,
+    and nobody may change the figure it returns (it is shared)."""
+    fig = _shared_figure(name, key, presenter(), build)
+    return st.plotly_chart(fig, key=name, theme=None, **kwargs)
 
 
 # Presenter mode: less padding above the page so the main figure sits above the fold at 1280×720,

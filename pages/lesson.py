@@ -57,6 +57,7 @@ st.session_state["_lesson_last"] = n
 url_keep("step", "lesson_step", n)
 
 step = steps[n - 1]
+st.session_state["_lesson_cp"] = step.c_p  # what "Show the class my view" sends as its C_P
 text, figure = st.columns([1, 1.5], gap="medium")
 with text:
     st.markdown(f"#### {n} · {step.title}")

@@ -1,7 +1,7 @@
 """The class state: what the teacher shares with the room, one small JSON file.
 
 ``runs_dir()/.class/state.json`` holds the pack ids pinned for the class (students may open them),
-and the run, lesson step and C_P the teacher is showing (students who "follow" see the same). Only the
+and the page, run, lesson step and C_P the teacher is showing (students who "follow" see the same). Only the
 teacher writes it (:func:`write_state` refuses anyone else); pages read it on each run. The file is
 untrusted input: it is parsed once by :meth:`ClassState.from_dict`, and a missing or broken file
 reads as the empty state.
@@ -19,17 +19,21 @@ from core.io import atomic_write_json, runs_dir
 from core.jobs.access import Principal
 
 MAX_PINS = 50
+# The pages a teacher's view can take a following student to (their URL paths).
+FOLLOWED_PAGES = ("lesson", "story", "generations")
 
 
 @dataclass(frozen=True)
 class ClassState:
-    """pinned: pack ids students may open; lesson_step, c_p, pack: what the teacher shows (c_p
-    None: not driving); revision: bumped on every write so followers notice a change."""
+    """pinned: pack ids students may open; lesson_step, c_p, pack, page: what the teacher shows
+    (c_p None: not driving; page: one of :data:`FOLLOWED_PAGES` or None); revision: bumped on
+    every write so followers notice a change."""
 
     pinned: tuple[str, ...] = ()
     lesson_step: int | None = None
     c_p: int | None = None
     pack: str | None = None
+    page: str | None = None
     revision: int = 0
     by: str | None = None
 
@@ -39,6 +43,7 @@ class ClassState:
             "lesson_step": self.lesson_step,
             "c_p": self.c_p,
             "pack": self.pack,
+            "page": self.page,
             "revision": self.revision,
             "by": self.by,
         }
@@ -62,6 +67,7 @@ class ClassState:
             lesson_step=opt_int(d.get("lesson_step")),
             c_p=opt_int(d.get("c_p")),
             pack=pack if isinstance(pack, str) and pack else None,
+            page=d.get("page") if d.get("page") in FOLLOWED_PAGES else None,
             revision=opt_int(d.get("revision")) or 0,
             by=by if isinstance(by, str) else None,
         )
@@ -84,11 +90,11 @@ def read_state() -> ClassState:
 
 
 def write_state(actor: Principal, **changes: Any) -> ClassState:
-    """Change the class state (``pinned``, ``lesson_step``, ``c_p``, ``pack``); only the teacher
-    (or the local user) may. Returns the new state."""
+    """Change the class state (``pinned``, ``lesson_step``, ``c_p``, ``pack``, ``page``); only the
+    teacher (or the local user) may. Returns the new state."""
     if actor.role == "student":
         raise ValueError("only the teacher can change what the class is shown")
-    unknown = set(changes) - {"pinned", "lesson_step", "c_p", "pack"}
+    unknown = set(changes) - {"pinned", "lesson_step", "c_p", "pack", "page"}
     if unknown:
         raise ValueError(f"class state: unknown field(s) {', '.join(sorted(unknown))}")
     if "pinned" in changes:
@@ -97,6 +103,11 @@ def write_state(actor: Principal, **changes: Any) -> ClassState:
         v = changes.get(key)
         if v is not None and (not isinstance(v, int) or v < 0):
             raise ValueError(f"class state {key}={v!r}: use a whole number ≥ 0 or None")
+    page = changes.get("page")
+    if page is not None and page not in FOLLOWED_PAGES:
+        raise ValueError(
+            f"class state page={page!r}: use one of {', '.join(FOLLOWED_PAGES)} or None"
+        )
     current = read_state()
     new = replace(current, **changes, revision=current.revision + 1, by=actor.name)
     path = state_path()
