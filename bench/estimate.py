@@ -1,6 +1,6 @@
 """Run-time estimate vs measured wall time: the Poison-setup defaults and sweep presets.
 
-For each case: measure this machine's rates (core.sweep.estimate.measure_rates, cached once in a
+For each case: measure this machine's rates (core.sweep.mini.estimate.measure_rates, cached once in a
 temporary runs folder), estimate the run, then run it as the user would (a background job:
 worker start, set-up, training, probes, evaluation, pack) and time it from start_job to
 completion. Writes bench/results/estimate.json and bench/results/estimate.md with the load
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(case: str, model: str | None):
-    from core.sweep.driver import preset
-    from core.sweep.experiment import finetune_config, model_world
+    from core.sweep.mini.finetune import finetune_config, model_world
+    from core.sweep.mini.run import preset
 
     if case == "finetune":  # the Poison-setup defaults: two concepts by name
         world = model_world(model)
@@ -33,8 +33,8 @@ def _config(case: str, model: str | None):
 
 def run_case(case: str, model: str | None, max_wait_s: float) -> dict:
     from core.jobs import cancel_job, read_run, start_job, wait_job
-    from core.sweep.estimate import estimate, rates_for
-    from core.sweep.experiment import job_config, model_world
+    from core.sweep.mini.estimate import estimate, rates_for
+    from core.sweep.mini.finetune import job_config, model_world
 
     world = model_world(model)
     cfg, meta = _config(case, model)

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.io import atomic_write_json  # noqa: E402
-from core.sweep.driver import SweepConfig  # noqa: E402
-from core.sweep.level import SweepRunner  # noqa: E402
+from core.sweep.mini.run import SweepConfig  # noqa: E402
+from core.sweep.mini.runner import SweepRunner  # noqa: E402
 from core.training.finetune import FinetuneConfig  # noqa: E402
 
 VARIANTS: dict[str, dict] = {

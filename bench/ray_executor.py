@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.sweep.driver import preset, run_sweep  # noqa: E402
 from core.sweep.executors import ExecutorOptions  # noqa: E402
+from core.sweep.mini.run import preset, run_sweep  # noqa: E402
 
 TIMING = {"finetune_seconds", "wall_seconds"}
 

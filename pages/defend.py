@@ -13,7 +13,7 @@ from core.defend.figures import DETECTOR_LABELS, defended_figure, roc_figure, sc
 from core.defend.pairs import level_pairs, nightshade_file
 from core.defend.report import DEFENSE, load_report, scorable_levels
 from core.defend.roc import roc, threshold_at_fpr
-from core.sweep.defended import defended_packs, start_defended_job
+from core.sweep.mini.defended import defended_packs, start_defended_job
 from pages._ui import (
     _load,
     _stamp,
@@ -41,8 +41,8 @@ def defended_estimate(
     pack_dir: str, defense: DefenseConfig, levels: tuple[int, ...], seeds: tuple[int, ...]
 ) -> str:
     """One line: the defended sweep's estimated run time from this machine's measured rates."""
-    from core.sweep.defended import defended_config
-    from core.sweep.estimate import cached_rates, estimate, format_seconds
+    from core.sweep.mini.defended import defended_config
+    from core.sweep.mini.estimate import cached_rates, estimate, format_seconds
 
     try:
         sc = defended_config(Path(pack_dir), defense, levels, seeds)

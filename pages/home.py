@@ -5,7 +5,7 @@ import streamlit as st
 from core.figures.trajectory import ad_components_figure
 from core.io import runs_dir
 from core.results.pack import demo_dir
-from core.sweep.config import PRESET_NOTES
+from core.sweep.mini.config import PRESET_NOTES
 from pages._claims import render_claims_panel
 from pages._present import GLOSSARY, intro, show
 from pages._ui import open_pack, pack_choices, route_through_app, warm_in_background

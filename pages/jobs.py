@@ -17,8 +17,8 @@ from core.jobs.labels import run_label
 from core.jobs.progress import format_left, time_left
 from core.jobs.store import read_json, run_path
 from core.results.runs import get_run, run_summary
-from core.sweep import real_config as real_sweep
-from core.sweep.config import PRESET_NOTES
+from core.sweep.mini.config import PRESET_NOTES
+from core.sweep.real import config as real_sweep
 from pages._class import current_principal
 from pages._ui import markdown_table, route_through_app
 
@@ -27,7 +27,7 @@ route_through_app()
 st.title("Jobs")
 st.caption("Jobs run in their own processes: closing the tab or reloading does not stop them.")
 
-PRESETS = PRESET_NOTES  # each preset's description and duration, from core/sweep/config.py
+PRESETS = PRESET_NOTES  # each preset's description and duration, from core/sweep/mini/config.py
 POLL_S = 2.0  # at most one refresh of a live run every 2 s
 
 
@@ -47,7 +47,7 @@ def _ints(text: str, field: str) -> list[int] | None:
 
 @st.cache_data(show_spinner=False)
 def base_names() -> list[str]:
-    from core.sweep.experiment import model_world
+    from core.sweep.mini.finetune import model_world
 
     try:
         return model_world(None).names
@@ -61,7 +61,7 @@ def custom_sweep_config(
     """The ``sweep`` job config for the form, validated here (SweepConfig) before a worker starts.
     ``ray_address``: run the levels as Ray tasks on that cluster ("auto", "ray://host:10001",
     "local" for a Ray started with the sweep); blank: the local executor."""
-    from core.sweep.driver import preset as make_preset
+    from core.sweep.mini.run import preset as make_preset
 
     names = base_names()
     cfg: dict = {"preset": preset}
@@ -89,7 +89,7 @@ def custom_sweep_config(
         cfg["concepts"] = [names.index(n) for n in concepts]
         cfg.setdefault("levels", list(range(0, len(concepts) + 1)))
     job_only = {"preset", "executor", "address"}  # read by the job, not SweepConfig fields
-    from core.sweep.checks import check_sweep
+    from core.sweep.mini.checks import check_sweep
 
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
     sweep = make_preset(preset, **{k: v for k, v in fields.items() if k not in job_only})

@@ -6,14 +6,14 @@ import streamlit as st
 
 from core.poison.plan import TARGET_RULES, choose_targets, plan_level, preview_pairs
 from core.results.pack import list_models
-from core.sweep.estimate import (
+from core.sweep.mini.estimate import (
     cached_rates,
     estimate,
     format_seconds,
     last_measure_seconds,
     measure_rates,
 )
-from core.sweep.experiment import FINETUNE_DEFAULTS, finetune_config, job_config, model_world
+from core.sweep.mini.finetune import FINETUNE_DEFAULTS, finetune_config, job_config, model_world
 from pages._ui import route_through_app
 
 route_through_app()

@@ -15,8 +15,8 @@ import pytest
 
 from core.cli import main
 from core.jobs.outlock import OutputBusy, check_output_free, hold_output
-from core.sweep.checks import check_memory, level_memory_bytes
-from core.sweep.config import PRESETS, preset
+from core.sweep.mini.checks import check_memory, level_memory_bytes
+from core.sweep.mini.config import PRESETS, preset
 
 GiB = 2**30
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core.cli import main
-from core.sweep.driver import preset, run_sweep
+from core.sweep.mini.run import preset, run_sweep
 
 # timing fields differ between any two runs; everything else must match
 TIMING = {"finetune_seconds", "wall_seconds"}
@@ -86,7 +86,7 @@ def test_killed_ray_worker_level_is_retried(tiny_model_dir, tmp_path, local_reco
     from core.sweep.engine import drive
     from core.sweep.executors import ExecutorOptions
     from core.sweep.executors.ray_executor import RayExecutor
-    from core.sweep.level import SweepRunner
+    from core.sweep.mini.runner import SweepRunner
 
     out = tmp_path / "kill"
     out.mkdir()

@@ -101,7 +101,7 @@ def test_any_oserror_is_one_clear_line(tmp_path, capsys):
 
 
 def test_values_validated_before_minutes_of_compute(tmp_path, capsys, monkeypatch):
-    import core.sweep.budget as budget
+    import core.sweep.mini.budget as budget
 
     monkeypatch.setattr(budget, "run_budget_sweep", lambda *a, **k: pytest.fail("work started"))
     argv = ["sweep-budget", "--out", str(tmp_path / "b"), "--eval-samples", "0"]
@@ -211,7 +211,7 @@ def test_messages_only_suggest_options_that_exist():
 
 
 def test_corrupt_sweep_results_are_called_corrupt_not_a_different_sweep(tiny_model_dir, tmp_path):
-    from core.sweep.driver import preset, run_sweep
+    from core.sweep.mini.run import preset, run_sweep
 
     out = tmp_path / "s"
     out.mkdir()

@@ -11,7 +11,7 @@ import pytest
 from core.cli import main
 from core.poison.plan import plan_level
 from core.results.runs import get_run, list_runs, open_run, run_summary
-from core.sweep.experiment import (
+from core.sweep.mini.finetune import (
     finetune_config,
     job_config,
     model_world,

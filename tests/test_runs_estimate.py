@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from core.sweep.driver import SweepConfig
-from core.sweep.estimate import Rates, cached_rates, estimate, format_seconds, machine_key
+from core.sweep.mini.estimate import Rates, cached_rates, estimate, format_seconds, machine_key
+from core.sweep.mini.run import SweepConfig
 from core.training.finetune import FinetuneConfig
 
 RATES = Rates(

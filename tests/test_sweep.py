@@ -8,7 +8,7 @@ import pytest
 
 from core.cli import main
 from core.poison.plan import poisoning_plan
-from core.sweep.driver import METRICS, SweepConfig, preset, run_sweep, summarize
+from core.sweep.mini.run import METRICS, SweepConfig, preset, run_sweep, summarize
 
 
 def smoke(model_dir, **kw):
@@ -108,7 +108,7 @@ def test_config_validation(kw, match):
 
 
 def test_replace_mode_drops_the_clean_pairs_of_poisoned_concepts(tiny_model_dir, tmp_path):
-    from core.sweep.level import SweepRunner
+    from core.sweep.mini.runner import SweepRunner
 
     for d in ("a", "r"):
         (tmp_path / d / "levels").mkdir(parents=True)
@@ -268,8 +268,8 @@ def test_workers_must_be_positive(tiny_model_dir, tmp_path):
 def test_cpu_presets_attack_runs_end_to_end_with_lora(tiny_model_dir, tmp_path):
     """The CPU presets' attack and fine-tune (replace poisons, rank-1 LoRA) through the driver:
     every level completes and saves, and the Poison-setup defaults are the same configuration."""
-    from core.sweep.config import CPU_FINETUNE, CPU_POISON_RATIO, PRESETS
-    from core.sweep.experiment import FINETUNE_DEFAULTS
+    from core.sweep.mini.config import CPU_FINETUNE, CPU_POISON_RATIO, PRESETS
+    from core.sweep.mini.finetune import FINETUNE_DEFAULTS
 
     for cfg in (PRESETS["cpu-quick"], PRESETS["cpu-full"], FINETUNE_DEFAULTS):
         assert cfg.poison_mode == "replace" and cfg.poison_ratio == CPU_POISON_RATIO

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from core.sweep.config import preset
 from core.sweep.engine import same_sweep
-from core.sweep.real_config import RealSweepConfig
+from core.sweep.mini.config import preset
+from core.sweep.real.config import RealSweepConfig
 
 
 def test_mini_sweep_resumes_on_another_device_but_not_with_other_settings():

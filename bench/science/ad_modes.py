@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from core.metrics import alignment_difficulty  # noqa: E402
-from core.sweep.driver import SweepConfig  # noqa: E402
+from core.sweep.mini.run import SweepConfig  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("levers", HERE / "implosion_levers.py")
 assert _spec is not None and _spec.loader is not None

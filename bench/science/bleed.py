@@ -23,7 +23,7 @@ from core.world import World, WorldConfig  # noqa: E402
 try:  # the plan moved from the sweep driver to core/poison during this work
     from core.poison.plan import poisoning_plan  # type: ignore[attr-defined]  # noqa: E402
 except ImportError:  # pragma: no cover
-    from core.sweep.driver import poisoning_plan  # type: ignore[attr-defined,no-redef]  # noqa: E402
+    from core.sweep.mini.run import poisoning_plan  # type: ignore[attr-defined,no-redef]  # noqa: E402
 
 
 def main() -> None:

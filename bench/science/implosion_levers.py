@@ -35,8 +35,8 @@ from core.io import atomic_write_json  # noqa: E402
 from core.metrics import alignment_difficulty  # noqa: E402
 from core.models.ldm import to_uint8  # noqa: E402
 from core.results.grid import save_grid  # noqa: E402
-from core.sweep.driver import SweepConfig  # noqa: E402
-from core.sweep.level import SweepRunner  # noqa: E402
+from core.sweep.mini.run import SweepConfig  # noqa: E402
+from core.sweep.mini.runner import SweepRunner  # noqa: E402
 from core.training.finetune import FinetuneConfig, finetune_unet, make_pairs  # noqa: E402
 
 DEMO_AD_SCALE = (0.8620057515202743, 0.9552974084074232)  # assets/demo's calibration

@@ -2,7 +2,7 @@
 
 The plan is the calibration packs' sweep on a chosen (C_P, seed): the same clean training set
 (``n_clean_per_concept`` world images per concept, seed 10 000 + seed), the same poisoning order
-and targets (core.poison.plan via ``core.sweep.config.seed_plan``) or a chosen concept list, the
+and targets (core.poison.plan via ``core.sweep.mini.config.seed_plan``) or a chosen concept list, the
 same poison ratio and add/replace mode. The pairs are built by the sweep's own level runner
 (``SweepRunner.pairs`` / ``pair_embeddings``), so a plan's AD is exactly the AD the sweep records
 for that level (tests/audit checks it on the demo pack's seeds). Nightshade-style plans replace
@@ -64,7 +64,7 @@ class PlannedAttack:
 
 def sweep_config_of(pack_config: dict[str, Any]) -> Any:
     """The SweepConfig a pack ran (its ``sweep_config``, else the shared keys of its config)."""
-    from core.sweep.config import SweepConfig
+    from core.sweep.mini.config import SweepConfig
 
     saved = pack_config.get("sweep_config")
     if saved is None:
@@ -92,9 +92,9 @@ def plan_runner(
     model: str | Path | None = None,
     device: str = "cpu",
 ) -> Any:
-    """The sweep's level runner (core.sweep.level.SweepRunner) for the pack's sweep on ``seeds``
+    """The sweep's level runner (core.sweep.mini.runner.SweepRunner) for the pack's sweep on ``seeds``
     × ``levels``: it loads the model once and builds any of those levels' pairs."""
-    from core.sweep.level import SweepRunner
+    from core.sweep.mini.runner import SweepRunner
 
     base = sweep_config_of(pack_config)
     cfg = replace(
@@ -126,7 +126,7 @@ def planned_pairs(
     Returns AuditPairs with thumbnails (the world images, and the Nightshade images when used)."""
     import torch
 
-    from core.sweep.level import text_rows
+    from core.sweep.mini.runner import text_rows
 
     if runner is None:
         runner = plan_runner(
@@ -190,14 +190,14 @@ def planned_pairs(
 
 def model_concepts(model: str | Path | None = None) -> int:
     """K of a model folder (model.json only; no weights loaded)."""
-    from core.sweep.experiment import model_world
+    from core.sweep.mini.finetune import model_world
 
     return model_world(model).n_concepts
 
 
 def resolve_plan_concepts(items: Sequence[Any], model: str | Path | None = None) -> tuple[int, ...]:
     """Concept names or ids → ids of the model's world (ValueError lists valid ones)."""
-    from core.sweep.experiment import model_world, resolve_concepts
+    from core.sweep.mini.finetune import model_world, resolve_concepts
 
     return resolve_concepts(model_world(model), list(items))
 
@@ -219,7 +219,7 @@ def check_run_job(
     pairs: the calibration's sweep on the plan's concepts and targets, clean baseline (C_P = 0)
     and the planned level, same seed. ValueError for C_P = 0 or a Nightshade plan (runs poison
     with dirty-label pairs)."""
-    from core.sweep.experiment import finetune_config, job_config, model_world
+    from core.sweep.mini.finetune import finetune_config, job_config, model_world
 
     if attack.method != "dirty-label":
         raise ValueError(

@@ -267,6 +267,6 @@ def _mini_embedder(model: str | None) -> Any:
 
 
 def _model_names(model: str | None) -> list[str]:
-    from core.sweep.experiment import model_world
+    from core.sweep.mini.finetune import model_world
 
     return list(model_world(model).names)

@@ -104,13 +104,13 @@ def _defend(args: argparse.Namespace) -> int:
 
 def _sweep(pack_dir: Path, defense: Any, args: argparse.Namespace) -> int:
     if args.background:
-        from core.sweep.defended import start_defended_job
+        from core.sweep.mini.defended import start_defended_job
 
         print(
             start_defended_job(pack_dir, defense, args.out, args.levels, args.seeds, args.workers)
         )
         return 0
-    from core.sweep.defended import run_defended_sweep
+    from core.sweep.mini.defended import run_defended_sweep
 
     def progress(i: int, total: int, msg: str) -> None:
         if not args.json:

@@ -24,7 +24,7 @@ from core.commands._args import seed as seed_arg
 from core.jobs import register_kind
 
 register_kind("real-finetune", "core.training.real:run_job")
-register_kind("real-sweep", "core.sweep.real:run_job")
+register_kind("real-sweep", "core.sweep.real.run:run_job")
 
 
 def _words(s: str) -> tuple[str, ...]:
@@ -113,7 +113,7 @@ def register(sub: Any) -> None:
 
 
 def _add_sweep(s: Any) -> None:
-    from core.sweep.real_config import RealSweepConfig as C
+    from core.sweep.real.config import RealSweepConfig as C
 
     q = s.add_parser(
         "sweep",
@@ -174,7 +174,7 @@ def _add_sweep(s: Any) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from core.sweep.real_config import RealSweepConfig, check_inputs
+    from core.sweep.real.config import RealSweepConfig, check_inputs
 
     custom = args.ad_interval is not None
     cfg = RealSweepConfig(
@@ -189,7 +189,7 @@ def _sweep(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision, device=args.device,
     )  # fmt: skip
     if args.job:
-        from core.sweep.real_config import start_real_sweep_job
+        from core.sweep.real.config import start_real_sweep_job
 
         form = {k: v for k, v in cfg.to_dict().items() if k != "device"}
         out = None if args.out is None else str(args.out)
@@ -206,7 +206,7 @@ def _sweep(args: argparse.Namespace) -> int:
     executor, options = executor_options(args)
     from tqdm.auto import tqdm
 
-    from core.sweep.real import run_real_sweep
+    from core.sweep.real.run import run_real_sweep
 
     _threads()
     bar = tqdm(total=len(cfg.levels) * len(cfg.seeds) * cfg.steps, unit="step", disable=args.json)

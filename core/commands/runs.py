@@ -127,7 +127,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
     from core.jobs import read_run, start_job, stop_job
     from core.jobs.store import TERMINAL_STATES
-    from core.sweep.experiment import finetune_config, job_config, model_world
+    from core.sweep.mini.finetune import finetune_config, job_config, model_world
 
     world = model_world(args.model)
     overrides = {
@@ -150,7 +150,7 @@ def _finetune(args: argparse.Namespace) -> int:
     if args.precision is not None:
         ft_over["precision"] = args.precision
     cfg = replace(cfg, finetune=replace(cfg.finetune, **ft_over))
-    from core.sweep.checks import check_memory
+    from core.sweep.mini.checks import check_memory
 
     check_memory(cfg, world.n_concepts, world.config.image_size)  # before the job is accepted
     run_id = start_job(

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep", help="AD and implosion metrics over C_P (number of poisoned concepts)"
     )
-    from core.sweep.config import PRESET_NOTES
+    from core.sweep.mini.config import PRESET_NOTES
 
     p.add_argument(
         "--preset",
@@ -152,12 +152,12 @@ def warn_precision(device: str, precision: str) -> None:
 
 def check_launch(cfg: Any, out: Path) -> None:
     """What a sweep into ``out`` must pass before it runs or is accepted as a job: the grid
-    against the model, memory caps (core.sweep.checks), a writable ``out`` that no other sweep
+    against the model, memory caps (core.sweep.mini.checks), a writable ``out`` that no other sweep
     is writing (core.jobs.outlock) and that holds no other sweep's results (resume is fine)."""
     from core.io import ensure_writable_dir
     from core.jobs.outlock import check_output_free
-    from core.sweep.checks import check_sweep
     from core.sweep.engine import resumable_results
+    from core.sweep.mini.checks import check_sweep
     from core.sweep.runner import SWEEP_CONFIG
 
     check_sweep(cfg)
@@ -167,7 +167,7 @@ def check_launch(cfg: Any, out: Path) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from core.sweep.driver import preset, run_sweep
+    from core.sweep.mini.run import preset, run_sweep
 
     overrides = {
         "levels": tuple(args.levels) if args.levels else None,
@@ -188,7 +188,7 @@ def _sweep(args: argparse.Namespace) -> int:
         ft_over["precision"] = args.precision
         warn_precision(cfg.device, args.precision)
     cfg = replace(cfg, finetune=replace(cfg.finetune, **ft_over))  # validated here, before work
-    from core.sweep.driver import DEFAULT_WORKERS
+    from core.sweep.mini.run import DEFAULT_WORKERS
 
     workers = args.workers if args.workers is not None else DEFAULT_WORKERS.get(args.preset, 1)
     executor, options = executor_options(args, workers)
@@ -237,7 +237,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _sweep_budget(args: argparse.Namespace) -> int:
-    from core.sweep.budget import BudgetSweepConfig, run_budget_sweep
+    from core.sweep.mini.budget import BudgetSweepConfig, run_budget_sweep
     from core.training.finetune import FinetuneConfig
 
     if args.eval_samples < 1:  # checked before the fine-tunes, not after them

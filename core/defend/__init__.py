@@ -9,7 +9,7 @@ Public API::
     evaluate_pack(pack, ...) -> DefenseReport;  pack_report(pack) stores defense.json
     apply_defense(defense, x, y, caption_concept, poisoned) -> keep mask, record fields
 
-The defended sweep is a sweep variant (:mod:`core.sweep.defended`, job kind ``defended-sweep``):
+The defended sweep is a sweep variant (:mod:`core.sweep.mini.defended`, job kind ``defended-sweep``):
 the sweep depends on defend (its config and filter), never the other way round. The
 attacked-vs-defended comparison (``core.defend.compare``) reads two packs.
 """

@@ -2,7 +2,7 @@
 
 A sweep records, per level, every training pair's (or a random subsample's) image and text
 embedding in the dual encoder's joint space, the concept its caption names, the concept its image
-shows and whether it is poisoned (core/sweep/level.py → ``embeddings.npz``). That is the
+shows and whether it is poisoned (core/sweep/mini/runner.py → ``embeddings.npz``). That is the
 dirty-label evaluation set. The Nightshade-style set keeps the level's clean pairs and replaces the
 dirty-label pairs by as many Nightshade poisons (core.poison.builders: images of the caption's own
 concept perturbed so the VAE sees the target) built with the pack's model and world; their

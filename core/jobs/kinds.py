@@ -3,7 +3,8 @@
 A kind function has the signature ``fn(config: dict, ctx: JobContext) -> dict`` and returns final
 metrics. Targets are strings (not callables) because the function runs in a fresh worker process
 that imports it by name; the resolved target is stored in ``config.json`` so a resumed run uses the
-same code even if the registry changed.
+same code even if the registry changed. A target whose function has since moved is read through
+:data:`MOVED`, so runs recorded before the move still resume.
 """
 
 from __future__ import annotations
@@ -17,11 +18,20 @@ from typing import Any
 # Kinds every process knows without importing their modules first (the CLI and the worker start
 # cold). Training code plugs in here or calls register_kind() before start_job().
 _KINDS: dict[str, str] = {
-    "finetune": "core.sweep.experiment:run_job",
-    "sweep": "core.sweep.driver:run_job",
+    "finetune": "core.sweep.mini.finetune:run_job",
+    "sweep": "core.sweep.mini.run:run_job",
     "real-finetune": "core.training.real:run_job",
-    "real-sweep": "core.sweep.real:run_job",
+    "real-sweep": "core.sweep.real.run:run_job",
     "dummy": "core.jobs._testing:count",  # a harmless counter: smoke tests and demos
+}
+
+# Targets stored in job records on disk (``config.json``) before their function moved → where
+# it lives now. A record is never rewritten; its target is read through this map.
+MOVED: dict[str, str] = {
+    "core.sweep.driver:run_job": "core.sweep.mini.run:run_job",
+    "core.sweep.experiment:run_job": "core.sweep.mini.finetune:run_job",
+    "core.sweep.defended:run_job": "core.sweep.mini.defended:run_job",
+    "core.sweep.real:run_job": "core.sweep.real.run:run_job",
 }
 
 
@@ -53,13 +63,15 @@ def resolve_target(kind: str) -> str:
         return _KINDS[kind]
     if ":" in kind:
         _split_target(kind)
-        return kind
+        return MOVED.get(kind, kind)
     allowed = ", ".join(sorted(_KINDS))
     raise ValueError(f"unknown job kind {kind!r}; allowed: {allowed}, or 'module.path:function'")
 
 
 def load_target(target: str, kind: str | None = None) -> Callable[..., Any]:
-    """Import and return the function named by ``target`` (ValueError naming the problem)."""
+    """Import and return the function named by ``target`` (ValueError naming the problem); a
+    target that has moved since it was recorded resolves to its new place (:data:`MOVED`)."""
+    target = MOVED.get(target, target)
     module_name, func_name = _split_target(target)
     label = f"job kind {kind!r} ({target})" if kind and kind != target else f"job kind {target!r}"
     try:

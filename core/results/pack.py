@@ -14,7 +14,7 @@ writes a synthetic one with the same format for tests.
 - ``generations.npz``: ``levels`` and per level ``images_{c}`` (K, m, S, S, 3) uint8.
 - ``training.json`` (optional): {"<c_p>": {"step", "loss", "probe": {"step", "ad",
   "acc_unpoisoned"}}}: the fine-tune loss per step and, at probe steps, the AD of the model's
-  own generations and the judged accuracy of unpoisoned concepts (core/sweep/level.py).
+  own generations and the judged accuracy of unpoisoned concepts (core/sweep/mini/runner.py).
 """
 
 from __future__ import annotations

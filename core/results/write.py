@@ -2,7 +2,7 @@
 
 A pack is the sweep's ``results.json``, ``embeddings.npz``, ``generations.npz``,
 ``training.json`` and the PNG grids of the seed the pack files were assembled from
-(core/sweep/level.py ``assemble``); the per-level ``levels/*.npz`` stay behind.
+(core/sweep/mini/runner.py ``assemble``); the per-level ``levels/*.npz`` stay behind.
 
 The sweep folder is untrusted input (core.results.validate): every file is read once, without
 following links, and the bytes read are validated (schema, array headers and index values,
@@ -170,7 +170,7 @@ def write_pack_files(
         }
         emb.update({f"{name}_{c}": a for name, a in level.items()})
         training[str(c)] = {"step": list(range(1, len(loss) + 1)), "loss": loss}
-        if probes:  # {"step", "ad", "acc_unpoisoned"} at the probe steps (core/sweep/level.py)
+        if probes:  # {"step", "ad", "acc_unpoisoned"} at the probe steps (mini/runner.py)
             training[str(c)]["probe"] = probes
     atomic_save_npz(out / EMBEDDINGS, emb, compressed=True)
     atomic_save_npz(out / GENERATIONS, gens, compressed=True)

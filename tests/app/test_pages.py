@@ -347,7 +347,7 @@ def test_jobs_page_selects_a_newly_started_sweep(finished_run, monkeypatch):
         started["id"] = real_start("dummy", {"steps": 2, "step_seconds": 0.01}, device="cpu")
         return started["id"]
 
-    import core.sweep.experiment as experiment
+    import core.sweep.mini.finetune as experiment
     from core.world import World, WorldConfig
 
     # the launcher's checks read K from the model folder (this test's assets have none)
@@ -392,7 +392,7 @@ def test_jobs_page_shows_level_states_and_starts_on_ray(finished_run, monkeypatc
 
     monkeypatch.setattr(core.jobs, "start_job", fake_start)
     monkeypatch.setattr(executors, "ray_available", lambda: True)
-    import core.sweep.experiment as experiment
+    import core.sweep.mini.finetune as experiment
     from core.world import World, WorldConfig
 
     # the launcher's checks read K from the model folder (this test's assets have none)
@@ -444,7 +444,7 @@ def test_route_through_app_flips_the_legacy_flag_once(monkeypatch):
 
 def test_jobs_page_real_sweep_form(assets, monkeypatch, tmp_path):
     """The real-SD form: validation errors are shown; valid input starts one ``real-sweep``."""
-    import core.sweep.real_config as real_sweep
+    import core.sweep.real.config as real_sweep
 
     at = run("jobs")
     at.radio(key="j_sweep_model").set_value("Real Stable Diffusion").run()

@@ -37,7 +37,7 @@ def test_defend_page_roc_histogram_and_threshold(assets):
 
 
 def test_defend_page_launches_the_defended_sweep(assets, monkeypatch):
-    import core.sweep.defended
+    import core.sweep.mini.defended
 
     calls = []
 
@@ -45,7 +45,7 @@ def test_defend_page_launches_the_defended_sweep(assets, monkeypatch):
         calls.append((defense, levels, seeds))
         return "run-123"
 
-    monkeypatch.setattr(core.sweep.defended, "start_defended_job", fake_start)
+    monkeypatch.setattr(core.sweep.mini.defended, "start_defended_job", fake_start)
     at = run()
     at.button(key="def_launch").click().run()
     assert not at.exception, at.exception

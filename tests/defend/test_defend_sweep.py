@@ -16,7 +16,7 @@ from core.results.pack import load_pack
 @pytest.fixture(scope="module")
 def attacked(tiny_model_dir, tmp_path_factory):
     """A finished ci-smoke sweep (levels 0, 2) of the tiny model: the attacked pack."""
-    from core.sweep.driver import preset, run_sweep
+    from core.sweep.mini.run import preset, run_sweep
 
     out = tmp_path_factory.mktemp("attacked") / "sweep"
     res = run_sweep(preset("ci-smoke", model=str(tiny_model_dir)), out)
@@ -64,7 +64,7 @@ def test_defended_sweep_refuses_bad_requests(attacked, tmp_path, capsys):
     assert "levels: [7] are not in" in capsys.readouterr().err
     assert main(["defend", "--pack", str(attacked), "--sweep", "--fpr", "2"]) == 2
     assert "defense.fpr" in capsys.readouterr().err
-    from core.sweep.defended import defended_config
+    from core.sweep.mini.defended import defended_config
 
     with pytest.raises(ValueError, match="defense: unknown keys"):
         DefenseConfig.coerce({"detector": "misalignment", "rate": 0.1})
@@ -124,7 +124,7 @@ def test_replace_pack_level_without_clean_pairs_is_not_scored(tiny_model_dir, tm
     """With replace poisons, C_P = K leaves no clean pair: no ROC there, the others are scored,
     and asking for it names the level and the ones that can be scored."""
     from core.defend.report import scorable_levels
-    from core.sweep.driver import preset, run_sweep
+    from core.sweep.mini.run import preset, run_sweep
 
     out = tmp_path / "sweep"
     cfg = preset("ci-smoke", model=str(tiny_model_dir), poison_mode="replace", levels=(0, 1, 8))

@@ -10,7 +10,7 @@ import pytest
 
 from core.jobs.context import RunContext
 from core.jobs.progress import ProgressModel, format_left, sweep_work, time_left
-from core.sweep.estimate import Estimate, SweepProgress
+from core.sweep.mini.estimate import Estimate, SweepProgress
 
 
 class Clock:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.sweep.real_config import RealSweepConfig, parse_concepts, parse_ints
+from core.sweep.real.config import RealSweepConfig, parse_concepts, parse_ints
 
 CONTRACT = (
     "c_p", "seed", "ad", "ad_feature", "ad_structure", "acc_unpoisoned", "acc_poisoned",
@@ -51,7 +51,7 @@ def _cfg(sd_dir, clip_dir, data_dir, **kw) -> RealSweepConfig:
 
 @pytest.fixture(scope="module")
 def finished(tiny_sd_dir, tiny_clip_dir, pets, tmp_path_factory):
-    from core.sweep.real import run_real_sweep
+    from core.sweep.real.run import run_real_sweep
 
     out = tmp_path_factory.mktemp("sweep") / "out"
     cfg = _cfg(tiny_sd_dir, tiny_clip_dir, pets)
@@ -97,10 +97,11 @@ def test_results_contract_and_pack(finished):
 
 
 def test_rerun_skips_finished_records_and_refuses_other_sweeps(finished, monkeypatch):
-    from core.sweep import real as sweep
+    from core.sweep.real import run as sweep
+    from core.sweep.real.runner import RealSweepRunner
 
     cfg, out, res, _ = finished
-    monkeypatch.setattr(sweep.RealSweepRunner, "sd", lambda self: pytest.fail("model loaded"))
+    monkeypatch.setattr(RealSweepRunner, "sd", lambda self: pytest.fail("model loaded"))
     again = sweep.run_real_sweep(cfg, out)
     assert again["records"] == res["records"] and again["complete"]
     with pytest.raises(ValueError, match="different sweep.*nothing was overwritten"):
@@ -124,7 +125,7 @@ def test_cli_on_finished_sweep_and_errors(finished, tmp_path, capsys):
 
 
 def test_bad_inputs_name_the_field(tiny_sd_dir, tiny_clip_dir, pets, tmp_path):
-    from core.sweep.real import run_real_sweep
+    from core.sweep.real.run import run_real_sweep
 
     def fails(match, **kw):
         with pytest.raises((ValueError, FileNotFoundError), match=match):
@@ -164,7 +165,7 @@ def test_parsers_and_auto_concepts(pets, tiny_sd_dir, tiny_clip_dir):
 
 def test_level_record_by_hand():
     from core.poison.plan import plan_level
-    from core.sweep.real_level import clip_level_record
+    from core.sweep.real.runner import clip_level_record
 
     relation = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=bool)
     concept = np.repeat(np.arange(3), 2)
@@ -188,9 +189,9 @@ def test_job_stops_mid_level_and_resumes_with_fresh_lora(
 ):
     import core.commands.real  # noqa: F401  (registers the kinds)
     from core.jobs import kinds
-    from core.sweep.real import run_job
+    from core.sweep.real.run import run_job
 
-    assert kinds()["real-sweep"] == "core.sweep.real:run_job"
+    assert kinds()["real-sweep"] == "core.sweep.real.run:run_job"
 
     class Ctx:
         def __init__(self, stop_after: int) -> None:
@@ -253,7 +254,7 @@ def test_cli_job_validates_then_starts_real_sweep(
 def test_sweep_on_sdxl(tiny_sdxl_dir, tiny_clip_dir, pets, tmp_path):
     """The same sweep (2 levels × 1 seed) on a tiny SDXL base: contract, poison, pack."""
     from core.results.pack import load_pack
-    from core.sweep.real import run_real_sweep
+    from core.sweep.real.run import run_real_sweep
 
     res = run_real_sweep(_cfg(tiny_sdxl_dir, tiny_clip_dir, pets, eval_steps=2), tmp_path / "xl")
     assert res["complete"] and [(r["c_p"], r["seed"]) for r in res["records"]] == [(0, 0), (2, 0)]
@@ -266,7 +267,7 @@ def test_real_sweep_on_local_ray_equals_local(finished, tmp_path):
     """The same real sweep with each level a Ray task (one thread, as the local run here)."""
     pytest.importorskip("ray")
     from core.sweep.executors import ExecutorOptions
-    from core.sweep.real import run_real_sweep
+    from core.sweep.real.run import run_real_sweep
 
     cfg, _, res, _ = finished
     opts = ExecutorOptions(cpus_per_level=1)

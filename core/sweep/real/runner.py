@@ -1,6 +1,6 @@
 """The implosion sweep on a real Stable Diffusion model and a captioned image dataset.
 
-Same experiment and output contract as the mini-model sweep (core/sweep/driver.py): for each seed a
+Same experiment and output contract as the mini-model sweep (core/sweep/mini/run.py): for each seed a
 poisoning order and targets are drawn once (:func:`core.poison.plan.poisoning_plan`); level C_P poisons
 the first C_P concepts (nested sets) with poison pairs *added* to the clean data (conflicting
 poison). Each (C_P, seed) restarts from the base UNet (LoRA: a fresh adapter), measures AD of its
@@ -17,16 +17,14 @@ seeds (identical noise at every level), scored by CLIP zero-shot among the conce
 Output (``out``): ``results.json`` {"config", "records", "summary"} rewritten atomically after
 each record (a rerun skips finished records, resumes a stopped level from its checkpoint, and
 refuses a folder holding a different sweep), ``grids/cp{C}_seed{S}.png``,
-``levels/cp{C}_seed{S}.npz``, cached pairs (:mod:`core.sweep.real_data`), and on completion the
+``levels/cp{C}_seed{S}.npz``, cached pairs (:mod:`core.sweep.real.data`), and on completion the
 demo-pack files ``embeddings.npz`` / ``generations.npz`` / ``training.json`` (core/results/pack.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,19 +33,24 @@ import torch
 
 from core.data.concepts import RELATION_RULE, ConceptIndex
 from core.evaluate.clip import to_pil, zero_shot_scores
-from core.io import atomic_write_json, ensure_writable_dir, seed_everything
-from core.jobs.context import JobContext
+from core.io import atomic_write_json, seed_everything
 from core.metrics import CLIP_CALIBRATION, CLIP_SCALE, alignment_difficulty, calibrate_scale
 from core.models.ldm import to_uint8
 from core.poison.plan import PoisonLevel, plan_level, poisoning_plan
 from core.results.schema import RESULTS, LevelRecord
 from core.results.write import write_pack_files
-from core.sweep.engine import ProgressFn, drive, same_sweep
-from core.sweep.executors import ExecutorOptions, make_executor
-from core.sweep.real_config import RealSweepConfig, check_inputs
-from core.sweep.real_data import PROMPT, LevelPairs, SweepData
-from core.sweep.real_level import clip_level_record
-from core.sweep.runner import LevelResult, RunnerSpec, StepFn, StopFn, new_results, pack_level
+from core.sweep.engine import same_sweep
+from core.sweep.real.config import RealSweepConfig, check_inputs
+from core.sweep.real.data import PROMPT, LevelPairs, SweepData
+from core.sweep.runner import (
+    LevelResult,
+    RunnerSpec,
+    StepFn,
+    StopFn,
+    level_record,
+    new_results,
+    pack_level,
+)
 from core.training.real import FolderCheckpoints, RealFinetuneConfig, finetune_real
 
 IDENTITY = "sweep_config.json"  # the config that owns this folder's caches and results
@@ -150,7 +153,9 @@ class RealSweepRunner:
     # ------------------------------------------------------------------ bookkeeping
     def spec(self) -> RunnerSpec:
         state = {"scale": list(self.scale) if self.scale else None, "calibration": self.calibration}
-        return RunnerSpec("core.sweep.real:from_spec", self.cfg.to_dict(), str(self.out), state)
+        return RunnerSpec(
+            "core.sweep.real.runner:from_spec", self.cfg.to_dict(), str(self.out), state
+        )
 
     def level(self, c_p: int, seed: int) -> PoisonLevel:
         """Who is poisoned at (c_p, seed); related = shares a keyword or a caption."""
@@ -290,6 +295,21 @@ class RealSweepRunner:
         )  # fmt: skip
 
 
+def clip_level_record(
+    level: PoisonLevel, concept: np.ndarray, z: dict[str, np.ndarray]
+) -> LevelRecord:
+    """Implosion metrics of one level from CLIP zero-shot scores ``z`` of the generations
+    (``pred`` (N,), ``cosine`` (N, K), ``incoherence`` (N,)); ``concept`` (N,) is each image's
+    prompt concept. Per concept j: accuracy = share of its images classified as j, alignment =
+    mean cosine of its images to prompt j, incoherence = mean normalised entropy."""
+    k = z["cosine"].shape[1]
+    own = [concept == j for j in range(k)]
+    acc = np.array([np.mean(z["pred"][m] == j) for j, m in enumerate(own)])
+    align = np.array([np.mean(z["cosine"][m, j]) for j, m in enumerate(own)])
+    incoh = np.array([np.mean(z["incoherence"][m]) for m in own])
+    return level_record(level, concept, np.asarray(z["pred"]), acc, align, incoh)
+
+
 def from_spec(config: dict[str, Any], out: str, state: dict[str, Any]) -> RealSweepRunner:
     """The runner a worker uses: the parent's config, folder and AD scale (the data and model
     folders must be at the same paths on every node: docs/cluster.md)."""
@@ -299,49 +319,3 @@ def from_spec(config: dict[str, Any], out: str, state: dict[str, Any]) -> RealSw
     runner.scale = (float(scale[0]), float(scale[1])) if scale else None
     runner.calibration = str(state.get("calibration", ""))
     return runner
-
-
-def run_real_sweep(
-    cfg: RealSweepConfig,
-    out: Path,
-    on_progress: ProgressFn | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    *,
-    executor: str = "local",
-    options: ExecutorOptions | None = None,
-    pause_requested: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) a real-model sweep into ``out``; returns the results dict (``complete``
-    False if stopped). ``on_progress(fine-tune steps done, total, message, loss)``. Bad inputs
-    raise ValueError / FileNotFoundError before any model loads. ``executor``/``options``:
-    core/sweep/executors (``ray``: one level per Ray task, e.g. ``gpus_per_level=1``)."""
-    index = check_inputs(cfg)
-    ex = make_executor(executor, options)
-    out = ensure_writable_dir(Path(out), "out")
-    runner = RealSweepRunner(cfg, out, index)
-    return drive(runner, out, ex, on_progress, should_stop, pause_requested)
-
-
-def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Job kind ``real-sweep``: config = :class:`RealSweepConfig` fields + optional ``out``
-    (default ``<run dir>/sweep``, where the app finds packs); the device comes from the job."""
-    config = dict(config)
-    out = Path(config.pop("out", None) or Path(ctx.run_dir) / "sweep")
-    executor = str(config.pop("executor", None) or "local")
-    opts = ExecutorOptions(
-        workers=int(config.pop("workers", None) or 1),
-        address=config.pop("address", None),
-        gpus_per_level=config.pop("gpus_per_level", None),
-        cpus_per_level=config.pop("cpus_per_level", None),
-    )
-    cfg = RealSweepConfig.from_dict({**config, "device": ctx.device})
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-
-    def progress(step: int, total: int, msg: str, loss: float | None) -> None:
-        ctx.progress(step, total, loss=loss, message=msg)  # no estimate: the run's own rate
-
-    res = run_real_sweep(
-        cfg, out, progress, ctx.should_stop, executor=executor, options=opts,
-        pause_requested=ctx.pause_requested,
-    )  # fmt: skip
-    return {"out": str(out), "complete": res.get("complete", False), "records": len(res["records"])}

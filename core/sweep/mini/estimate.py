@@ -29,7 +29,7 @@ from typing import Any
 from core.io import atomic_write_json, runs_dir
 from core.jobs.context import JobContext
 from core.jobs.progress import sweep_work
-from core.sweep.config import SweepConfig
+from core.sweep.mini.config import SweepConfig
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def measure_rates(
     t_all = time.perf_counter()
     folder = Path(model) if model else default_base()
     code = (
-        "import time;t=time.perf_counter();import core.sweep.level;"
+        "import time;t=time.perf_counter();import core.sweep.mini.runner;"
         "from core.models.ldm import MiniLDM;"
         f"MiniLDM.from_pretrained({str(folder)!r});print(time.perf_counter()-t)"
     )

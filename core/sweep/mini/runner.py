@@ -1,4 +1,4 @@
-"""The mini-model level runner: build pairs, measure AD, fine-tune, judge (core/sweep/driver.py).
+"""The mini-model level runner: build pairs, measure AD, fine-tune, judge (core/sweep/mini/run.py).
 
 :class:`SweepRunner` implements :class:`core.sweep.runner.LevelRunner`; the driver
 (core/sweep/engine.py) saves what :meth:`SweepRunner.run_level` returns. Workers rebuild it with
@@ -18,8 +18,8 @@ from core.models.ldm import MiniLDM, to_uint8
 from core.poison.plan import PoisonLevel, plan_level
 from core.results.schema import GRIDS_DIR, LEVELS_DIR, LevelRecord
 from core.results.write import write_pack_files
-from core.sweep.config import SweepConfig, seed_plan
 from core.sweep.engine import resumable_results
+from core.sweep.mini.config import SweepConfig, seed_plan
 from core.sweep.runner import (
     SWEEP_CONFIG,
     LevelResult,
@@ -132,7 +132,7 @@ class SweepRunner:
     def spec(self) -> RunnerSpec:
         """How a worker rebuilds this runner (:func:`from_spec`), with the parent's calibration."""
         return RunnerSpec(
-            "core.sweep.level:from_spec",
+            "core.sweep.mini.runner:from_spec",
             self.config.to_dict(),
             str(self.out),
             {"calibration": list(self.calibration)},

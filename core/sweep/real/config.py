@@ -14,7 +14,7 @@ from typing import Any
 from core.jobs import register_kind
 from core.poison.plan import METHODS, check_levels_and_seeds
 
-register_kind("real-sweep", "core.sweep.real:run_job")
+register_kind("real-sweep", "core.sweep.real.run:run_job")
 
 MODES: tuple[str, ...] = (
     "full",

@@ -2,7 +2,7 @@
 
 A fine-tune on chosen concepts is a sweep with an explicit poisoning order: the clean baseline
 (C_P = 0) and the poisoned level (C_P = number of chosen concepts), same seed, same steps, run by
-:func:`core.sweep.driver.run_sweep` into ``<run>/pack``. So it writes the pack every sweep writes
+:func:`core.sweep.mini.run.run_sweep` into ``<run>/pack``. So it writes the pack every sweep writes
 (records with AD on the calibrated scale, training probes, generations of every concept at fixed
 seeds, embeddings for the graph), shows up in ``implosion runs list`` and in the explorer as
 soon as its first level is saved, and "random C_P with seed" is exactly the sweep's level
@@ -22,13 +22,13 @@ from typing import Any
 from core.jobs.context import JobContext
 from core.poison.plan import TARGET_RULES, check_concepts, choose_targets, poisoning_plan
 from core.results.aggregate import level_summaries
-from core.sweep.config import PRESETS, SweepConfig
+from core.sweep.mini.config import PRESETS, SweepConfig
 from core.world import World, model_world
 
 # Where a finetune job writes its pack inside the run directory (core.results.pack.PACK_SUBDIRS).
 PACK_SUBDIR = "pack"
 
-# Poison-setup defaults: cpu-quick's attack, fine-tune and evaluation (core.sweep.config: poisons
+# Poison-setup defaults: cpu-quick's attack, fine-tune and evaluation (core.sweep.mini.config: poisons
 # replace the chosen captions' clean pairs, three per clean image; rank-1 LoRA for 60 steps; 32
 # clean pairs per concept), as a two-level run: the clean baseline and the chosen concepts.
 FINETUNE_DEFAULTS = replace(PRESETS["cpu-quick"], preset="finetune", levels=(0, 1), seeds=(0,))
@@ -133,10 +133,10 @@ def run_finetune(
     on_units: Callable[[int, int, str, float | None], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the experiment into ``out``; returns {"out", "complete", "levels"}.
-    ``on_units``: the driver's fine-grained progress (core.sweep.driver.run_sweep)."""
+    ``on_units``: the driver's fine-grained progress (core.sweep.mini.run.run_sweep)."""
     if config.concepts is None:
         raise ValueError("concepts: a fine-tune needs its chosen concepts (see finetune_config)")
-    from core.sweep.driver import run_sweep  # torch and the model code: only when a run starts
+    from core.sweep.mini.run import run_sweep  # torch and the model code: only when a run starts
 
     res = run_sweep(config, out, on_progress, should_stop, on_units=on_units)
     return {
@@ -150,19 +150,19 @@ def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job kind ``finetune``: config {"sweep": SweepConfig dict, "name": str}.
 
     Progress: the driver's fine-tune steps and level ends weighed by the estimate
-    (core.sweep.estimate, this machine's rates, measured once and cached), the driver's message,
+    (core.sweep.mini.estimate, this machine's rates, measured once and cached), the driver's message,
     and a time left that blends the estimate with the run's own rate (core/jobs/progress.py);
     one log line per new message."""
     import torch
 
-    from core.sweep.driver import job_progress
-    from core.sweep.estimate import (
+    from core.sweep.mini.estimate import (
         cached_rates,
         estimate,
         format_seconds,
         measure_rates,
         process_age_s,
     )
+    from core.sweep.mini.run import job_progress
 
     if "sweep" not in config:
         raise ValueError(

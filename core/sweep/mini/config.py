@@ -1,6 +1,6 @@
 """Sweep settings: :class:`SweepConfig` (one mini-model sweep), the named presets and the
 poisoning plan of a seed. Levels C_P are nested: level C_P poisons the first C_P concepts of the
-seed's random order (core/sweep/driver.py explains the experiment)."""
+seed's random order (core/sweep/mini/run.py explains the experiment)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class SweepConfig:
     guidance: float = 3.0
     grid_samples: int = 4
     embeddings_per_level: int = 2048
-    probe_every: int = 0  # fine-tune steps between training probes (0: none); core/sweep/level.py
+    probe_every: int = 0  # fine-tune steps between training probes (0: none); mini/runner.py
     model: str | None = None
     device: str = "cpu"
     # A run on chosen concepts (Poison setup, `implosion finetune`): the poisoning order replacing
@@ -43,7 +43,7 @@ class SweepConfig:
     concepts: tuple[int, ...] | None = None
     targets: tuple[tuple[int, int], ...] | None = None
     # A defended sweep (core/defend): drop the pairs this detector flags at this false-positive
-    # rate before each level's fine-tune (core/sweep/level.py). None: the attack undefended.
+    # rate before each level's fine-tune (core/sweep/mini/runner.py). None: the attack undefended.
     defense: DefenseConfig | None = None
 
     def __post_init__(self) -> None:

@@ -26,7 +26,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from core.sweep.config import SweepConfig
+    from core.sweep.mini.config import SweepConfig
     from core.world import World
 
 PAIR_BYTES = 700  # measured 651 B (module docstring), rounded up
@@ -120,7 +120,7 @@ def check_against_model(config: SweepConfig, world: World) -> None:
 def check_sweep(config: SweepConfig, available: int | None = None) -> World:
     """Every launch-time check of a mini-model sweep config (module docstring); returns the
     model's world (read from ``model.json``)."""
-    from core.sweep.experiment import model_world
+    from core.sweep.mini.finetune import model_world
 
     world = model_world(config.model)
     check_against_model(config, world)

@@ -9,7 +9,7 @@ structure conflict; bench/results/science.md). Each (C_P, seed) fine-tunes the c
 scratch (all UNet weights, cross-attention only, or LoRA adapters: ``FinetuneConfig.params``),
 measures AD of its training pairs and judges generations.
 
-:func:`run_sweep` is the mini-model sweep: :class:`core.sweep.level.SweepRunner` run by the one
+:func:`run_sweep` is the mini-model sweep: :class:`core.sweep.mini.runner.SweepRunner` run by the one
 driver (:func:`core.sweep.engine.drive`, which owns resume, progress, stop, the files) on an
 executor: ``local`` (this process, or ``workers`` processes) or ``ray`` (core/sweep/executors/).
 
@@ -33,10 +33,10 @@ from core.io import ensure_writable_dir
 from core.jobs.context import JobContext
 from core.results.aggregate import summarize
 from core.results.schema import SUMMARY_METRICS as METRICS
-from core.sweep.config import DEFAULT_WORKERS, PRESETS, SweepConfig, preset, seed_plan
 from core.sweep.engine import ProgressFn, drive
 from core.sweep.executors import ExecutorOptions, make_executor
-from core.sweep.level import SweepRunner
+from core.sweep.mini.config import DEFAULT_WORKERS, PRESETS, SweepConfig, preset, seed_plan
+from core.sweep.mini.runner import SweepRunner
 from core.sweep.runner import new_results
 
 __all__ = [
@@ -116,10 +116,10 @@ def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 
 def job_progress(ctx: JobContext, sc: SweepConfig, rates: Any = None) -> Any:
-    """The progress callback of a sweep job (core.sweep.estimate.SweepProgress): work weighed by
+    """The progress callback of a sweep job (core.sweep.mini.estimate.SweepProgress): work weighed by
     this machine's measured rates (``rates``, else the cached ones; never measured here), or by
     fine-tune steps when the machine has none yet. Reports the start before any set-up."""
-    from core.sweep.estimate import SweepProgress, cached_rates, estimate
+    from core.sweep.mini.estimate import SweepProgress, cached_rates, estimate
     from core.world import model_world
 
     ft = sc.finetune

@@ -4,11 +4,11 @@ dropped per level.
 The attacked pack's sweep config is reused field for field (same model, poison, fine-tune and
 evaluation; the fine-tune seed of each (C_P, seed) is the same, so attacked and defended runs
 differ only by the removed pairs) with ``defense`` set; the level runner applies it right after
-building the training pairs (core/sweep/level.py → :func:`core.defend.filter.apply_defense`). The
+building the training pairs (core/sweep/mini/runner.py → :func:`core.defend.filter.apply_defense`). The
 output is an ordinary sweep folder and pack, named ``<attacked>-defended-<detector>-fpr<pct>``
 under the runs directory by default so the explorer lists it beside the attacked one.
 
-Job kind ``defended-sweep`` (``core.sweep.defended:run_job``): config {"pack", "detector", "fpr",
+Job kind ``defended-sweep`` (``core.sweep.mini.defended:run_job``): config {"pack", "detector", "fpr",
 "out"?, "levels"?, "seeds"?, "workers"?}.
 """
 
@@ -25,7 +25,7 @@ from core.jobs import register_kind
 from core.jobs.context import JobContext
 from core.results.pack import load_pack
 
-register_kind("defended-sweep", "core.sweep.defended:run_job")
+register_kind("defended-sweep", "core.sweep.mini.defended:run_job")
 
 
 def defended_name(attacked: str, defense: DefenseConfig) -> str:
@@ -48,7 +48,7 @@ def defended_config(
     seeds: Sequence[int] | None = None,
 ) -> Any:
     """The attacked pack's SweepConfig with ``defense`` (and optional level/seed subsets)."""
-    from core.sweep.driver import SweepConfig
+    from core.sweep.mini.run import SweepConfig
 
     pack = load_pack(Path(pack_dir))
     cfg = pack.config
@@ -114,7 +114,7 @@ def run_defended_sweep(
 ) -> tuple[dict[str, Any], Path]:
     """Run (or resume) the defended sweep; returns (results dict, output folder). ``ctx``: the
     job it runs in (progress by fine-tune step and level end, pause requests)."""
-    from core.sweep.driver import job_progress, run_sweep
+    from core.sweep.mini.run import job_progress, run_sweep
 
     sc = defended_config(pack_dir, defense, levels, seeds)
     out = Path(out) if out is not None else default_out(pack_dir, defense)
