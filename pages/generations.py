@@ -2,13 +2,15 @@
 rows grouped poisoned / related / unrelated with the most imploding first and framed; enlarge a
 cell; generate from a custom prompt with the base or a run's model."""
 
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
 from core.analysis.drops import accuracy_drop
 from core.figures.images import generation_grid_figure, upscale
 from core.results.pack import list_models
-from pages._present import intro, show, terms, url_choice, url_keep
+from pages._present import intro, show_shared, terms, url_choice, url_keep
 from pages._ui import current_pack, generations, pack_key, route_through_app, run_banner
 
 route_through_app()
@@ -101,15 +103,21 @@ if pack is not None:
                 stack = np.stack([gens[c][ids, int(sample)] for c in levels], axis=1)
                 cols = [str(c) for c in levels]
                 title_cols = "C_P"
-            fig = generation_grid_figure(
-                stack,
-                rows,
-                cols,
-                title=f"{label}: {len(groups[group])} concepts (showing {len(ids)})",
-                highlight=marked,
-                col_title=title_cols,
+            # built once per server for this run and view, shared by every session
+            show_shared(
+                f"gen_grid_{group}",
+                (pack_key(pack), group, ref, view, int(sample), per_group),
+                partial(
+                    generation_grid_figure,
+                    stack,
+                    rows,
+                    cols,
+                    title=f"{label}: {len(groups[group])} concepts (showing {len(ids)})",
+                    highlight=marked,
+                    col_title=title_cols,
+                ),
+                config={"displayModeBar": False},
             )
-            show(fig, f"gen_grid_{group}", config={"displayModeBar": False})
         st.caption(
             "In brackets: change in judged accuracy of that prompt since C_P = 0, in percentage "
             "points (mean over the seeds where the prompt is in this group: each seed poisons its "
