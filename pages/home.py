@@ -1,16 +1,29 @@
 """Home: the story in five steps, and a button that opens the demo pack (no training)."""
 
+from functools import partial
+from typing import Any
+
 import streamlit as st
 
 from core.figures.trajectory import ad_components_figure
 from core.io import runs_dir
-from core.results.pack import demo_dir
+from core.results.pack import Pack, demo_dir
 from core.sweep.mini.config import PRESET_NOTES
 from pages._claims import render_claims_panel
-from pages._present import GLOSSARY, intro, show
-from pages._ui import open_pack, pack_choices, route_through_app, warm_in_background
+from pages._present import GLOSSARY, intro, show_shared
+from pages._ui import open_pack, pack_choices, pack_key, route_through_app, warm_in_background
 
 route_through_app()
+
+
+def _demo_curve(demo: Pack) -> Any:
+    """The demo's AD curve (built once per server: every session shares it)."""
+    fig = ad_components_figure(demo.summary, height=340)
+    fig.update_layout(
+        title_text="Demo run: AD grows with C_P<br><sup>mean over seeds, 95 % CI</sup>"
+    )
+    return fig
+
 
 intro(
     "Implosion Lab",
@@ -39,6 +52,7 @@ if play.button(
 ):
     if (demo_dir() / "results.json").is_file():
         st.session_state["pack"] = "demo"
+        st.session_state["story_autoplay"] = True  # Story starts ▶ Play from its first level
         st.switch_page("pages/story.py", query_params={"pack": "demo"})
     else:
         st.session_state["demo_missing"] = True
@@ -98,11 +112,7 @@ with story:
     # browser's plotting code while the reader is on Home, so “Play the demo” draws sooner.)
     demo = open_pack("demo") if "demo" in pack_choices() else None
     if demo is not None:
-        fig = ad_components_figure(demo.summary, height=340)
-        fig.update_layout(
-            title_text="Demo run: AD grows with C_P<br><sup>mean over seeds, 95 % CI</sup>"
-        )
-        show(fig, "home_ad")
+        show_shared("home_ad", pack_key(demo), partial(_demo_curve, demo))
 
     st.subheader("3 · Poisoning adds contradictory supervision")
     st.markdown(
