@@ -206,6 +206,12 @@ def label(r: dict) -> str:
 
 by_id = {r["run_id"]: r for r in runs}
 ids = list(by_id)
+# A selectbox maps the label the browser sends back to an option, so two runs of the same name
+# started in the same minute must not share one (the choice jumped to the other run): those
+# labels end with the run id's own suffix.
+labels = {i: label(r) for i, r in by_id.items()}
+twice = {text for text in labels.values() if list(labels.values()).count(text) > 1}
+labels = {i: f"{t} · {i.rsplit('-', 1)[-1]}" if t in twice else t for i, t in labels.items()}
 # ?run= wins when it changed from outside (deep link, reload, a job just started, another page);
 # otherwise the selectbox keeps the user's choice. The choice is mirrored back into the URL.
 url_run = st.query_params.get("run")
@@ -223,7 +229,7 @@ run_id = st.selectbox(
     "Run",
     ids,
     key="j_run",
-    format_func=lambda i: label(by_id[i]),
+    format_func=labels.__getitem__,
     help="Name · start (UTC); the state is shown below",
 )
 st.session_state["run"] = st.session_state["j_synced"] = run_id
@@ -319,8 +325,12 @@ def results(run_dir: Path, state: str) -> None:
         st.switch_page("pages/graph.py", query_params={"pack": info.id})
 
 
-def show(run_id: str, live: bool = False) -> None:
-    """State, progress, ETA, loss curve, latest grids, results and log tail of one run."""
+def show(run_id: str, live: bool = False, drawn: str | None = None) -> None:
+    """State, progress, ETA, loss curve, latest grids, results and log tail of one run.
+
+    ``live``: polled; when the run's state is no longer ``drawn`` (the state the page was drawn
+    with: queued → running, running → completed) the whole page is redrawn, so the controls and
+    the runs table agree with this header."""
     try:
         run = jobs.read_run(run_id, actor=ME)
     except ValueError as e:
@@ -337,10 +347,16 @@ def show(run_id: str, live: bool = False) -> None:
     m[0].metric("State", state)
     m[1].metric("Progress", "—" if fraction is None else f"{100 * fraction:.0f} %")
     m[2].metric("Loss", "—" if prog.get("loss") is None else f"{prog['loss']:.4f}")
-    shown = {"estimate": "Time left (estimate)", "overdue": "Time left (running late)"}
+    shown = {
+        "estimate": "Time left (estimate)",
+        "overdue": "Time left (running late)",
+        "estimating": "Time left (estimating…)",  # no time until the first steps are measured
+    }
     m[3].metric(
         shown.get(note, "Time left") if state == "running" else "Time left",
-        "—" if state != "running" else format_left(left, "") + ("+" if note == "overdue" else ""),
+        "—"
+        if state != "running" or left is None
+        else format_left(left, "") + ("+" if note == "overdue" else ""),
         help="The up-front estimate blended with this run's own pace; marked as an estimate "
         "until the run has measured enough of its own steps.",
     )
@@ -394,8 +410,8 @@ def show(run_id: str, live: bool = False) -> None:
     results(run_dir, state)
     with st.expander("Log (last 30 lines)"):
         st.code(jobs.read_log(run_id, tail=30, actor=ME) or "(empty)", language=None)
-    if live and state in jobs.TERMINAL_STATES:
-        st.rerun()  # stop polling: redraw the whole page once with the final state
+    if live and state != drawn:
+        st.rerun()  # redraw the whole page once with the new state (a final one stops polling)
 
 
 state = by_id[run_id]["state"]
@@ -411,23 +427,34 @@ if actions:
             use_container_width=True,
         )
 if state in jobs.ACTIVE_STATES:
-    st.fragment(run_every=POLL_S)(show)(run_id, live=True)
+    st.fragment(run_every=POLL_S)(show)(run_id, live=True, drawn=state)
 else:
     show(run_id)
 
-st.subheader("All runs")
-st.markdown(
-    markdown_table(
-        [
-            {
-                "run": run_name(r["run_id"]),
-                **({"owner": r.get("owner") or "—"} if ME.role == "teacher" else {}),
-                "id": r["run_id"],
-                "state": r.get("state"),
-                "progress": f"{r.get('step') or 0}/{r.get('total') or '?'}",
-                "started": str(r.get("created") or "")[:19].replace("T", " "),
-            }
-            for r in runs
-        ]
+
+def all_runs(listed: list[dict] | None = None) -> None:
+    """The table of every run, listed afresh on each poll while a run is active (``listed``:
+    the list the page was drawn from)."""
+    rows = listed if listed is not None else jobs.list_runs(limit=50, actor=ME)
+    st.markdown(
+        markdown_table(
+            [
+                {
+                    "run": run_name(r["run_id"]),
+                    **({"owner": r.get("owner") or "—"} if ME.role == "teacher" else {}),
+                    "id": r["run_id"],
+                    "state": r.get("state"),
+                    "progress": f"{r.get('step') or 0}/{r.get('total') or '?'}",
+                    "started": str(r.get("created") or "")[:19].replace("T", " "),
+                }
+                for r in rows
+            ]
+        )
     )
-)
+
+
+st.subheader("All runs")
+if any(r.get("state") in jobs.ACTIVE_STATES for r in runs):
+    st.fragment(run_every=POLL_S)(all_runs)()
+else:
+    all_runs(runs)

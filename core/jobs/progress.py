@@ -6,15 +6,20 @@ probes, evaluated levels, PGD steps, or estimated seconds of a sweep's phases, s
 the rate this run has measured:
 
     r_prior    = T_estimate / total                       (seconds per unit, core/sweep/estimate)
-    r_measured = Δt / Δdone over the recent window        (the last ``WINDOW`` of the work)
+    r_measured = Δt / Δdone over the recent window        (the last ``WINDOW`` of the work, and at
+                                                           least ``SMOOTH`` advances of it)
     w          = min(1, measured work / (EVIDENCE · total))
     T_left     = (w · r_measured + (1 − w) · r_prior) · (total − done)
 
-so a run that slows down mid-way (a loaded machine) moves its ETA within a window, and a run with
-no estimate shows none until it has measured a step. Until ``w`` reaches 1 the time is flagged
-``estimated`` (the UI says "estimate"). Time left is never 0 before the work is done: it is at
-least ``MIN_LEFT_S``, and a reader counting down between reports (:func:`time_left`) stops at a
-floor and marks the run "overdue" instead of showing 0 s.
+so a run that slows down mid-way (a loaded machine) moves its ETA within a window, while a short
+run (a 1-step fine-tune has a handful of reports) averages over several reports instead of
+jumping with each one. No time is given (``eta_seconds`` None, the UI says "estimating…") until
+the work has advanced in ``MIN_ADVANCES`` reports after the first: the first advance is often
+set-up (loading a model), whose pace says little about the steps, and an up-front estimate alone
+can be far off on a loaded machine. After that the time is flagged ``estimated`` (the UI says
+"estimate") until ``w`` reaches 1. Time left is never 0 before the work is done: it is at least
+``MIN_LEFT_S``, and a reader counting down between reports (:func:`time_left`) stops at a floor
+and marks the run "overdue" instead of showing 0 s.
 """
 
 from __future__ import annotations
@@ -30,13 +35,16 @@ WINDOW = 0.15  # the measured rate covers the last 15 % of the work (at least 2 
 EVIDENCE = 0.10  # the estimate is fully replaced once 10 % of the work was measured in this run
 MIN_LEFT_S = 1.0  # time left before the end is never shown below this
 OVERDUE_FLOOR = 0.10  # a reader's countdown stops at 10 % of the last reported time left
+MIN_ADVANCES = 2  # no time left until the work advanced in 2 reports after the first
+SMOOTH = 4  # the measured rate spans at least 4 advances of the work (or all there are)
 
 
 @dataclass(frozen=True)
 class ProgressState:
     """One reading of :class:`ProgressModel`: ``fraction`` in [0, 1], ``eta_seconds`` (None
-    without an estimate or a measured step), ``estimated`` (True while the estimate still weighs
-    in), ``weight`` (w above) and ``seconds_per_unit`` (the blended rate)."""
+    until the work advanced ``MIN_ADVANCES`` times: "estimating"), ``estimated`` (True while the
+    up-front estimate still weighs in, or no time is given yet), ``weight`` (w above) and
+    ``seconds_per_unit`` (the blended rate)."""
 
     fraction: float
     eta_seconds: float | None
@@ -82,35 +90,38 @@ class ProgressModel:
         self._samples.append((now, done))
         return self._state(done, total)
 
-    def _measured_rate(self, total: float) -> tuple[float | None, float]:
-        """(seconds per unit over the recent window, work measured in this attempt)."""
+    def _advances(self) -> list[tuple[float, float]]:
+        """(time, done) when each amount of work was first reported, oldest first: the attempt's
+        first report, then every report that moved the work (a report repeating ``done`` with a
+        new message is not progress)."""
         assert self._first is not None
-        t_end, d_end = self._samples[-1]
-        measured = d_end - self._first[1]
-        if measured <= 0:
-            return None, 0.0
-        start = self._samples[0]
-        for t, d in reversed(self._samples):
-            start = (t, d)
-            if d_end - d >= WINDOW * total and d < d_end:
-                break
-        if start[1] >= d_end:
-            start = self._first
-        return (t_end - start[0]) / (d_end - start[1]), measured
+        points = [self._first]
+        for t, d in self._samples:
+            if d > points[-1][1]:
+                points.append((t, d))
+        return points
 
     def _state(self, done: float, total: float) -> ProgressState:
         fraction = done / total
         if done >= total:
             return ProgressState(1.0, 0.0, False, 1.0, None)
-        measured_rate, measured = self._measured_rate(total)
+        points = self._advances()
+        if len(points) - 1 < MIN_ADVANCES:
+            return ProgressState(fraction, None, True, 0.0, None)  # "estimating…"
+        t_end, d_end = points[-1]
+        start = points[0]
+        for i in range(len(points) - 2, -1, -1):  # the window: WINDOW of the work, SMOOTH advances
+            start = points[i]
+            if d_end - start[1] >= WINDOW * total and len(points) - 1 - i >= SMOOTH:
+                break
+        measured_rate = (t_end - start[0]) / (d_end - start[1])
+        measured = d_end - points[0][1]
         prior_rate = None if self.prior_s is None else self.prior_s / total
-        if measured_rate is None and prior_rate is None:
-            return ProgressState(fraction, None, True, 0.0, None)
         w = 1.0 if prior_rate is None else min(1.0, measured / (EVIDENCE * total))
-        if measured_rate is None:
-            w = 0.0
-        rate = w * (measured_rate or 0.0) + (1 - w) * (prior_rate or 0.0)
-        eta = max(MIN_LEFT_S, rate * (total - done))
+        rate = w * measured_rate + (1 - w) * (prior_rate or 0.0)
+        # time already spent on the unit now running (reports that did not move the work)
+        spent = self._samples[-1][0] - t_end
+        eta = max(MIN_LEFT_S, rate * (total - done) - spent)
         return ProgressState(fraction, round(eta, 1), w < 1.0, round(w, 3), rate)
 
 
@@ -142,11 +153,12 @@ def time_left(progress: Mapping[str, Any], now: float | None = None) -> tuple[fl
     The count stops at a floor (``OVERDUE_FLOOR`` of the reported time, at least ``MIN_LEFT_S``)
     and the note becomes ``"overdue"``: a step that takes longer than the rate said never shows
     0 s while work remains. Otherwise the note is ``"estimate"`` while the run's own rate has not
-    replaced the up-front estimate, else ``""``. (None, "") when the job reported no time.
+    replaced the up-front estimate, else ``""``. (None, "estimating") while the run measures
+    its first steps (no time yet, ``eta_estimated`` true); (None, "") when it reported no time.
     """
     eta = progress.get("eta_seconds")
     if not isinstance(eta, int | float) or isinstance(eta, bool):
-        return None, ""
+        return None, ("estimating" if progress.get("eta_estimated") is True else "")
     note = "estimate" if progress.get("eta_estimated") else ""
     left = float(eta)
     updated = progress.get("updated")
@@ -172,9 +184,10 @@ def _timestamp(iso: str) -> float:
 
 
 def format_left(seconds: float | None, note: str) -> str:
-    """``"about 4.2 min (estimate)"``, ``"12 s"``, ``"—"``; an overdue job says so."""
+    """``"about 4.2 min (estimate)"``, ``"12 s"``, ``"estimating…"`` (no time yet), ``"—"``;
+    an overdue job says so."""
     if seconds is None:
-        return "—"
+        return "estimating…" if note == "estimating" else "—"
     if seconds < 90:
         text = f"{seconds:.0f} s"
     elif seconds < 5400:
