@@ -84,7 +84,11 @@ if loaded:
     )
 
 st.subheader("Download a run as a zip bundle")
-st.caption("Config, results, training curves, samples and one image grid per C_P (no weights).")
+st.caption(
+    "Results with the run's config, training curves, and one labelled image grid per C_P: every "
+    "concept's generations, the same sampling seeds as columns at every level. A job's run adds "
+    "its log and the images it saved while training. No weights."
+)
 which = st.selectbox(
     "Run or pack",
     list(packs),

@@ -31,6 +31,14 @@ if pack is not None:
     run_banner(pack)
 HIGHLIGHT_DROP = 0.25  # rows whose judged accuracy fell by at least this much are framed
 
+
+def change_pp(change: float) -> str:
+    """A change of accuracy (a fraction, -1…1) in whole percentage points: "−25 pp", "+3 pp",
+    and "0 pp" for a change that rounds to none (never "-0")."""
+    points = round(100 * change)
+    return "0 pp" if points == 0 else f"{points:+d} pp".replace("-", "−")
+
+
 if pack is not None:
     gens = generations(pack_key(pack))
     if not gens:
@@ -87,7 +95,7 @@ if pack is not None:
                 continue
             rows = [("× " if group == "poisoned" else "") + names[i] for i in ids]
             if drop is not None:
-                rows = [f"{r} ({-drop[i]:+.0%})" for r, i in zip(rows, ids)]
+                rows = [f"{r} ({change_pp(-drop[i])})" for r, i in zip(rows, ids)]
             marked = (
                 [k for k, i in enumerate(ids) if drop[i] >= HIGHLIGHT_DROP]
                 if drop is not None and group != "poisoned"
@@ -120,9 +128,9 @@ if pack is not None:
             )
         st.caption(
             "In brackets: change in judged accuracy of that prompt since C_P = 0, in percentage "
-            "points (mean over the seeds where the prompt is in this group: each seed poisons its "
-            f"own set); ▼ and a vermillion frame: an unpoisoned prompt that fell by "
-            f"{HIGHLIGHT_DROP:.0%} or more."
+            "points, pp (mean over the seeds where the prompt is in this group: each seed poisons "
+            f"its own set); ▼ and a vermillion frame: an unpoisoned prompt that fell by "
+            f"{100 * HIGHLIGHT_DROP:.0f} pp or more."
             if drop is not None
             else "This run's records have no per-prompt accuracy, so no row is highlighted."
         )

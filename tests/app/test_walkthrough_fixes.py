@@ -1,0 +1,52 @@
+"""What a walk through the explorer pages found, kept fixed: units that match their captions, no
+signed zero, captions that name what is shown."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import ROOT, page
+
+TIMEOUT = 60
+
+
+@pytest.fixture()
+def demo(monkeypatch, tmp_path):
+    """The shipped demo pack (it records each prompt's judged accuracy), runs in a temp folder."""
+    if not (ROOT / "assets" / "demo" / "results.json").is_file():
+        pytest.skip("assets/demo is missing: restore it with `git checkout assets/`")
+    monkeypatch.setenv("IMPLOSION_ASSETS", str(ROOT / "assets"))
+    monkeypatch.setenv("IMPLOSION_RUNS", str(tmp_path / "runs"))
+
+
+def _figures(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def test_generations_row_changes_are_percentage_points_without_a_signed_zero(demo):
+    at = AppTest.from_file(page("generations"), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    caption = " ".join(c.value for c in at.caption)
+    assert "percentage points, pp" in caption and "25 pp or more" in caption
+    rows = [t for fig in _figures(at) for t in fig["layout"]["yaxis"].get("ticktext") or []]
+    changes = [re.findall(r"\(([^()]*)\)", r)[-1] for r in rows]  # "× name (−25 pp) ▼"
+    assert changes and all(re.fullmatch(r"0 pp|[+−][1-9]\d* pp", c) for c in changes), changes
+
+
+def test_compare_bundle_caption_names_what_the_bundle_holds(demo):
+    from core.results.export import bundle_run
+
+    at = AppTest.from_file(page("compare"), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    caption = next(c.value for c in at.caption if "grid per C_P" in c.value)
+    # the demo's bundle: results, curves and one grid per level whose columns are sampling seeds
+    names = zipfile.ZipFile(io.BytesIO(bundle_run(ROOT / "assets" / "demo"))).namelist()
+    assert {"results.json", "training.json"} <= set(names)
+    assert any(n.startswith("grids/generations_cp") for n in names)
+    assert "sampling seeds" in caption and "samples" not in caption.replace("sampling", "")
