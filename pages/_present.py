@@ -82,7 +82,7 @@ def _shared_figure(name: str, key: Hashable, present_mode: bool, _build: Callabl
     from core.figures.palette import present
 
     fig = _build()
-    if present_mode:
+    if present_mode and fig is not None:
         present(fig)
     return fig
 
@@ -91,8 +91,11 @@ def show_shared(name: str, key: Hashable, build: Callable[[], Any], **kwargs: An
     """:func:`show` for a figure that depends only on ``key`` (a pack's :func:`pages._ui.pack_key`,
     the level shown, …): built once per server for that key and presenter mode, then every
     session's rerun only sends it. ``build`` must make a new figure from ``key``'s inputs alone,
-    and nobody may change the figure it returns (it is shared)."""
+    and nobody may change the figure it returns (it is shared). A build that returns None (the
+    run lacks what the figure needs) draws nothing and returns None."""
     fig = _shared_figure(name, key, presenter(), build)
+    if fig is None:
+        return None
     return st.plotly_chart(fig, key=name, theme=None, **kwargs)
 
 

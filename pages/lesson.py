@@ -3,12 +3,13 @@ question for students and its figure; the step lives in the URL (``/lesson?step=
 can hand out a link; the printable handout downloads from here."""
 
 from functools import partial
+from typing import Any
 
 import streamlit as st
 
-from core.lesson import lesson_steps, pinned_prompts
+from core.lesson import LessonStep, lesson_steps, pinned_prompts
 from core.lesson.figures import step_figure
-from pages._present import STORY_TERMS, intro, pinned_rows, show, url_choice, url_keep
+from pages._present import STORY_TERMS, intro, pinned_rows, show_shared, url_choice, url_keep
 from pages._ui import (
     current_pack,
     generations,
@@ -93,20 +94,31 @@ with figure:
                 pos = layout_with_placeholder(pack, "pca")
             except (FileNotFoundError, ValueError) as e:
                 st.warning(f"The graph cannot be drawn yet: {e}")
-        fig = step_figure(step, pack, pinned, gens, pos, height=420)
-        if fig is None:
+
+        def _figure(step: LessonStep = step, pos: dict | None = pos) -> Any:
+            fig = step_figure(step, pack, pinned, gens, pos, height=420)
+            if fig is not None:
+                fig.update_layout(title_text=None, margin={"t": 30, "b": 10})
+            return fig
+
+        # built once per server for this run and step (a class following the teacher's step
+        # reruns this page in every student's session at once)
+        drawn = show_shared(
+            f"lesson_fig_{step.key}",
+            (pack_key(pack), step.key, pos is not None),
+            _figure,
+            config={"displayModeBar": False},
+        )
+        if drawn is None:
             st.info(
                 "This run lacks what this step's figure needs (generated images, embeddings or "
                 "a detector evaluation: `implosion defend --pack PACK`)."
             )
-        else:
-            fig.update_layout(title_text=None, margin={"t": 30, "b": 10})
-            show(fig, f"lesson_fig_{step.key}", config={"displayModeBar": False})
-            if step.figure == "defend":
-                st.caption(
-                    "ROC AUC of each detector on the training pairs: solid = dirty-label poisons, "
-                    "dashed = Nightshade-style; 1 = every poison caught, 0.5 (dotted) = chance."
-                )
+        elif step.figure == "defend":
+            st.caption(
+                "ROC AUC of each detector on the training pairs: solid = dirty-label poisons, "
+                "dashed = Nightshade-style; 1 = every poison caught, 0.5 (dotted) = chance."
+            )
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
