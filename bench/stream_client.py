@@ -64,7 +64,7 @@ class StreamClient:
         self._timers: dict[str, asyncio.Task] = {}
         self.timed: dict[str, float] = {}  # fragment id → seconds, the timers the last run set
         self._fresh: dict[str, Widget] = {}
-        self._run_fragment = ""
+        self._full_run = False
 
     # ------------------------------------------------------------------ connection
     async def open(self, timeout: float = 120.0) -> float:
@@ -168,20 +168,13 @@ class StreamClient:
                     setattr(ws, kind, value)
             while not self._finished.empty():
                 self._finished.get_nowait()
-            self._run_fragment = fragment_id
-            if not fragment_id:
-                self._fresh = {}
-                for timer in self._timers.values():  # the new run registers its timers again
-                    timer.cancel()
-                self._timers.clear()
-                self.timed.clear()
-                self.headings, self.texts, self.exceptions = [], [], []
+            self._full_run = False
             t0 = time.monotonic()
             await self._ws.send(msg.SerializeToString())
             status = await asyncio.wait_for(self._finished.get(), timeout)
             while status not in DONE:
                 status = await asyncio.wait_for(self._finished.get(), timeout)
-            if not fragment_id:
+            if self._full_run:  # the page's widgets are those of its last full run
                 self.widgets = self._fresh
                 kept = {w.id for w in self.widgets.values()}
                 self.values = {k: v for k, v in self.values.items() if k in kept}
@@ -194,10 +187,17 @@ class StreamClient:
             msg = ForwardMsg()
             msg.ParseFromString(data)
             kind = msg.WhichOneof("type")
-            if kind == "new_session":  # a full run starts (also after st.rerun / switch_page)
+            if kind == "new_session" and not msg.metadata.run.fragment_ids:
+                # a run of the whole page starts (also after st.rerun / switch_page): it draws
+                # every widget and registers its fragments' timers again
                 self.page_script_hash = msg.new_session.page_script_hash
                 self._fresh = {}
+                self._full_run = True
                 self.headings, self.texts, self.exceptions = [], [], []
+                for timer in self._timers.values():
+                    timer.cancel()
+                self._timers.clear()
+                self.timed.clear()
             elif kind == "page_info_changed":
                 self.query = msg.page_info_changed.query_string
             elif kind == "delta":
@@ -235,7 +235,7 @@ class StreamClient:
             self._fresh[label] = Widget(
                 t, wid, label, delta.fragment_id, getattr(sub, "form_id", ""), options
             )
-            if self._run_fragment:  # a fragment's own widgets, redrawn: keep them current
+            if not self._full_run:  # a fragment's own widgets, redrawn: keep them current
                 self.widgets[label] = self._fresh[label]
 
     def _timer(self, fragment_id: str, interval: float) -> None:
