@@ -3,7 +3,8 @@
 * :func:`overlap_figure`: the overlapping-concept graph: concepts on a circle (fixed order, so the
   layout never jumps), node size ∝ AD share, one edge per listed overlapping pair with width ∝
   the structure disagreement; one edge trace per class (images closer than captions / captions
-  closer than images) with ``None`` separators.
+  closer than images) with ``None`` separators; names outside the circle, spread apart on each
+  side so that none prints over another.
 * :func:`forecast_figure`: the calibration of one outcome (records, fitted mean and interval over
   the fitted AD range), the audit's prediction with its interval and the measured value if any.
 """
@@ -87,15 +88,44 @@ def overlap_figure(report: AuditReport, top: int = 15) -> Any:
                 name="overlap",
             )
         )
+    size = {c: 10 + 300 * share.get(c, 0.0) for c in ids}
+    at = _label_places(pos, size)
+    leaders: tuple[list[float | None], list[float | None]] = ([], [])
+    for c in ids:
+        if abs(at[c][1] - LABEL_R * pos[c][1]) > 0.02:  # moved to make room: a leader line
+            leaders[0].extend([pos[c][0], at[c][0], None])
+            leaders[1].extend([pos[c][1], at[c][1], None])
+    if leaders[0]:
+        fig.add_trace(
+            go.Scatter(
+                x=leaders[0],
+                y=leaders[1],
+                mode="lines",
+                line={"color": "rgba(0,0,0,0.25)", "width": 1},
+                hoverinfo="skip",
+                showlegend=False,
+                name="label leader",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[at[c][0] for c in ids],
+            y=[at[c][1] for c in ids],
+            mode="text",
+            text=[names[c] for c in ids],
+            textposition=["middle right" if pos[c][0] >= 0 else "middle left" for c in ids],
+            hoverinfo="skip",
+            showlegend=False,
+            name="concept names",
+        )
+    )
     fig.add_trace(
         go.Scatter(
             x=[pos[c][0] for c in ids],
             y=[pos[c][1] for c in ids],
-            mode="markers+text",
-            text=[names[c] for c in ids],
-            textposition=[_outward(*pos[c]) for c in ids],
+            mode="markers",
             marker={
-                "size": [10 + 300 * share.get(c, 0.0) for c in ids],
+                "size": [size[c] for c in ids],
                 "color": NODE,
             },
             hovertext=[f"{names[c]}: {100 * share.get(c, 0.0):.1f} % of AD" for c in ids],
@@ -115,11 +145,33 @@ def overlap_figure(report: AuditReport, top: int = 15) -> Any:
     return fig
 
 
-def _outward(x: float, y: float) -> str:
-    """Label position pointing away from the circle's centre (labels don't cross edges)."""
-    vert = "top" if y > 0.35 else "bottom" if y < -0.35 else "middle"
-    horiz = "right" if x > 0.35 else "left" if x < -0.35 else "center"
-    return f"{vert} {horiz}"
+LABEL_R = 1.08  # labels sit just outside the unit circle of nodes
+LABEL_GAP = 0.1  # least height between two labels on one side (≈ 17 px of the 520 px figure)
+LABEL_TOP = 1.25  # labels stay inside the y range ±1.3
+
+
+def _label_places(
+    pos: dict[int, tuple[float, float]], size: dict[int, float]
+) -> dict[int, tuple[float, float]]:
+    """Where each node's name goes: outside the circle on the node's side (right half: text to
+    the right, left half: to the left), as a pie chart's outside labels. On each side the names
+    are spread to at least ``LABEL_GAP`` apart in height, so neighbours near the top and bottom of
+    the circle (many concepts) never print over each other; a moved name gets a leader line.
+    ``size``: marker diameters in px (a large node pushes its name a little further out)."""
+    places: dict[int, tuple[float, float]] = {}
+    for right in (True, False):
+        side = sorted((c for c in pos if (pos[c][0] >= 0) == right), key=lambda c: pos[c][1])
+        ys = [LABEL_R * pos[c][1] for c in side]
+        for i in range(1, len(ys)):  # bottom-up: keep at least the gap
+            ys[i] = max(ys[i], ys[i - 1] + LABEL_GAP)
+        if ys and ys[-1] > LABEL_TOP:  # too high: top-down, then clamp at the bottom
+            ys[-1] = LABEL_TOP
+            for i in range(len(ys) - 2, -1, -1):
+                ys[i] = min(ys[i], ys[i + 1] - LABEL_GAP)
+        for c, y in zip(side, ys):
+            x = pos[c][0] * LABEL_R + (1 if right else -1) * size[c] / 2 / 170
+            places[c] = (x, max(-LABEL_TOP, y))
+    return places
 
 
 def _band(frac: float) -> int:
