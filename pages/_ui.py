@@ -295,19 +295,23 @@ def layout_with_placeholder(pack: Pack, method: str = "pca") -> dict:
         slot.empty()
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _generations(key: tuple[str, float]) -> dict[int, Any]:
+    """Shared by every session, not copied per call (a C_P step reads them): read-only arrays."""
     try:
-        return _load(*key).generations()
+        gens = _load(*key).generations()
     except FileNotFoundError:
         return {}
+    for images in gens.values():
+        images.setflags(write=False)
+    return gens
 
 
 def generations(key: tuple[str, float]) -> dict[int, Any]:
     """Level → generated images (K, m, S, S, 3) uint8 of a pack; {} when it has none. A corrupt
     ``generations.npz`` stops the page with the reason."""
     try:
-        return _generations(key)
+        return dict(_generations(key))
     except BrokenPack as e:
         st.error(f"This run's generated images cannot be read: {e.reason}")
         st.stop()
