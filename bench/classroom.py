@@ -478,6 +478,7 @@ def classroom_markdown(s: dict) -> str:
         f"{s['server_cpu_s_per_student_walk']} CPU-s per student (phase CPU / students, timers "
         "included).",
         "",
+        *_before_after(s),
         "The server is one Python process (Streamlit runs every session's script in its "
         "threads under one interpreter lock), so it uses about one core however many there are: "
         "a measurement on this 2-core machine with other work running is stricter than the "
@@ -485,6 +486,42 @@ def classroom_markdown(s: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _before_after(s: dict) -> list[str]:
+    """A table of the same actions measured on another checkout (``--before``), with ratios."""
+    before = s.get("before")
+    if not before:
+        return []
+    lines = [
+        f"## Before and after (the same benchmark on `{before['app_root']}`, {before['label']})",
+        "",
+        f"Before: `uptime` at start `{before['machine']['uptime_at_start']}`. Median server CPU-s "
+        "per action:",
+        "",
+        "| action | before | after | after / before |",
+        "|---|---|---|---|",
+    ]
+    for table in ("per_action_server_cpu_s", "per_action_browser_cpu_s"):
+        kind = "protocol" if table == "per_action_server_cpu_s" else "Chromium"
+        for k, v in (before.get(table) or {}).items():
+            after = (s.get(table) or {}).get(k)
+            if after is None:
+                continue
+            b, a = v["median_cpu_s"], after["median_cpu_s"]
+            ratio = f"{a / b:.2f}" if b else "—"
+            lines.append(f"| {k} ({kind}) | {b:.3f} | {a:.3f} | {ratio} |")
+    bp, ap = before["students_phase"], s["students_phase"]
+    lines += [
+        "",
+        f"{ap['students']} students: before, {bp['students_completed']} walks completed, p50 "
+        f"{bp['all_actions_p50_s']} s, p95 {bp['all_actions_p95_s']} s over all actions, "
+        f"{bp['phase_server_cpu_s']} server CPU-s in {bp['phase_wall_s']} s; after, "
+        f"{ap['students_completed']} completed, p50 {ap['all_actions_p50_s']} s, p95 "
+        f"{ap['all_actions_p95_s']} s, {ap['phase_server_cpu_s']} CPU-s in {ap['phase_wall_s']} s.",
+        "",
+    ]
+    return lines
 
 
 async def run_all(args: argparse.Namespace, url: str, pid: int) -> dict:
@@ -517,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per action (bound)")
     ap.add_argument("--app-root", type=Path, default=ROOT, help="the checkout whose app is served")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="a JSON this benchmark wrote for another checkout: adds a before/after table",
+    )
+    ap.add_argument("--before-label", default="before the changes", help="words for --before")
     args = ap.parse_args(argv)
     if not 1 <= args.students <= 60:
         ap.error("--students must be 1 … 60 (a bounded test on one machine)")
@@ -533,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
         ):
             summary = asyncio.run(run_all(args, url, pid))
     summary["app_root"] = str(args.app_root)
+    if args.before:
+        summary["before"] = json.loads(args.before.read_text())
+        summary["before"]["label"] = args.before_label
+        summary["before"]["students_phase"].pop("per_student", None)
     summary["machine"] = {
         "cpus": os.cpu_count(),
         "uptime_at_start": up0,
