@@ -198,6 +198,17 @@ class StreamClient:
                     timer.cancel()
                 self._timers.clear()
                 self.timed.clear()
+            elif kind == "navigation":  # the page st.navigation runs: what the browser sends back
+                nav = msg.navigation
+                self.page_script_hash = nav.page_script_hash
+                self.page_name = next(
+                    (
+                        p.url_pathname
+                        for p in nav.app_pages
+                        if p.page_script_hash == nav.page_script_hash
+                    ),
+                    self.page_name,
+                )
             elif kind == "page_info_changed":
                 self.query = msg.page_info_changed.query_string
             elif kind == "delta":

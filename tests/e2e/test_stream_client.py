@@ -17,7 +17,7 @@ from bench.stream_client import StreamClient
 from tests.e2e.conftest import ROOT, _streamlit
 
 pytestmark = pytest.mark.e2e
-CODE = "owl-4242"
+CODE, TEACHER = "owl-4242", "hawk-9917"
 
 
 @pytest.fixture
@@ -26,7 +26,9 @@ def class_url(tmp_path):
         pytest.skip("assets/demo is missing: restore it with `git checkout assets/`")
     (tmp_path / "runs").mkdir()
     with (
-        mock.patch.dict(os.environ, {"IMPLOSION_CLASS_CODE": CODE}),
+        mock.patch.dict(
+            os.environ, {"IMPLOSION_CLASS_CODE": CODE, "IMPLOSION_TEACHER_CODE": TEACHER}
+        ),
         _streamlit(ROOT / "assets", tmp_path / "runs", tmp_path / "server.log") as s,
     ):
         yield s["url"]
@@ -67,6 +69,40 @@ async def _walk(url: str) -> None:
 
 def test_protocol_client_walks_the_class_server(class_url):
     asyncio.run(asyncio.wait_for(_walk(class_url), 240))
+
+
+async def _follow(url: str) -> None:
+    teacher = StreamClient(url, auto_rerun=False)
+    ada = StreamClient(url, auto_rerun=False)
+    try:
+        await teacher.open()
+        await teacher.fill({"Class code": TEACHER, "Your name": "Ms T"}, submit="Join")
+        await ada.open()
+        await ada.fill({"Class code": CODE, "Your name": "Ada"}, submit="Join")
+        await ada.click("Play the demo")
+        await ada.set_value("▶ Play", False)
+        assert "Story" in ada.headings
+
+        # the teacher shows Lesson step 3: Ada's next follow poll takes her there
+        await teacher.goto("lesson", query="step=3")
+        await teacher.click("Show the class my view")
+        await ada.tick(5.0)
+        assert "Lesson" in ada.headings and not ada.exceptions, (ada.headings, ada.exceptions)
+        assert parse_qs(ada.query)["step"] == ["3"], ada.query
+
+        # then Generations at C_P 16
+        await teacher.goto("generations", query="cp=16")
+        await teacher.click("Show the class my view")
+        await ada.tick(5.0)
+        assert "Generations" in ada.headings and not ada.exceptions, ada.headings
+        assert _cp(ada) == "16" and ada.widget("C_P: poisoned concepts")
+    finally:
+        await teacher.close()
+        await ada.close()
+
+
+def test_a_follower_is_taken_to_the_teachers_view(class_url):
+    asyncio.run(asyncio.wait_for(_follow(class_url), 240))
 
 
 def test_the_walk_module_imports():
