@@ -5,7 +5,7 @@ vermillion *and* dashed / ×-marked, clean things blue, so colour is never the o
 """
 
 from core.figures.export import export_formats, figure_bytes
-from core.figures.graph import alignment_graph_figure, graph_positions
+from core.figures.graph import GraphOptions, alignment_graph_figure, graph_positions
 from core.figures.images import (
     attention_figure,
     compose_grid,
@@ -29,6 +29,7 @@ __all__ = [
     "POISONED",
     "RELATED",
     "UNRELATED",
+    "GraphOptions",
     "ad_components_figure",
     "alignment_graph_figure",
     "attention_figure",

@@ -9,6 +9,7 @@ each caption's text position to where the fine-tuned model actually lands it in 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -151,6 +152,39 @@ def _nodes(
     )
 
 
+@dataclass(frozen=True)
+class GraphOptions:
+    """How :func:`alignment_graph_figure` draws a level (defaults: the Graph page's).
+
+    ``show_pairs``: individual training pairs as points; ``knn``: similarity edges to each node's
+    ``knn`` nearest neighbours (needs ``text_concept`` (K, d), the concept prompts' embeddings;
+    0: none); ``labels``: concept ids named beside their caption node (the page passes the
+    poisoned ones, so a speaker can point at them); ``selected``: one concept named beside its
+    caption and its landing point ◆; ``distortion``: "arrows" (caption → landing point) or "drift"
+    (landing point at C_P = 0 → now; needs level 0 in the layout); ``baseline`` (K, d): generated
+    embeddings at C_P = 0, for the drift numbers in hover and title; ``thumbnails``: optional
+    ``{"clean": (K, S, S, 3), "generated": (K, S, S, 3)}`` uint8 drawn beside the nodes
+    (:func:`core.figures.nodes.add_thumbnails`)."""
+
+    show_pairs: bool = False
+    knn: int = 2
+    text_concept: np.ndarray | None = None
+    height: int = 620
+    thumbnails: Mapping[str, np.ndarray | None] | None = None
+    labels: Sequence[int] = ()
+    selected: int | None = None
+    distortion: str = "arrows"
+    baseline: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.distortion not in DISTORTIONS:
+            raise ValueError(
+                f"distortion: unknown {self.distortion!r}; allowed: {', '.join(DISTORTIONS)}"
+            )
+        if self.knn < 0:
+            raise ValueError(f"knn must be ≥ 0 (0: no similarity edges), got {self.knn}")
+
+
 def alignment_graph_figure(
     pos: Mapping[str, Any],
     arrays: Mapping[str, np.ndarray],
@@ -158,45 +192,25 @@ def alignment_graph_figure(
     names: Sequence[str],
     poisoned: Sequence[int],
     targets: Mapping[int, int] | None = None,
-    show_pairs: bool = False,
-    knn: int = 2,
-    text_concept: np.ndarray | None = None,
-    height: int = 620,
-    thumbnails: Mapping[str, np.ndarray | None] | None = None,
-    labels: Sequence[int] = (),
-    selected: int | None = None,
-    distortion: str = "arrows",
-    baseline: np.ndarray | None = None,
+    options: GraphOptions | None = None,
+    **changes: Any,
 ) -> go.Figure:
-    """Text graph | image graph at level ``c_p`` (see module doc). One trace per edge class.
-
-    ``labels``: concept ids whose names are written beside their caption node (the page passes
-    the poisoned ones, so a speaker can point at them); ``selected``: one concept named beside
-    its caption and its landing point ◆.
-    ``distortion``: "arrows" (caption → landing point) or "drift" (landing point at C_P = 0 →
-    now; needs level 0 in ``pos``); ``baseline`` (K, d): generated embeddings at C_P = 0, for the
-    drift numbers in hover and title.
-
-    Node traces carry the concept id as ``customdata`` (for click selection). ``thumbnails``:
-    optional ``{"clean": (K, S, S, 3), "generated": (K, S, S, 3)}`` uint8 drawn beside the
-    nodes (:func:`core.figures.nodes.add_thumbnails`).
+    """Text graph | image graph at level ``c_p`` (see module doc), drawn as ``options`` say
+    (:class:`GraphOptions`; ``changes``: fields of it to set, e.g. ``knn=0``). One trace per
+    edge class. Node traces carry the concept id as ``customdata`` (for click selection).
 
     ``pos`` from :func:`graph_positions`; ``arrays`` the level's arrays (``caption_concept``,
-    ``image_concept``, ``poisoned``, ``image``); ``poisoned`` the concept ids poisoned at c_p.
+    ``image_concept``, ``poisoned``, ``image``, ``generated``); ``poisoned`` the concept ids
+    poisoned at c_p; ``targets`` each poisoned concept's target (for hover).
     """
-    if distortion not in DISTORTIONS:
-        raise ValueError(f"unknown distortion {distortion!r}; allowed: {', '.join(DISTORTIONS)}")
-    if distortion == "drift" and 0 not in pos["generated"]:
+    o = replace(options or GraphOptions(), **changes)
+    if o.distortion == "drift" and 0 not in pos["generated"]:
         raise ValueError(
             "distortion='drift' needs level C_P = 0 in the layout (the clean baseline); this pack "
             "has none, use distortion='arrows'"
         )
     k = len(names)
-    moved = (
-        drift(arrays["generated"], baseline)
-        if baseline is not None and len(baseline) == k
-        else None
-    )
+    moved = _moved(arrays, o.baseline, k)
     pset = set(int(i) for i in poisoned)
     fig = make_subplots(
         rows=1,
@@ -204,14 +218,35 @@ def alignment_graph_figure(
         subplot_titles=("Text graph: captions", "Image graph"),
         horizontal_spacing=0.06,
     )
-    if text_concept is not None and knn > 0:
-        _similarity_edges(fig, pos, arrays, text_concept, knn, k)
+    if o.text_concept is not None and o.knn > 0:
+        _similarity_edges(fig, pos, arrays, o.text_concept, o.knn, k)
     _pair_edges(fig, pos, arrays)
-    if show_pairs:
+    if o.show_pairs:
         _pair_points(fig, pos["pairs"][c_p], arrays, names)
-    _distortion(fig, pos, c_p, distortion, k)
+    _distortion(fig, pos, c_p, o.distortion, k)
     _concept_nodes(fig, pos, c_p, names, pset, dict(targets or {}), moved)
-    add_labels(fig, pos["text_concept"], pos["generated"][c_p], names, labels, selected, pset)
+    add_labels(fig, pos["text_concept"], pos["generated"][c_p], names, o.labels, o.selected, pset)
+    _frame(fig, c_p, k, pset, moved, o.height)
+    if o.thumbnails:
+        from core.figures.nodes import add_thumbnails
+
+        add_thumbnails(fig, pos, c_p, o.thumbnails.get("clean"), o.thumbnails.get("generated"))
+    return fig
+
+
+def _moved(
+    arrays: Mapping[str, np.ndarray], baseline: np.ndarray | None, k: int
+) -> np.ndarray | None:
+    """Each concept's drift (1 − cos) since C_P = 0, or None without a K-row baseline."""
+    if baseline is None or len(baseline) != k:
+        return None
+    return drift(arrays["generated"], baseline)
+
+
+def _frame(
+    fig: go.Figure, c_p: int, k: int, pset: set[int], moved: np.ndarray | None, height: int
+) -> None:
+    """Shared bare axes, the title (poisoned count and the unpoisoned concepts' mean drift)."""
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_layout(xaxis2={"matches": "x"}, yaxis2={"matches": "y"})
@@ -221,11 +256,6 @@ def alignment_graph_figure(
         title += f" · unpoisoned drift {float(moved[unpoisoned].mean()):.2f}"
     style(fig, title, height)
     fig.update_layout(hovermode="closest")
-    if thumbnails:
-        from core.figures.nodes import add_thumbnails
-
-        add_thumbnails(fig, pos, c_p, thumbnails.get("clean"), thumbnails.get("generated"))
-    return fig
 
 
 def _similarity_edges(
