@@ -30,7 +30,22 @@ if not packs:
     st.info("Nothing to compare yet: play the demo from **Home** or finish a sweep in **Jobs**.")
     st.stop()
 
-labels = {r.id: run_label(r) for r in run_choices()}  # name · date · model, not a raw id
+runs = run_choices()
+labels = {r.id: run_label(r) for r in runs}  # name · date · model, not a raw id
+# a widget maps the label the browser sends back to an option: two runs must not share one
+labels = {i: f"{t} · {i}" if list(labels.values()).count(t) > 1 else t for i, t in labels.items()}
+# The figure's legend names a run by name and start only (the table below has the rest), so each
+# entry fits one line of the 1280 px column; runs that would share a name end with their id,
+# else their lines would merge into one legend entry.
+legend = {r.id: f"{r.name[:1].upper()}{r.name[1:]} · {(r.created or '')[:16].replace('T', ' ')}"
+          for r in runs}  # fmt: skip
+short = {i: i.rsplit("-", 1)[-1] for i in legend}  # a job run id ends with its own random suffix
+legend = {
+    i: f"{t} · {short[i] if list(short.values()).count(short[i]) == 1 else i}"
+    if list(legend.values()).count(t) > 1
+    else t
+    for i, t in legend.items()
+}
 # the compared runs and the metric live in the URL (?runs=a,b&metric=ad): a copied link reopens
 url_runs = st.query_params.get("runs")
 if url_runs is not None and url_runs != st.session_state.get("_cmp_packs_url_seen"):
@@ -65,7 +80,7 @@ for name in chosen:
     except (FileNotFoundError, ValueError) as e:
         st.error(f"Cannot open “{labels.get(name, name)}”: {e}")
 if loaded:
-    fig = compare_figure({labels.get(n, n): p.summary for n, p in loaded.items()}, metric)
+    fig = compare_figure({legend.get(n, n): p.summary for n, p in loaded.items()}, metric)
     show(fig, "cmp_chart")
     export_buttons(fig, f"compare-{metric}")
     st.markdown(

@@ -50,3 +50,24 @@ def test_compare_bundle_caption_names_what_the_bundle_holds(demo):
     assert {"results.json", "training.json"} <= set(names)
     assert any(n.startswith("grids/generations_cp") for n in names)
     assert "sampling seeds" in caption and "samples" not in caption.replace("sampling", "")
+
+
+def test_compare_legend_fits_a_line_and_keeps_runs_of_one_name_apart(demo):
+    import os
+    from pathlib import Path
+
+    from core.results.synthetic import write_synthetic_demo_pack
+
+    runs = Path(os.environ["IMPLOSION_RUNS"])
+    twins = ["20260101-000000-sweep-aaaaaa", "20260101-000000-sweep-bbbbbb"]
+    for run in twins:  # same preset, written in the same minute: the same picker label
+        write_synthetic_demo_pack(runs / run / "sweep", n_concepts=16)
+    at = AppTest.from_file(page("compare"), default_timeout=TIMEOUT)
+    at.query_params["runs"] = ",".join(["demo", *twins])
+    at.run()
+    assert not at.exception, at.exception
+    fig = _figures(at)[0]
+    names = [t["name"] for t in fig["data"] if t.get("mode") == "lines+markers"]
+    assert len(names) == 3 and len(set(names)) == 3, names  # one legend entry per run
+    assert all(len(n) <= 60 for n in names), names  # one line of the 1280 px column
+    assert len(set(at.multiselect(key="cmp_packs").options)) == 3
