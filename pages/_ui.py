@@ -84,7 +84,7 @@ def run_label(run: RunInfo) -> str:
     day = run.created[:16].replace("T", " ") if run.created else "—"
     name = run.name[:1].upper() + run.name[1:]
     if run.broken:
-        return f"{name} · {day} · {run.state_text}"
+        return f"⚠ {name} · {day} · {run.state_text}"
     levels = ", ".join(map(str, run.levels)) or "no levels yet"
     return f"{name} · {day} · {run.model} · C_P {levels} · {run.state}"
 
@@ -143,9 +143,13 @@ def _refuse_hidden_run(ref: str) -> bool:
 def run_picker() -> str | None:
     """The one run picker (sidebar), shared by every page: app.py draws it before the page runs.
     The choice is kept in session state and in ``?pack=``."""
-    choices = {r.id: run_label(r) for r in run_choices()}
+    runs = run_choices()
+    choices = {r.id: run_label(r) for r in runs}
     if not choices:
         return None
+    # the widget maps the label the browser sends back to a run: two runs must not share one
+    twice = {t for t in choices.values() if list(choices.values()).count(t) > 1}
+    choices = {i: f"{t} · {i}" if t in twice else t for i, t in choices.items()}
     current = chosen_pack_name(list(choices))
     if current not in choices:  # a ?pack= link to a run that is not here: say so, keep it chosen
         choices[current] = f"“{current}” · not found"
@@ -165,6 +169,11 @@ def run_picker() -> str | None:
         help="The demo pack ships with the app; every run with results appears here: name, "
         "date, model, C_P levels, state. Every page shows the run chosen here.",
     )
+    broken = [r for r in runs if r.broken]
+    if broken:  # the picker's one line cuts a reason short: each in full here
+        with st.sidebar.expander(f"⚠ {len(broken)} run{'s' * (len(broken) > 1)} cannot be opened"):
+            for r in broken:  # plain text: a reason quotes the untrusted file
+                st.text(f"{r.name} ({r.id}): {r.reason}")
     st.session_state[PACK_KEY] = name
     _write_url(PACK_KEY, name)
     return name

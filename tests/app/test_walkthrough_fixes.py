@@ -71,3 +71,24 @@ def test_compare_legend_fits_a_line_and_keeps_runs_of_one_name_apart(demo):
     assert len(names) == 3 and len(set(names)) == 3, names  # one legend entry per run
     assert all(len(n) <= 60 for n in names), names  # one line of the 1280 px column
     assert len(set(at.multiselect(key="cmp_packs").options)) == 3
+
+
+def test_sidebar_gives_a_broken_runs_reason_in_full(demo):
+    import os
+    from pathlib import Path
+
+    from core.results.synthetic import write_synthetic_demo_pack
+
+    pack = Path(os.environ["IMPLOSION_RUNS"]) / "20260101-000000-sweep-cccccc" / "sweep"
+    write_synthetic_demo_pack(pack, n_concepts=16)
+    results = json.loads((pack / "results.json").read_text())
+    results["records"][0]["c_p"] = "x"
+    (pack / "results.json").write_text(json.dumps(results))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    reason = 'results.json: records[0].c_p is a string ("x"), expected an integer'
+    picker = at.sidebar.selectbox(key="pack_select")
+    assert any(o.startswith("⚠ ") and reason[:20] in o for o in picker.options)
+    # the picker's one line is cut at the sidebar's width: the reason is also given whole
+    shown = [t.value for e in at.sidebar.expander for t in e.text]
+    assert any(reason in t for t in shown), shown
