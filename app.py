@@ -7,6 +7,12 @@ mode switch (both also in the URL: ``?pack=…&present=1``).
 
 from pathlib import Path
 
+# Imported once, before any page draws: plotly looks pandas and PIL.Image up in sys.modules when it
+# checks a figure's values, so a session drawing a figure while another session's thread was still
+# importing one of them for the first time (a table, an image) failed with "partially initialized
+# module 'pandas'". An import statement waits for a module being imported; that lookup does not.
+import pandas  # noqa: F401
+import PIL.Image  # noqa: F401
 import streamlit as st
 
 from pages._class import class_gate, nav_position
