@@ -14,6 +14,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.jobs.labels import distinct
 from core.results.pack import RESULTS, BrokenPack, Pack, load_pack
 from core.results.runs import RunInfo, list_runs
 
@@ -144,12 +145,9 @@ def run_picker() -> str | None:
     """The one run picker (sidebar), shared by every page: app.py draws it before the page runs.
     The choice is kept in session state and in ``?pack=``."""
     runs = run_choices()
-    choices = {r.id: run_label(r) for r in runs}
+    choices = distinct({r.id: run_label(r) for r in runs})  # two runs never share a label
     if not choices:
         return None
-    # the widget maps the label the browser sends back to a run: two runs must not share one
-    twice = {t for t in choices.values() if list(choices.values()).count(t) > 1}
-    choices = {i: f"{t} · {i}" if t in twice else t for i, t in choices.items()}
     current = chosen_pack_name(list(choices))
     if current not in choices:  # a ?pack= link to a run that is not here: say so, keep it chosen
         choices[current] = f"“{current}” · not found"

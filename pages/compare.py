@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.figures.palette import METRIC_LABELS
 from core.figures.trajectory import compare_figure
+from core.jobs.labels import distinct
 from pages._present import intro, show, terms, url_choice, url_keep
 from pages._ui import (
     _load,
@@ -31,21 +32,13 @@ if not packs:
     st.stop()
 
 runs = run_choices()
-labels = {r.id: run_label(r) for r in runs}  # name · date · model, not a raw id
-# a widget maps the label the browser sends back to an option: two runs must not share one
-labels = {i: f"{t} · {i}" if list(labels.values()).count(t) > 1 else t for i, t in labels.items()}
+labels = distinct({r.id: run_label(r) for r in runs})  # name · date · model, not a raw id
 # The figure's legend names a run by name and start only (the table below has the rest), so each
-# entry fits one line of the 1280 px column; runs that would share a name end with their id,
-# else their lines would merge into one legend entry.
-legend = {r.id: f"{r.name[:1].upper()}{r.name[1:]} · {(r.created or '')[:16].replace('T', ' ')}"
-          for r in runs}  # fmt: skip
-short = {i: i.rsplit("-", 1)[-1] for i in legend}  # a job run id ends with its own random suffix
-legend = {
-    i: f"{t} · {short[i] if list(short.values()).count(short[i]) == 1 else i}"
-    if list(legend.values()).count(t) > 1
-    else t
-    for i, t in legend.items()
-}
+# entry fits one line of the 1280 px column.
+legend = distinct(
+    {r.id: f"{r.name[:1].upper()}{r.name[1:]} · {(r.created or '')[:16].replace('T', ' ')}"
+     for r in runs}
+)  # fmt: skip
 # the compared runs and the metric live in the URL (?runs=a,b&metric=ad): a copied link reopens
 url_runs = st.query_params.get("runs")
 if url_runs is not None and url_runs != st.session_state.get("_cmp_packs_url_seen"):

@@ -9,6 +9,7 @@ import streamlit as st
 from core.figures.graph import alignment_graph_figure
 from core.figures.images import compose_grid
 from core.figures.nodes import concept_card, reference_images, selected_concept
+from core.jobs.labels import distinct
 from pages._present import intro, presenter, show, terms, url_choice, url_keep
 from pages._ui import (
     current_pack,
@@ -97,7 +98,7 @@ with options:
         "length on the clean model, longer as C_P grows. Off: arrows from each caption to where "
         "it lands.",
     )
-others = {c.id: run_label(c) for c in run_choices()}
+others = distinct({c.id: run_label(c) for c in run_choices()})
 second = "Second view: another level or another run"
 with options, st.container() if big else st.expander(second):  # expanders cannot nest
     if big:

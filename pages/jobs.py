@@ -13,7 +13,7 @@ from core import jobs
 from core.figures.trajectory import loss_curve_figure
 from core.jobs.devices import busy_with
 from core.jobs.fair import queue_place
-from core.jobs.labels import run_label
+from core.jobs.labels import distinct, run_label
 from core.jobs.progress import format_left, time_left
 from core.jobs.store import read_json, run_path
 from core.results.runs import get_run, run_summary
@@ -206,12 +206,7 @@ def label(r: dict) -> str:
 
 by_id = {r["run_id"]: r for r in runs}
 ids = list(by_id)
-# A selectbox maps the label the browser sends back to an option, so two runs of the same name
-# started in the same minute must not share one (the choice jumped to the other run): those
-# labels end with the run id's own suffix.
-labels = {i: label(r) for i, r in by_id.items()}
-twice = {text for text in labels.values() if list(labels.values()).count(text) > 1}
-labels = {i: f"{t} · {i.rsplit('-', 1)[-1]}" if t in twice else t for i, t in labels.items()}
+labels = distinct({i: label(r) for i, r in by_id.items()})  # two runs never share a label
 # ?run= wins when it changed from outside (deep link, reload, a job just started, another page);
 # otherwise the selectbox keeps the user's choice. The choice is mirrored back into the URL.
 url_run = st.query_params.get("run")

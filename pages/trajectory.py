@@ -12,6 +12,7 @@ from core.figures.trajectory import (
     theory_figure,
     training_steps_figure,
 )
+from core.jobs.labels import distinct
 from pages._claims import render_claims_panel
 from pages._present import intro, presenter, show, terms, url_choice, url_keep
 from pages._ui import (
@@ -68,7 +69,7 @@ with tabs[0]:
             fig_imp = implosion_figure(pack.summary)
             show(fig_imp, "traj_implosion")
             export_buttons(fig_imp, "ad-and-implosion")
-        choices = {c.id: run_label(c) for c in run_choices()}
+        choices = distinct({c.id: run_label(c) for c in run_choices()})
         st.subheader("Two runs together")
         o1, o2 = st.columns([2, 1])
         other = o1.selectbox(

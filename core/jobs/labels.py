@@ -79,4 +79,18 @@ def run_label(
     return kind or "run"
 
 
-__all__ = ["DEMO_LABEL", "pack_name", "run_label"]
+def distinct(labels: Mapping[str, str]) -> dict[str, str]:
+    """Run id → label with no label twice: a label two runs share (two sweeps of one preset
+    started in the same minute) ends with the run id's own suffix (``…-sweep-3f2a1c`` → ``3f2a1c``),
+    or the whole id where suffixes repeat too. A widget maps the label the browser sends back to
+    an option, so a shared label opened the other run; a legend merged their lines."""
+    texts = list(labels.values())
+    suffix = {i: str(i).rsplit("-", 1)[-1] for i in labels}
+    tails = list(suffix.values())
+    return {
+        i: (f"{t} · {suffix[i] if tails.count(suffix[i]) == 1 else i}" if texts.count(t) > 1 else t)
+        for i, t in labels.items()
+    }
+
+
+__all__ = ["DEMO_LABEL", "distinct", "pack_name", "run_label"]

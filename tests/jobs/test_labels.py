@@ -33,3 +33,20 @@ def test_every_kind_says_what_it_is():
 def test_pack_names():
     assert pack_name("/x/assets/demo") == "demo"
     assert pack_name("/runs/abc/pack") == "abc" and pack_name("/runs/my-sweep") == "my-sweep"
+
+
+def test_labels_two_runs_share_end_with_their_own_id():
+    from core.jobs.labels import distinct
+
+    labels = {
+        "demo": "Demo pack · 2026-12-07 23:17",
+        "20260101-000000-sweep-aaaaaa": "cpu-quick sweep · 2026-01-01 00:00",
+        "20260101-000001-sweep-bbbbbb": "cpu-quick sweep · 2026-01-01 00:00",
+        "x-1": "run",
+        "y-1": "run",
+    }
+    out = distinct(labels)
+    assert out["demo"] == labels["demo"]  # a label of its own is left alone
+    assert out["20260101-000000-sweep-aaaaaa"] == "cpu-quick sweep · 2026-01-01 00:00 · aaaaaa"
+    assert out["x-1"] == "run · x-1"  # the suffixes repeat too: the whole id
+    assert len(set(out.values())) == len(out)
