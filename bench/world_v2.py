@@ -58,6 +58,19 @@ def _time_steps(model: torch.nn.Module, step: Any, steps: int) -> float:
     return (time.perf_counter() - t) / steps
 
 
+def _row(stage: str, design: str, model: Any, step: Any, counted: Any = None) -> dict:
+    """One measured stage: its design, parameter count (of ``counted``, default the model) and
+    the model and training step the timer runs."""
+    part = model if counted is None else counted
+    return {
+        "stage": stage,
+        "design": design,
+        "parameters": sum(p.numel() for p in part.parameters()),
+        "_model": model,
+        "_step": step,
+    }
+
+
 def vae_row(channels: tuple[int, ...], latent: int, size: int, x: torch.Tensor) -> dict:
     vae = build_vae(VAEConfig(channels=channels, latent_channels=latent), size).train()
 
@@ -67,14 +80,13 @@ def vae_row(channels: tuple[int, ...], latent: int, size: int, x: torch.Tensor) 
         return F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-6 * d.kl().mean()
 
     ratio = 2 ** (len(channels) - 1)
-    return {
-        "stage": "vae",
-        "design": f"channels {channels}, latent {latent}×{size // ratio}×{size // ratio} "
+    return _row(
+        "vae",
+        f"channels {channels}, latent {latent}×{size // ratio}×{size // ratio} "
         f"({ratio}× compression), {size} px",
-        "parameters": sum(p.numel() for p in vae.parameters()),
-        "_model": vae,
-        "_step": step,
-    }
+        vae,
+        step,
+    )
 
 
 def encoder_row(channels: tuple[int, ...], latent: int, size: int, x: torch.Tensor) -> dict:
@@ -85,13 +97,13 @@ def encoder_row(channels: tuple[int, ...], latent: int, size: int, x: torch.Tens
     def step() -> torch.Tensor:
         return vae.encode(x + delta).latent_dist.mean.pow(2).sum()
 
-    return {
-        "stage": "pgd (encoder grad)",
-        "design": f"encoder of channels {channels}, {size} px",
-        "parameters": sum(p.numel() for p in vae.encoder.parameters()),
-        "_model": vae,
-        "_step": step,
-    }
+    return _row(
+        "pgd (encoder grad)",
+        f"encoder of channels {channels}, {size} px",
+        vae,
+        step,
+        counted=vae.encoder,
+    )
 
 
 def unet_row(latent_size: int, x_ch: int, b: int) -> dict:
@@ -103,13 +115,7 @@ def unet_row(latent_size: int, x_ch: int, b: int) -> dict:
     def step() -> torch.Tensor:
         return F.mse_loss(unet(z, t, encoder_hidden_states=ctx).sample, z)
 
-    return {
-        "stage": "unet",
-        "design": f"UNetConfig() on a {x_ch}×{latent_size}×{latent_size} latent",
-        "parameters": sum(p.numel() for p in unet.parameters()),
-        "_model": unet,
-        "_step": step,
-    }
+    return _row("unet", f"UNetConfig() on a {x_ch}×{latent_size}×{latent_size} latent", unet, step)
 
 
 def clip_row(size: int, patch: int, x: torch.Tensor) -> dict:
@@ -120,13 +126,12 @@ def clip_row(size: int, patch: int, x: torch.Tensor) -> dict:
     def step() -> torch.Tensor:
         return clip(input_ids=tokens, pixel_values=x, return_loss=True).loss
 
-    return {
-        "stage": "dual (CLIP)",
-        "design": f"DualConfig(patch={patch}) at {size} px ({(size // patch) ** 2} patches)",
-        "parameters": sum(p.numel() for p in clip.parameters()),
-        "_model": clip,
-        "_step": step,
-    }
+    return _row(
+        "dual (CLIP)",
+        f"DualConfig(patch={patch}) at {size} px ({(size // patch) ** 2} patches)",
+        clip,
+        step,
+    )
 
 
 def judge_row(size: int, x: torch.Tensor) -> dict:
@@ -136,13 +141,7 @@ def judge_row(size: int, x: torch.Tensor) -> dict:
     def step() -> torch.Tensor:
         return judge.loss(x, attrs)
 
-    return {
-        "stage": "judge",
-        "design": f"Judge(width=32) at {size} px",
-        "parameters": sum(p.numel() for p in judge.parameters()),
-        "_model": judge,
-        "_step": step,
-    }
+    return _row("judge", f"Judge(width=32) at {size} px", judge, step)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from core.defend.figures import DETECTOR_LABELS, defended_figure, roc_figure, sc
 from core.defend.pairs import level_pairs, nightshade_file
 from core.defend.report import DEFENSE, load_report, scorable_levels
 from core.defend.roc import roc, threshold_at_fpr
-from core.sweep.mini.defended import defended_packs, start_defended_job
+from core.sweep.mini.defended import DefendedSweep, defended_packs, start_defended_job
 from pages._ui import (
     _load,
     _stamp,
@@ -212,7 +212,7 @@ if st.button(
     disabled=not lv or not seeds or bool(pack.config.get("defense")),
 ):
     try:
-        rid = start_defended_job(pack.root, defense, levels=sorted(lv), seeds=seeds)
+        rid = start_defended_job(DefendedSweep(pack.root, defense, levels=sorted(lv), seeds=seeds))
         st.session_state["def_job"] = rid
     except (ValueError, FileNotFoundError) as e:
         st.error(str(e))

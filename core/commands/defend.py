@@ -103,22 +103,18 @@ def _defend(args: argparse.Namespace) -> int:
 
 
 def _sweep(pack_dir: Path, defense: Any, args: argparse.Namespace) -> int:
-    if args.background:
-        from core.sweep.mini.defended import start_defended_job
+    from core.sweep.mini.defended import DefendedSweep, run_defended_sweep, start_defended_job
 
-        print(
-            start_defended_job(pack_dir, defense, args.out, args.levels, args.seeds, args.workers)
-        )
+    request = DefendedSweep(pack_dir, defense, args.out, args.levels, args.seeds, args.workers)
+    if args.background:
+        print(start_defended_job(request))
         return 0
-    from core.sweep.mini.defended import run_defended_sweep
 
     def progress(i: int, total: int, msg: str) -> None:
         if not args.json:
             print(f"[{i}/{total}] {msg}", flush=True)
 
-    res, out = run_defended_sweep(
-        pack_dir, defense, args.out, args.levels, args.seeds, args.workers, progress
-    )
+    res, out = run_defended_sweep(request, progress)
     if not res.get("complete"):
         print(f"stopped; resume with the same command (output in {out})")
         return 1

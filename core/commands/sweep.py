@@ -195,18 +195,15 @@ def _sweep(args: argparse.Namespace) -> int:
     check_launch(cfg, args.out)  # the same checks whether it runs here or as a job
     if args.background:
         from core.jobs import start_job
+        from core.sweep.job import SweepJob
 
-        job_cfg = {
-            "preset": args.preset,
-            "out": str(args.out.resolve()),
-            **{k: v for k, v in overrides.items() if v is not None},
-        }
+        settings = {"preset": args.preset, **{k: v for k, v in overrides.items() if v is not None}}
         if ft_over:
-            job_cfg["finetune"] = ft_over
-        if args.workers is not None:
-            job_cfg["workers"] = args.workers
-        job_cfg.update(executor_settings(args))
-        run_id = start_job("sweep", job_cfg, device=cfg.device, queue=args.queue)
+            settings["finetune"] = ft_over
+        job = SweepJob(
+            settings, out=str(args.out.resolve()), workers=args.workers, **executor_settings(args)
+        )
+        run_id = start_job("sweep", job.to_dict(), device=cfg.device, queue=args.queue)
         print(run_id)
         return 0
     from tqdm.auto import tqdm

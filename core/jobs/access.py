@@ -177,8 +177,8 @@ def check(actor: Principal, action: Action, run_id: str, config: Any) -> None:
 def check_launch(actor: Principal, kind: str, config: dict[str, Any]) -> None:
     """Refuse a student's launch whose kind or size is over the quota (before any lock or work).
 
-    Sizes are read from the job config: ``finetune`` {"sweep": {levels, seeds, finetune.steps}},
-    ``sweep`` {levels, seeds, finetune.steps} (all three given explicitly), ``dummy`` {steps}.
+    Sizes are read from the job config (core/sweep/job.py): ``finetune`` and ``sweep`` {levels,
+    seeds, finetune.steps} (all three given explicitly), ``dummy`` {steps}.
     """
     if actor.role != "student":
         return
@@ -218,12 +218,10 @@ def run_size(kind: str, config: dict[str, Any]) -> tuple[int | None, int | None,
         s = ft.get("steps") if isinstance(ft, dict) else None
         return int(s) if isinstance(s, int) and not isinstance(s, bool) else None
 
-    if kind == "finetune":
-        found = config.get("sweep")
-        sweep: dict[str, Any] = found if isinstance(found, dict) else {}
+    if kind in ("finetune", "sweep"):
+        found = config.get("sweep")  # older finetune runs nest their settings under "sweep"
+        sweep: dict[str, Any] = found if isinstance(found, dict) else config
         return steps_of(sweep), count(sweep.get("levels")), count(sweep.get("seeds"))
-    if kind == "sweep":
-        return steps_of(config), count(config.get("levels")), count(config.get("seeds"))
     if kind == "dummy":
         steps = config.get("steps", 20)
         return (int(steps) if isinstance(steps, int) else None), 1, 1

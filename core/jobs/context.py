@@ -135,7 +135,7 @@ class RunContext:
     # ------------------------------------------------------------ progress
 
     def expect(self, seconds: float | None) -> None:
-        """The up-front estimate of this run's seconds (core/sweep/estimate), blended with the
+        """The up-front estimate of this run's seconds (core/sweep/mini/estimate), blended with the
         rate the run measures into ``eta_seconds`` (core/jobs/progress.py)."""
         self.timer.expect(seconds)
 

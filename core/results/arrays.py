@@ -21,7 +21,16 @@ from typing import BinaryIO
 import numpy as np
 
 from core.results.safe_files import BrokenPack, open_file
-from core.results.schema import EMBEDDINGS, GENERATIONS
+from core.results.schema import (
+    CONCEPTS,
+    EMBEDDINGS,
+    GENERATIONS,
+    IMAGES,
+    LEVEL_ARRAYS,
+    LEVELS,
+    TEXT_CONCEPT,
+    level_array_key,
+)
 
 MAX_NPZ_MEMBERS = 4096
 MAX_ARRAY_BYTES = 4 * 2**30  # one array; the demo's largest is 0.8 MB
@@ -163,9 +172,14 @@ def read_npz(
     return out
 
 
+def _concept_id_arrays() -> list[str]:
+    return [name for name, rule in LEVEL_ARRAYS.items() if rule.concept_ids]
+
+
 def is_index_array(key: str) -> bool:
     """The small integer arrays of a pack that readers index with (``levels``, concept ids)."""
-    return key == "levels" or re.fullmatch(r"(caption|image)_concept_\d{1,9}", key) is not None
+    ids = "|".join(map(re.escape, _concept_id_arrays()))
+    return key == LEVELS or (bool(ids) and re.fullmatch(rf"({ids})_\d{{1,9}}", key) is not None)
 
 
 def _level_keys(headers: dict[str, ArrayHeader], prefix: str) -> Iterator[tuple[int, str]]:
@@ -193,33 +207,32 @@ def check_embedding_headers(h: dict[str, ArrayHeader], k: int, root: Path) -> No
             raise BrokenPack(f"{rel}: array {key!r} has {a.shape[0]} rows, expected {first}", root)
         return a
 
-    want("concepts", 1, "US", k)
-    want("levels", 1, "iu")
-    d = want("text_concept", 2, "f", k).shape[1]
-    for c, _ in _level_keys(h, "image"):
-        n = want(f"image_{c}", 2, "f").shape[0]
-        for name, ndim, kinds, rows in (
-            ("text", 2, "f", n),
-            ("caption_concept", 1, "iu", n),
-            ("image_concept", 1, "iu", n),
-            ("poisoned", 1, "b", n),
-            ("generated", 2, "f", k),
-        ):
-            a = want(f"{name}_{c}", ndim, kinds, rows)
-            if ndim == 2 and a.shape[1] != d:
-                raise BrokenPack(f"{rel}: array '{name}_{c}' has width {a.shape[1]}, not {d}", root)
-        if h[f"image_{c}"].shape[1] != d:
-            raise BrokenPack(f"{rel}: array 'image_{c}' has width {h[f'image_{c}'].shape[1]}", root)
+    want(CONCEPTS, 1, "US", k)
+    want(LEVELS, 1, "iu")
+    d = want(TEXT_CONCEPT, 2, "f", k).shape[1]
+    first = next(iter(LEVEL_ARRAYS))  # its rows are the level's kept pairs
+    for c, _ in _level_keys(h, first):
+        n = want(
+            level_array_key(first, c), LEVEL_ARRAYS[first].ndim, LEVEL_ARRAYS[first].kinds
+        ).shape[0]
+        for name, rule in LEVEL_ARRAYS.items():
+            key = level_array_key(name, c)
+            if not rule.required and key not in h:
+                continue
+            a = want(key, rule.ndim, rule.kinds, n if rule.rows == "pairs" else k)
+            if rule.ndim == 2 and a.shape[1] != d:
+                raise BrokenPack(f"{rel}: array '{key}' has width {a.shape[1]}, not {d}", root)
 
 
 def check_embeddings(arrays: dict[str, np.ndarray], k: int, root: Path) -> None:
     """Values readers index with: levels in [0, K], concept ids in [0, K)."""
-    levels = arrays["levels"]
+    levels = arrays[LEVELS]
     if levels.size and (levels.min() < 0 or levels.max() > k):
-        raise BrokenPack(f"{EMBEDDINGS}: 'levels' holds a C_P outside [0, {k}]", root)
+        raise BrokenPack(f"{EMBEDDINGS}: '{LEVELS}' holds a C_P outside [0, {k}]", root)
+    ids = _concept_id_arrays()
     for key, a in arrays.items():
         name = key.rsplit("_", 1)[0]
-        if name in ("caption_concept", "image_concept") and a.size:
+        if name in ids and a.size:
             bad = a[(a < 0) | (a >= k)]
             if bad.size:
                 raise BrokenPack(
@@ -232,9 +245,9 @@ def check_embeddings(arrays: dict[str, np.ndarray], k: int, root: Path) -> None:
 def check_generation_headers(h: dict[str, ArrayHeader], k: int, root: Path) -> None:
     """``generations.npz``: ``levels`` (L,) int and per level ``images_{c}`` (K, m, S, S, 3) uint8."""
     rel = GENERATIONS
-    if "levels" not in h or len(h["levels"].shape) != 1 or h["levels"].dtype.kind not in "iu":
-        raise BrokenPack(f"{rel}: array 'levels' is missing or not a 1-d integer array", root)
-    for _, key in _level_keys(h, "images"):
+    if LEVELS not in h or len(h[LEVELS].shape) != 1 or h[LEVELS].dtype.kind not in "iu":
+        raise BrokenPack(f"{rel}: array '{LEVELS}' is missing or not a 1-d integer array", root)
+    for _, key in _level_keys(h, IMAGES):
         a = h[key]
         if len(a.shape) != 5 or a.shape[0] != k or a.shape[4] != 3 or a.dtype != np.uint8:
             raise BrokenPack(
@@ -248,11 +261,12 @@ def check_generation_levels(levels: np.ndarray, keys: Iterable[str], k: int, roo
     """Every C_P that ``generations.npz`` lists is in [0, K] and has its ``images_{c}``."""
     have = set(keys)
     for c in levels.tolist():
-        if not isinstance(c, int) or not 0 <= c <= k or f"images_{c}" not in have:
-            raise BrokenPack(f"{GENERATIONS}: level {c} is listed but has no 'images_{c}'", root)
+        key = level_array_key(IMAGES, c) if isinstance(c, int) else f"{IMAGES}_?"
+        if not isinstance(c, int) or not 0 <= c <= k or key not in have:
+            raise BrokenPack(f"{GENERATIONS}: level {c} is listed but has no '{key}'", root)
 
 
 def check_generations(arrays: dict[str, np.ndarray], k: int, root: Path) -> dict[int, np.ndarray]:
     """Level → images of a read ``generations.npz`` (:func:`check_generation_levels` first)."""
-    check_generation_levels(arrays["levels"], arrays, k, root)
-    return {int(c): arrays[f"images_{int(c)}"] for c in arrays["levels"].tolist()}
+    check_generation_levels(arrays[LEVELS], arrays, k, root)
+    return {int(c): arrays[level_array_key(IMAGES, c)] for c in arrays[LEVELS].tolist()}

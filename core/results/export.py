@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from core.results.schema import GENERATIONS
+from core.results.schema import GENERATIONS, GRIDS_DIR, RESULTS, TRAINING
 
 MAX_BUNDLE_FILE = 256 * 2**20  # one file in a bundle (logs included)
 BUNDLE_FILES: tuple[str, ...] = (
@@ -17,8 +17,8 @@ BUNDLE_FILES: tuple[str, ...] = (
     "status.json",
     "progress.json",
     "result.json",
-    "results.json",
-    "training.json",
+    RESULTS,
+    TRAINING,
     "metrics.jsonl",
     "log.txt",
 )
@@ -69,14 +69,13 @@ def bundle_run(folder: Path | str, max_samples: int = 64) -> bytes:
             # per-level grids show the same generations and are left out.
             for c, images in sorted(pack.generations().items()):
                 z.writestr(
-                    f"grids/generations_cp{int(c):03d}.png", _png(_labelled(pack, c, images))
+                    f"{GRIDS_DIR}/generations_cp{int(c):03d}.png", _png(_labelled(pack, c, images))
                 )
         elif pack is not None:  # not finished yet: the per-level grids saved so far
-            for name in check_folder(pack.root, "grids"):
+            for name in check_folder(pack.root, GRIDS_DIR):
                 if name.endswith(".png"):
-                    z.writestr(
-                        f"grids/{name}", read_file(pack.root, f"grids/{name}", MAX_BUNDLE_FILE)
-                    )
+                    rel = f"{GRIDS_DIR}/{name}"
+                    z.writestr(rel, read_file(pack.root, rel, MAX_BUNDLE_FILE))
     return buf.getvalue()
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from core.io import assets_dir, atomic_save_npz, runs_dir
 from core.results.pack import EMBEDDINGS, RESULTS, Pack, load_pack
+from core.results.schema import TEXT_CONCEPT
 
 CACHE_DIR = ".figcache"
 SHIPPED_DIR = "figcache"  # under the assets folder: committed entries (the demo's)
@@ -109,7 +110,7 @@ def compute_positions(pack: Pack, method: str = "pca") -> dict[str, Any]:
             continue
     if not levels:
         raise ValueError(f"no C_P level of {pack.root} has embeddings yet; wait for the first one")
-    return graph_positions(pack.embeddings()["text_concept"], levels, method=method)
+    return graph_positions(pack.embeddings()[TEXT_CONCEPT], levels, method=method)
 
 
 def cached_positions(

@@ -34,6 +34,7 @@ from core.results.schema import (
     GENERATIONS,
     GRIDS_DIR,
     LEVEL_ARRAYS,
+    LEVELS,
     METRICS,
     RESULTS,
     SCIENCE,
@@ -203,16 +204,17 @@ class Pack:
         return self._emb
 
     def level_arrays(self, c_p: int) -> dict[str, np.ndarray]:
-        """Arrays of one level by name (:data:`core.results.schema.LEVEL_ARRAYS`: image, text,
-        caption_concept, image_concept, poisoned, generated)."""
+        """Arrays of one level by name: every array of :data:`core.results.schema.LEVEL_ARRAYS`
+        (image, text, caption_concept, image_concept, poisoned, generated, and any added there;
+        one added with ``required=False`` only where this pack has it)."""
         e = self.embeddings()
         keys = {n: level_array_key(n, c_p) for n in LEVEL_ARRAYS}
-        missing = [k for k in keys.values() if k not in e]
+        missing = [k for n, k in keys.items() if k not in e and LEVEL_ARRAYS[n].required]
         if missing:
             raise ValueError(
                 f"level C_P={c_p} is not in {self.root / EMBEDDINGS} (missing {missing})"
             )
-        return {n: e[k] for n, k in keys.items()}
+        return {n: e[k] for n, k in keys.items() if k in e}
 
     def generations(self) -> dict[int, np.ndarray]:
         """Level → (K, m, S, S, 3) uint8 images (identical seeds across levels)."""
@@ -261,7 +263,7 @@ def load_pack(folder: Path) -> Pack:
     if exists(root, GENERATIONS):  # headers, and every listed level has its images
         headers = npz_headers(root, GENERATIONS)
         check_generation_headers(headers, k, root)
-        levels = read_npz(root, GENERATIONS, keys=lambda key: key == "levels")["levels"]
+        levels = read_npz(root, GENERATIONS, keys=lambda key: key == LEVELS)[LEVELS]
         check_generation_levels(levels, headers, k, root)
     check_folder(root, GRIDS_DIR)  # no links among the PNG grids (bundles and packs copy them)
     for rel, check in ((SCIENCE, check_science), (DEFENSE, check_defense)):

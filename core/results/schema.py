@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 RESULTS, EMBEDDINGS, GENERATIONS, TRAINING = (
     "results.json",
@@ -32,17 +32,43 @@ SCIENCE, DEFENSE = "science.json", "defense.json"  # optional: claims' extras, d
 LEVELS_DIR, GRIDS_DIR = "levels", "grids"
 PACK_FILES: tuple[str, ...] = (RESULTS, EMBEDDINGS, GENERATIONS, TRAINING)
 
-# Per-level arrays of embeddings.npz (suffixed ``_{c}``): joint-space image / text embeddings of the
-# kept training pairs (n, d), the concept each caption names and each image shows (n,), whether the
-# pair is poison (n,), and the mean embedding of each concept's generations (K, d).
-LEVEL_ARRAYS: tuple[str, ...] = (
-    "image",
-    "text",
-    "caption_concept",
-    "image_concept",
-    "poisoned",
-    "generated",
-)
+
+@dataclass(frozen=True)
+class LevelArray:
+    """The shape rule of a per-level array of ``embeddings.npz``: ``ndim`` 1 or 2 (a 2-d array
+    is embeddings, (rows, d) with d the width of ``text_concept``), the numpy dtype ``kinds`` it
+    may have, what its rows count (``"pairs"``: the level's kept training pairs, as many as
+    ``image`` has; ``"concepts"``: K), whether it holds concept ids (each in [0, K)), and
+    whether every pack must have it (``required=False``: packs written before the array existed,
+    the shipped demo among them, still load; the array is checked where present)."""
+
+    ndim: Literal[1, 2]
+    kinds: str
+    rows: Literal["pairs", "concepts"]
+    concept_ids: bool = False
+    required: bool = True
+
+
+# Per-level arrays of embeddings.npz (suffixed ``_{c}``), each with its shape rule: joint-space
+# image / text embeddings of the kept training pairs (n, d), the concept each caption names and
+# each image shows (n,), whether the pair is poison (n,), and the mean embedding of each concept's
+# generations (K, d). The writer copies, the validator checks and ``Pack.level_arrays`` returns
+# every array named here.
+LEVEL_ARRAYS: dict[str, LevelArray] = {
+    "image": LevelArray(2, "f", "pairs"),
+    "text": LevelArray(2, "f", "pairs"),
+    "caption_concept": LevelArray(1, "iu", "pairs", concept_ids=True),
+    "image_concept": LevelArray(1, "iu", "pairs", concept_ids=True),
+    "poisoned": LevelArray(1, "b", "pairs"),
+    "generated": LevelArray(2, "f", "concepts"),
+}
+
+# Pack-wide arrays of embeddings.npz / generations.npz, and the per-level arrays a level file holds
+# beside LEVEL_ARRAYS: its generated images (``images_{c}`` in generations.npz), the fine-tune
+# loss per step and the training probes (``probe_step``, ``probe_ad``, ``probe_acc_unpoisoned``,
+# gathered into training.json).
+CONCEPTS, LEVELS, TEXT_CONCEPT = "concepts", "levels", "text_concept"
+IMAGES, LOSS, PROBE_PREFIX = "images", "loss", "probe_"
 
 # Per-level metrics a record carries and the summary aggregates (means over seeds).
 METRICS: tuple[str, ...] = (
@@ -177,7 +203,14 @@ __all__ = [
     "GENERATIONS",
     "GRIDS_DIR",
     "LEVELS_DIR",
+    "CONCEPTS",
+    "IMAGES",
+    "LEVELS",
     "LEVEL_ARRAYS",
+    "LOSS",
+    "PROBE_PREFIX",
+    "TEXT_CONCEPT",
+    "LevelArray",
     "METRICS",
     "PACK_FILES",
     "RESULTS",

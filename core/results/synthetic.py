@@ -12,7 +12,17 @@ import numpy as np
 from core.io import atomic_save_npz, atomic_write_json
 from core.metrics import alignment_difficulty
 from core.results.aggregate import summarize
-from core.results.schema import EMBEDDINGS, GENERATIONS, RESULTS, TRAINING, level_array_key
+from core.results.schema import (
+    CONCEPTS,
+    EMBEDDINGS,
+    GENERATIONS,
+    IMAGES,
+    LEVELS,
+    RESULTS,
+    TEXT_CONCEPT,
+    TRAINING,
+    level_array_key,
+)
 from core.world import World, WorldConfig
 
 
@@ -50,14 +60,14 @@ def write_synthetic_demo_pack(
         choices = [j for j in range(k) if j != i]
         targets[i] = int(choices[int(rng.integers(len(choices)))])
     arrays: dict[str, np.ndarray] = {
-        "concepts": np.array(world.names),
-        "levels": np.array(levels, dtype=np.int64),
-        "text_concept": t_concept.astype(np.float16),
+        CONCEPTS: np.array(world.names),
+        LEVELS: np.array(levels, dtype=np.int64),
+        TEXT_CONCEPT: t_concept.astype(np.float16),
     }
     records: list[dict[str, Any]] = []
     clean = world.sample(samples, seed=seed)
     clean_img = _to_uint8(clean.images).reshape(k, samples, *clean.images.shape[2:], 3)
-    gens: dict[str, np.ndarray] = {"levels": np.array(levels, dtype=np.int64)}
+    gens: dict[str, np.ndarray] = {LEVELS: np.array(levels, dtype=np.int64)}
     mean_v = _unit(v_concept.mean(0, keepdims=True))
     for c in levels:
         pois = order[:c]
@@ -86,7 +96,7 @@ def write_synthetic_demo_pack(
             "generated": gen.astype(np.float16),
         }
         arrays |= {level_array_key(name, c): a for name, a in level.items()}
-        gens[level_array_key("images", c)] = _degrade(clean_img, pois, targets, frac, r)
+        gens[level_array_key(IMAGES, c)] = _degrade(clean_img, pois, targets, frac, r)
         ad = alignment_difficulty(x, y, alpha=0.8, scale=None, device="cpu", precision="float64")
         for s in seeds:
             j = np.random.default_rng([seed, c, s]).normal(0, 0.01, size=8)

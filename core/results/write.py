@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from core.io import atomic_save_npz, atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from core.results import schema
 from core.results.pack import EMBEDDINGS, GENERATIONS, TRAINING, load_pack
 from core.results.schema import DEFENSE, GRIDS_DIR, PACK_FILES, RESULTS, SCIENCE, grid_file
 from core.results.validate import (
@@ -151,24 +152,27 @@ def write_pack_files(
     out: Path, levels: tuple[int, ...], seed: int, concepts: list[str], text_concept: np.ndarray
 ) -> None:
     """``embeddings.npz`` / ``generations.npz`` / ``training.json`` from the per-level files
-    ``levels/cp{c}_seed{seed}.npz`` (keys image, text, caption_concept, image_concept, poisoned,
-    generated, images, loss, optional probe_step / probe_ad / probe_acc_unpoisoned). ``text_concept``: (K, d) embeddings of the concept prompts."""
+    ``levels/cp{c}_seed{seed}.npz``: every array named in ``schema.LEVEL_ARRAYS`` (and any other
+    the runner saved) goes to embeddings.npz as ``{name}_{c}``, ``images`` to generations.npz,
+    ``loss`` and the ``probe_*`` arrays to training.json. ``text_concept``: (K, d) embeddings of
+    the concept prompts."""
     emb: dict[str, np.ndarray] = {
-        "concepts": np.array(concepts),
-        "levels": np.array(levels),
-        "text_concept": np.asarray(text_concept, dtype=np.float16),
+        schema.CONCEPTS: np.array(concepts),
+        schema.LEVELS: np.array(levels),
+        schema.TEXT_CONCEPT: np.asarray(text_concept, dtype=np.float16),
     }
-    gens: dict[str, np.ndarray] = {"levels": np.array(levels)}
+    gens: dict[str, np.ndarray] = {schema.LEVELS: np.array(levels)}
     training: dict[str, Any] = {}
+    probe = schema.PROBE_PREFIX
     for c in levels:
-        with np.load(out / "levels" / f"cp{c}_seed{seed}.npz", allow_pickle=False) as z:
+        with np.load(schema.level_file(out, c, seed), allow_pickle=False) as z:
             level = {name: z[name] for name in z.files}
-        loss = level.pop("loss").tolist()
-        gens[f"images_{c}"] = level.pop("images")
+        loss = level.pop(schema.LOSS).tolist()
+        gens[schema.level_array_key(schema.IMAGES, c)] = level.pop(schema.IMAGES)
         probes = {
-            k[len("probe_") :]: level.pop(k).tolist() for k in list(level) if k.startswith("probe_")
+            k[len(probe) :]: level.pop(k).tolist() for k in list(level) if k.startswith(probe)
         }
-        emb.update({f"{name}_{c}": a for name, a in level.items()})
+        emb.update({schema.level_array_key(name, c): a for name, a in level.items()})
         training[str(c)] = {"step": list(range(1, len(loss) + 1)), "loss": loss}
         if probes:  # {"step", "ad", "acc_unpoisoned"} at the probe steps (mini/runner.py)
             training[str(c)]["probe"] = probes

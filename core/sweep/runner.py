@@ -24,7 +24,7 @@ import numpy as np
 
 from core.io import run_metadata
 from core.poison.plan import PoisonLevel
-from core.results.schema import LevelRecord
+from core.results.schema import IMAGES, LOSS, LevelRecord
 
 SWEEP_CONFIG = "sweep_config"  # results.json config: the sweep's own config, for resume checks
 StepFn = Callable[[int, float | None], None]  # (fine-tune step, from 1; loss or None)
@@ -104,14 +104,14 @@ def pack_level(
     rng = np.random.default_rng([int(record["seed"]), int(record["c_p"]), 5])
     kept = np.sort(rng.choice(eligible, size=min(int(eligible.size), keep), replace=False))
     arrays = {
-        "images": images,
+        IMAGES: images,
         "image": pairs["image"][kept].astype(np.float16),
         "text": pairs["text"][kept].astype(np.float16),
         "caption_concept": pairs["caption_concept"][kept],
         "image_concept": pairs["image_concept"][kept],
         "poisoned": pairs["poisoned"][kept],
         "generated": np.asarray(generated).astype(np.float16),
-        "loss": np.asarray(losses, dtype=np.float32),
+        LOSS: np.asarray(losses, dtype=np.float32),
         **(extra or {}),
     }
     return LevelResult(record, arrays, images.reshape(-1, *images.shape[2:]), grid_cols)

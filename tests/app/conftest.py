@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # pages import `pages._ui` and `core`
+import pages._ui
+from tests.support import ROOT
+from tests.support.packs import write_assets
 
 
 @pytest.fixture(scope="session")
 def synthetic_assets(tmp_path_factory) -> Path:
-    from core.results.synthetic import write_synthetic_demo_pack
-
-    assets = tmp_path_factory.mktemp("assets")
-    write_synthetic_demo_pack(assets / "demo", n_concepts=16, levels=(0, 2, 4, 8, 16))
-    return assets
+    return write_assets(tmp_path_factory)
 
 
 @pytest.fixture()
@@ -32,8 +27,6 @@ def assets(synthetic_assets, monkeypatch, tmp_path) -> Path:
 def page(name: str) -> str:
     return str(ROOT / "pages" / f"{name}.py")
 
-
-import pages._ui  # noqa: E402  (after the sys.path fix above)
 
 _ORIGINAL_ROUTE = pages._ui.route_through_app
 

@@ -320,7 +320,7 @@ def test_poison_launch_starts_finetune_job(assets, tiny_base, monkeypatch):
     assert not at.exception, at.exception
     assert seen["kind"] == "finetune" and seen["queue"] is True
     assert at.title[0].value == "Jobs"  # switched to Jobs with ?run=<id>
-    cfg = seen["config"]["sweep"]  # the two-level sweep: clean baseline + the sweep's level 4
+    cfg = seen["config"]  # the two-level sweep: clean baseline + the sweep's level 4
     assert list(cfg["levels"]) == [0, 4] and len(cfg["concepts"]) == 4
     assert cfg["preset"] == "finetune"
     assert cfg["model"] == str(tiny_base) and cfg["method"] == "dirty-label"

@@ -6,14 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.packs import write_assets
+
 
 @pytest.fixture(scope="session")
 def synthetic_demo(tmp_path_factory) -> Path:
-    from core.results.synthetic import write_synthetic_demo_pack
-
-    assets = tmp_path_factory.mktemp("assets")
-    write_synthetic_demo_pack(assets / "demo", n_concepts=16, levels=(0, 2, 4, 8, 16))
-    return assets
+    return write_assets(tmp_path_factory)
 
 
 @pytest.fixture()

@@ -29,7 +29,7 @@ def test_plan_order_is_the_sweeps_level():
 def test_check_run_is_the_calibrations_sweep_on_the_planned_concepts():
     demo = load_pack(demo_dir())
     job = check_run_job(PlannedAttack(4, 21), demo.config)
-    sc = job["sweep"]
+    sc = job
     ids, targets = plan_order(PlannedAttack(4, 21), 32)
     assert list(sc["levels"]) == [0, 4] and list(sc["seeds"]) == [21]
     assert list(sc["concepts"]) == ids

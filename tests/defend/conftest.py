@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.support.packs import write_assets
 
 
 @pytest.fixture(scope="session")
 def defend_assets(tmp_path_factory) -> Path:
-    from core.results.synthetic import write_synthetic_demo_pack
-
-    assets = tmp_path_factory.mktemp("defend_assets")
-    write_synthetic_demo_pack(assets / "demo", n_concepts=16, levels=(0, 2, 4, 8, 16))
-    return assets
+    return write_assets(tmp_path_factory, "defend_assets")
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import json
 
 from streamlit.testing.v1 import AppTest
 
-from tests.defend.conftest import ROOT
+from tests.support import ROOT
 
 TIMEOUT = 120
 
@@ -41,8 +41,8 @@ def test_defend_page_launches_the_defended_sweep(assets, monkeypatch):
 
     calls = []
 
-    def fake_start(pack_dir, defense, out=None, levels=None, seeds=None, workers=1):
-        calls.append((defense, levels, seeds))
+    def fake_start(request):
+        calls.append((request.defense, request.levels, request.seeds))
         return "run-123"
 
     monkeypatch.setattr(core.sweep.mini.defended, "start_defended_job", fake_start)

@@ -3,7 +3,8 @@
 ``demo_server`` serves the repository's own assets (the committed demo pack a newcomer plays);
 ``server`` serves synthetic assets for the job and sweep tests.
 
-Artifacts (screenshots, timings.json) go to ``$IMPLOSION_ARTIFACTS`` or ``<repo>/artifacts/e2e``.
+Helpers the tests import (Chromium, its flags, ``artifacts_dir``, ``wait_idle``) live in
+tests/support/browser.py.
 """
 
 from __future__ import annotations
@@ -19,26 +20,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.support.browser import CHROMIUM, FLAGS, ROOT
 
 pytestmark = pytest.mark.e2e
-
-
-def artifacts_dir() -> Path:
-    d = Path(os.environ.get("IMPLOSION_ARTIFACTS", ROOT / "artifacts" / "e2e"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def _free_port() -> int:
@@ -149,9 +133,3 @@ def server(e2e_dirs, browser_context):
     """A server on synthetic assets for the job tests (sweeps fine-tune a tiny base there)."""
     with _streamlit(e2e_dirs / "assets", e2e_dirs / "runs", e2e_dirs / "server.log") as s:
         yield s
-
-
-def wait_idle(page, timeout_ms: int = 30_000) -> None:
-    """Wait until Streamlit finished running the script (status widget gone)."""
-    page.wait_for_timeout(100)
-    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)

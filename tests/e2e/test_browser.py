@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import ROOT, artifacts_dir, wait_idle
+from tests.support.browser import ROOT, artifacts_dir, wait_idle
 
 pytestmark = pytest.mark.e2e
 

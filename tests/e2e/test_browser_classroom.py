@@ -13,7 +13,8 @@ from unittest import mock
 
 import pytest
 
-from tests.e2e.conftest import CHROMIUM, FLAGS, _streamlit, artifacts_dir, wait_idle
+from tests.e2e.conftest import _streamlit
+from tests.support.browser import CHROMIUM, FLAGS, artifacts_dir, wait_idle
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import artifacts_dir
+from tests.support.browser import artifacts_dir
 
 pytestmark = pytest.mark.e2e
 PATIENCE_S = 120

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import artifacts_dir, wait_idle
+from tests.support.browser import artifacts_dir, wait_idle
 
 pytestmark = pytest.mark.e2e
 

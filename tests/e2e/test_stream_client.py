@@ -14,7 +14,8 @@ from urllib.parse import parse_qs
 import pytest
 
 from bench.stream_client import StreamClient
-from tests.e2e.conftest import ROOT, _streamlit
+from tests.e2e.conftest import _streamlit
+from tests.support.browser import ROOT
 
 pytestmark = pytest.mark.e2e
 CODE, TEACHER = "owl-4242", "hawk-9917"

@@ -11,13 +11,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import PATIENCE, state, wait_for
 
 from core import jobs
 from core.jobs.access import AccessDenied, Principal, Quota, QuotaExceeded, act_as
 from core.jobs.fair import Entry, fair_order, queue_place
 from core.results.runs import check_open, get_run, visible_runs
 from core.results.runs import list_runs as list_packs
+from tests.support.jobs import PATIENCE, state, wait_for
 
 ADA = Principal("Ada", "student", quota=Quota(queued_per_student=3))
 BEN = Principal("Ben", "student", quota=Quota(queued_per_student=3))

@@ -6,10 +6,9 @@ import json
 import subprocess
 import sys
 
-from conftest import COUNT, PATIENCE, state, step, wait_for
-
 from core import jobs
 from core.cli import main
+from tests.support.jobs import COUNT, PATIENCE, state, step, wait_for
 
 
 def _start_cli(capsys, *extra):

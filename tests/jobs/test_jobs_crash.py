@@ -9,11 +9,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import COUNT, PATIENCE, all_json_parses, state, step, wait_for
 
 from core import jobs
 from core.io import atomic_write_json
 from core.jobs import store
+from tests.support.jobs import COUNT, PATIENCE, all_json_parses, state, step, wait_for
 
 
 def test_kill_9_at_random_moments_then_resume_completes(start):

@@ -6,10 +6,10 @@ import json
 import time
 
 import pytest
-from conftest import COUNT, PATIENCE, all_json_parses, state, step, wait_for
 
 from core import jobs
 from core.jobs import store
+from tests.support.jobs import COUNT, PATIENCE, all_json_parses, state, step, wait_for
 
 
 def test_job_completes_with_files_progress_and_listing(start):

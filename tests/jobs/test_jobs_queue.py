@@ -7,9 +7,9 @@ is an event the test controls, not a guess about how fast a loaded machine runs 
 from __future__ import annotations
 
 import pytest
-from conftest import PATIENCE, state, wait_for
 
 from core import jobs
+from tests.support.jobs import PATIENCE, state, wait_for
 
 
 def test_second_job_queues_until_the_device_is_free(start, tmp_path):

@@ -12,13 +12,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import COUNT, PATIENCE, state, step, wait_for
 
 from core import jobs
 from core.cli import main
 from core.io import atomic_write_json, clean_stale_tmp
 from core.jobs import store
 from core.jobs.context import RunContext
+from tests.support.jobs import COUNT, PATIENCE, state, step, wait_for
 
 
 def test_hostile_run_directory_cannot_touch_anything_outside(start, tmp_path, capsys):

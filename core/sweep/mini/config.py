@@ -4,7 +4,8 @@ seed's random order (core/sweep/mini/run.py explains the experiment)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
 from core.defend.config import DefenseConfig
@@ -201,6 +202,19 @@ def preset(name: str, **overrides: Any) -> SweepConfig:
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
     return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def from_settings(settings: Mapping[str, Any]) -> SweepConfig:
+    """The SweepConfig a job's settings describe: every field (``SweepConfig.to_dict()``), or a
+    preset name (default ``ci-smoke``) with the fields that differ from it (``finetune`` may give
+    only the fine-tune fields that differ)."""
+    d = dict(settings)
+    if {f.name for f in fields(SweepConfig)} <= d.keys():
+        return SweepConfig.from_dict(d)
+    name = d.pop("preset", "ci-smoke")
+    ft = d.pop("finetune", None)
+    sc = preset(name, **d)
+    return replace(sc, finetune=replace(sc.finetune, **ft)) if ft else sc
 
 
 def seed_plan(config: SweepConfig, n_concepts: int, seed: int) -> tuple[list[int], dict[int, int]]:

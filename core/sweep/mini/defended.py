@@ -15,7 +15,7 @@ Job kind ``defended-sweep`` (``core.sweep.mini.defended:run_job``): config {"pac
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,13 +101,53 @@ def chosen(pack: Any) -> dict[str, Any]:
     return {"concepts": order, "targets": tuple((a, tmap[a]) for a in order)}
 
 
+@dataclass(frozen=True)
+class DefendedSweep:
+    """What a defended sweep runs: the attacked pack's folder, the defense, optional level and
+    seed subsets, the output folder (None: :func:`default_out`) and local worker processes."""
+
+    pack: Path
+    defense: DefenseConfig
+    out: Path | None = None
+    levels: Sequence[int] | None = None
+    seeds: Sequence[int] | None = None
+    workers: int = 1
+
+    def sweep_config(self) -> Any:
+        """The SweepConfig it runs (checked: a bad pack, level or seed raises ValueError)."""
+        return defended_config(self.pack, self.defense, self.levels, self.seeds)
+
+    def folder(self) -> Path:
+        return Path(self.out) if self.out is not None else default_out(self.pack, self.defense)
+
+    def to_job(self) -> dict[str, Any]:
+        """The ``defended-sweep`` job config (JSON)."""
+        return {
+            "pack": str(Path(self.pack).resolve()),
+            "detector": self.defense.detector,
+            "fpr": self.defense.fpr,
+            "out": str(self.folder()),
+            "levels": list(self.levels) if self.levels is not None else None,
+            "seeds": list(self.seeds) if self.seeds is not None else None,
+            "workers": self.workers,
+        }
+
+    @staticmethod
+    def from_job(config: dict[str, Any]) -> DefendedSweep:
+        if "pack" not in config:
+            raise ValueError("pack: the defended-sweep job needs the attacked pack folder")
+        return DefendedSweep(
+            Path(config["pack"]),
+            DefenseConfig(config.get("detector", "misalignment"), config.get("fpr", 0.05)),
+            Path(config["out"]) if config.get("out") else None,
+            config.get("levels"),
+            config.get("seeds"),
+            int(config.get("workers") or 1),
+        )
+
+
 def run_defended_sweep(
-    pack_dir: Path,
-    defense: DefenseConfig,
-    out: Path | None = None,
-    levels: Sequence[int] | None = None,
-    seeds: Sequence[int] | None = None,
-    workers: int = 1,
+    request: DefendedSweep,
     on_progress: Callable[[int, int, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     ctx: JobContext | None = None,
@@ -116,8 +156,7 @@ def run_defended_sweep(
     job it runs in (progress by fine-tune step and level end, pause requests)."""
     from core.sweep.mini.run import job_progress, run_sweep
 
-    sc = defended_config(pack_dir, defense, levels, seeds)
-    out = Path(out) if out is not None else default_out(pack_dir, defense)
+    sc, out, workers = request.sweep_config(), request.folder(), request.workers
     if ctx is None:
         return run_sweep(sc, out, on_progress, should_stop, workers=workers), out
     res = run_sweep(
@@ -129,47 +168,17 @@ def run_defended_sweep(
 
 def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job kind ``defended-sweep`` (see module docstring)."""
-    cfg = dict(config)
-    if "pack" not in cfg:
-        raise ValueError("pack: the defended-sweep job needs the attacked pack folder")
-    defense = DefenseConfig(cfg.get("detector", "misalignment"), cfg.get("fpr", 0.05))
-    res, out = run_defended_sweep(
-        Path(cfg["pack"]),
-        defense,
-        Path(cfg["out"]) if cfg.get("out") else None,
-        cfg.get("levels"),
-        cfg.get("seeds"),
-        int(cfg.get("workers") or 1),
-        None,
-        ctx.should_stop,
-        ctx,
-    )
+    res, out = run_defended_sweep(DefendedSweep.from_job(config), None, ctx.should_stop, ctx)
     return {"out": str(out), "complete": res.get("complete", False), "records": len(res["records"])}
 
 
-def start_defended_job(
-    pack_dir: Path,
-    defense: DefenseConfig,
-    out: Path | None = None,
-    levels: Sequence[int] | None = None,
-    seeds: Sequence[int] | None = None,
-    workers: int = 1,
-) -> str:
+def start_defended_job(request: DefendedSweep) -> str:
     """Start the ``defended-sweep`` job (queued if the device is busy); returns the run id. The
     config is checked here first, so a bad pack or level fails in the caller, not the worker."""
     from core.jobs import start_job
 
-    defended_config(pack_dir, defense, levels, seeds)
-    cfg = {
-        "pack": str(Path(pack_dir).resolve()),
-        "detector": defense.detector,
-        "fpr": defense.fpr,
-        "out": str(out or default_out(pack_dir, defense)),
-        "levels": list(levels) if levels is not None else None,
-        "seeds": list(seeds) if seeds is not None else None,
-        "workers": workers,
-    }
-    return start_job("defended-sweep", cfg, queue=True)
+    request.sweep_config()
+    return start_job("defended-sweep", request.to_job(), queue=True)
 
 
 def defended_packs(attacked_dir: Path) -> dict[str, Path]:

@@ -22,7 +22,8 @@ from typing import Any
 from core.jobs.context import JobContext
 from core.poison.plan import TARGET_RULES, check_concepts, choose_targets, poisoning_plan
 from core.results.aggregate import level_summaries
-from core.sweep.mini.config import PRESETS, SweepConfig
+from core.sweep.job import SweepJob, run_sweep_job
+from core.sweep.mini.config import PRESETS, SweepConfig, from_settings
 from core.world import World, model_world
 
 # Where a finetune job writes its pack inside the run directory (core.results.pack.PACK_SUBDIRS).
@@ -115,8 +116,9 @@ def run_name(names: Sequence[str], concepts: Sequence[int]) -> str:
 
 
 def job_config(config: SweepConfig, names: Sequence[str]) -> dict[str, Any]:
-    """The ``finetune`` job config: the sweep config and a display name."""
-    return {"sweep": config.to_dict(), "name": run_name(names, config.concepts or ())}
+    """The ``finetune`` job config (a :class:`core.sweep.job.SweepJob`): the sweep config and a
+    display name."""
+    return SweepJob(config.to_dict(), name=run_name(names, config.concepts or ())).to_dict()
 
 
 def comparison(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -147,12 +149,29 @@ def run_finetune(
 
 
 def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Job kind ``finetune``: config {"sweep": SweepConfig dict, "name": str}.
+    """Job kind ``finetune``: a :class:`core.sweep.job.SweepJob` whose settings are every
+    SweepConfig field (:func:`job_config`); the pack goes to ``<run dir>/pack``.
 
     Progress: the driver's fine-tune steps and level ends weighed by the estimate
-    (core.sweep.mini.estimate, this machine's rates, measured once and cached), the driver's message,
-    and a time left that blends the estimate with the run's own rate (core/jobs/progress.py);
-    one log line per new message."""
+    (core.sweep.mini.estimate, this machine's rates, measured once and cached), the driver's
+    message, and a time left that blends the estimate with the run's own rate
+    (core/jobs/progress.py); one log line per new message."""
+    return run_sweep_job(config, ctx, read=_job_sweep, run=_run_for_job, subdir=PACK_SUBDIR)
+
+
+def _job_sweep(settings: dict[str, Any], ctx: JobContext) -> SweepConfig:
+    """The run's SweepConfig; a CPU config runs on the job's GPU when it was given one."""
+    sc = from_settings(settings)
+    if sc.concepts is None:
+        raise ValueError("concepts: a fine-tune job needs its chosen concepts (see job_config)")
+    if sc.device == "cpu" and str(ctx.device).startswith("cuda"):
+        sc = replace(sc, device=str(ctx.device))
+    return sc
+
+
+def _run_for_job(
+    sc: SweepConfig, out: Path, job: SweepJob, ctx: JobContext
+) -> tuple[dict[str, Any], dict[str, Any]]:
     import torch
 
     from core.sweep.mini.estimate import (
@@ -162,17 +181,9 @@ def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         measure_rates,
         process_age_s,
     )
-    from core.sweep.mini.run import job_progress
+    from core.sweep.mini.run import job_progress, run_sweep
 
-    if "sweep" not in config:
-        raise ValueError(
-            "finetune job config has no 'sweep'; start it with `implosion finetune` or Poison setup"
-        )
-    sc = SweepConfig.from_dict(config["sweep"])
-    if sc.device == "cpu" and str(ctx.device).startswith("cuda"):
-        sc = replace(sc, device=str(ctx.device))
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    out = Path(ctx.run_dir) / PACK_SUBDIR
     ft = sc.finetune
     rates = cached_rates(sc.model, sc.device, ft.precision, ft.params)  # measured by the page
     if rates is None:
@@ -193,6 +204,5 @@ def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             ctx.log(msg)
             last[0] = level
 
-    res = run_finetune(sc, out, None, ctx.should_stop, on_units=units)
-    res["estimate_s"] = round(est.total, 1)
-    return res
+    res = run_sweep(sc, out, None, ctx.should_stop, on_units=units)
+    return res, {"levels": comparison(res["records"]), "estimate_s": round(est.total, 1)}

@@ -35,7 +35,15 @@ from core.results.aggregate import summarize
 from core.results.schema import SUMMARY_METRICS as METRICS
 from core.sweep.engine import ProgressFn, drive
 from core.sweep.executors import ExecutorOptions, make_executor
-from core.sweep.mini.config import DEFAULT_WORKERS, PRESETS, SweepConfig, preset, seed_plan
+from core.sweep.job import SweepJob, run_sweep_job
+from core.sweep.mini.config import (
+    DEFAULT_WORKERS,
+    PRESETS,
+    SweepConfig,
+    from_settings,
+    preset,
+    seed_plan,
+)
 from core.sweep.mini.runner import SweepRunner
 from core.sweep.runner import new_results
 
@@ -90,29 +98,23 @@ def run_sweep(
 
 
 def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Job kind ``sweep``: config {"preset": name, "out": dir?, "workers"?, "executor"?,
-    "address"?, "gpus_per_level"?, "cpus_per_level"?, **SweepConfig overrides}."""
-    cfg = dict(config)
-    name = cfg.pop("preset", "ci-smoke")
-    out = Path(cfg.pop("out", None) or (Path(ctx.run_dir) / "sweep"))
-    ft = cfg.pop("finetune", None)
-    workers = int(cfg.pop("workers", None) or DEFAULT_WORKERS.get(name, 1))
-    executor = str(cfg.pop("executor", None) or "local")
-    opts = ExecutorOptions(
-        address=cfg.pop("address", None),
-        gpus_per_level=cfg.pop("gpus_per_level", None),
-        cpus_per_level=cfg.pop("cpus_per_level", None),
-    )
-    sc = preset(name, **cfg)
-    if ft:
-        sc = replace(sc, finetune=replace(sc.finetune, **ft))
+    """Job kind ``sweep``: a :class:`core.sweep.job.SweepJob` whose settings are a preset name
+    and SweepConfig overrides (:func:`core.sweep.mini.config.from_settings`); results go to
+    ``out`` or ``<run dir>/sweep``; ``workers`` defaults to the preset's."""
+    return run_sweep_job(config, ctx, read=lambda d, _: from_settings(d), run=_run_for_job)
+
+
+def _run_for_job(
+    sc: SweepConfig, out: Path, job: SweepJob, ctx: JobContext
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    opts = job.options(DEFAULT_WORKERS.get(sc.preset, 1))
     torch.set_num_threads(max(1, torch.get_num_threads()))
     progress = job_progress(ctx, sc)
     res = run_sweep(
-        sc, out, None, ctx.should_stop, workers=workers, executor=executor, options=opts,
+        sc, out, None, ctx.should_stop, workers=opts.workers, executor=job.executor, options=opts,
         pause_requested=ctx.pause_requested, on_units=progress,
     )  # fmt: skip
-    return {"out": str(out), "complete": res.get("complete", False), "records": len(res["records"])}
+    return res, {}
 
 
 def job_progress(ctx: JobContext, sc: SweepConfig, rates: Any = None) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 from core.jobs import register_kind
 from core.poison.plan import METHODS, check_levels_and_seeds
+from core.sweep.job import SweepJob
 
 register_kind("real-sweep", "core.sweep.real.run:run_job")
 
@@ -260,15 +261,17 @@ def start_real_sweep_job(
             form[k] = parse_ints(form[k], k)
     cfg = RealSweepConfig.from_dict(form)
     check_inputs(cfg)
-    job = {k: v for k, v in cfg.to_dict().items() if k != "device"}
+    settings = {k: v for k, v in cfg.to_dict().items() if k != "device"}
+    where: dict[str, Any] = {}
     if out is not None:
         from core.io import ensure_writable_dir
 
-        job["out"] = str(ensure_writable_dir(Path(out).expanduser().resolve(), "out"))
+        where["out"] = str(ensure_writable_dir(Path(out).expanduser().resolve(), "out"))
     if executor and executor != {"executor": "local"}:  # the default adds nothing to the job
-        from core.sweep.executors import ExecutorOptions, make_executor
+        where.update(executor)
+    job = SweepJob(settings, **where)
+    if job.executor != "local":
+        from core.sweep.executors import make_executor
 
-        opts = {k: v for k, v in executor.items() if k != "executor"}
-        make_executor(str(executor.get("executor", "local")), ExecutorOptions(**opts))
-        job.update(executor)
-    return start_job("real-sweep", job, device=device, queue=queue, seed=cfg.seeds[0])
+        make_executor(job.executor, job.options(1))  # e.g. Ray missing: fails here, not later
+    return start_job("real-sweep", job.to_dict(), device=device, queue=queue, seed=cfg.seeds[0])

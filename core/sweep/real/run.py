@@ -18,6 +18,7 @@ from core.io import ensure_writable_dir
 from core.jobs.context import JobContext
 from core.sweep.engine import ProgressFn, drive
 from core.sweep.executors import ExecutorOptions, make_executor
+from core.sweep.job import SweepJob, run_sweep_job
 from core.sweep.real.config import RealSweepConfig, check_inputs
 from core.sweep.real.runner import RealSweepRunner
 
@@ -44,25 +45,26 @@ def run_real_sweep(
 
 
 def run_job(config: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Job kind ``real-sweep``: config = :class:`RealSweepConfig` fields + optional ``out``
-    (default ``<run dir>/sweep``, where the app finds packs); the device comes from the job."""
-    config = dict(config)
-    out = Path(config.pop("out", None) or Path(ctx.run_dir) / "sweep")
-    executor = str(config.pop("executor", None) or "local")
-    opts = ExecutorOptions(
-        workers=int(config.pop("workers", None) or 1),
-        address=config.pop("address", None),
-        gpus_per_level=config.pop("gpus_per_level", None),
-        cpus_per_level=config.pop("cpus_per_level", None),
-    )
-    cfg = RealSweepConfig.from_dict({**config, "device": ctx.device})
+    """Job kind ``real-sweep``: a :class:`core.sweep.job.SweepJob` whose settings are
+    :class:`RealSweepConfig` fields; results go to ``out`` or ``<run dir>/sweep`` (where the app
+    finds packs); the device comes from the job."""
+    return run_sweep_job(config, ctx, read=_job_sweep, run=_run_for_job)
+
+
+def _job_sweep(settings: dict[str, Any], ctx: JobContext) -> RealSweepConfig:
+    return RealSweepConfig.from_dict({**settings, "device": ctx.device})
+
+
+def _run_for_job(
+    cfg: RealSweepConfig, out: Path, job: SweepJob, ctx: JobContext
+) -> tuple[dict[str, Any], dict[str, Any]]:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
 
     def progress(step: int, total: int, msg: str, loss: float | None) -> None:
         ctx.progress(step, total, loss=loss, message=msg)  # no estimate: the run's own rate
 
     res = run_real_sweep(
-        cfg, out, progress, ctx.should_stop, executor=executor, options=opts,
+        cfg, out, progress, ctx.should_stop, executor=job.executor, options=job.options(1),
         pause_requested=ctx.pause_requested,
     )  # fmt: skip
-    return {"out": str(out), "complete": res.get("complete", False), "records": len(res["records"])}
+    return res, {}
