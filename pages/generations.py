@@ -5,6 +5,7 @@ cell; generate from a custom prompt with the base or a run's model."""
 from functools import partial
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from core.analysis.drops import accuracy_drop
@@ -30,6 +31,24 @@ pack = current_pack()
 if pack is not None:
     run_banner(pack)
 HIGHLIGHT_DROP = 0.25  # rows whose judged accuracy fell by at least this much are framed
+
+
+GRID_WIDTH_PX = 550  # the grid's plot width in the 1280 px window (the column less the labels)
+
+
+def fitted_grid(stack: np.ndarray, rows: list[str], cols: list[str], **kw) -> go.Figure:
+    """:func:`generation_grid_figure` as high as the grid drawn at ``GRID_WIDTH_PX`` wide (at
+    most its own 1.6× height): a taller figure only put blank bands above and below the images,
+    so a group's first row started below the fold."""
+    fig = generation_grid_figure(stack, rows, cols, **kw)
+    cell = stack.shape[2] * 2 + 3  # compose_grid's cell: factor 2 and a 3 px pad
+    high, wide = stack.shape[0] * cell + 3, stack.shape[1] * cell + 3
+    top, bottom = fig.layout.margin.t, fig.layout.margin.b
+    # the group's title at the very top, clear of the column titles above the grid
+    fig.update_layout(title_yref="container", title_y=1, title_yanchor="top", title_pad_t=6)
+    return fig.update_layout(
+        height=max(220, int(high * min(1.6, GRID_WIDTH_PX / wide)) + top + bottom)
+    )
 
 
 def change_pp(change: float) -> str:
@@ -105,7 +124,8 @@ if pack is not None:
                 # (R, 2·m, S, S, 3): seed 0 clean, seed 0 poisoned, seed 1 clean, …
                 stack = np.stack([gens[0][ids], gens[ref][ids]], axis=2)
                 stack = stack.reshape(len(ids), 2 * m, *stack.shape[3:])
-                cols = [f"{w} s{k}" for k in range(m) for w in ("clean", f"C_P={ref}")]
+                # two short lines: one line per cell ran the labels together at 1280 px
+                cols = [f"{w}<br>seed {k}" for k in range(m) for w in ("clean", f"C_P={ref}")]
                 title_cols = "clean | poisoned, same seed side by side"
             else:
                 stack = np.stack([gens[c][ids, int(sample)] for c in levels], axis=1)
@@ -116,7 +136,7 @@ if pack is not None:
                 f"gen_grid_{group}",
                 (pack_key(pack), group, ref, view, int(sample), per_group),
                 partial(
-                    generation_grid_figure,
+                    fitted_grid,
                     stack,
                     rows,
                     cols,
