@@ -17,8 +17,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.figures.layout import fit_layout
-from core.figures.nodes import add_labels, drift
-from core.figures.palette import BLACK, CLEAN, GENERATED, IMAGE, POISONED, TEXT, rgba, style
+from core.figures.nodes import add_labels, concept_nodes, drift
+from core.figures.palette import CLEAN, GENERATED, IMAGE, POISONED, TEXT, rgba, style
 
 WEBGL_THRESHOLD = 1000  # points per trace above which Scattergl is used
 # How the graph shows distortion. "arrows": caption → where the model lands it (length ≠ 0 even
@@ -115,43 +115,6 @@ def _scatter(n: int) -> type[go.Scatter] | type[go.Scattergl]:
     return go.Scattergl if n > WEBGL_THRESHOLD else go.Scatter
 
 
-def _nodes(
-    fig: go.Figure,
-    pos: np.ndarray,
-    ids: list[int],
-    text: list[str],
-    col: int,
-    *,
-    name: str,
-    colour: str,
-    symbol: str,
-    size: int = 12,
-    outline: bool = True,
-    showlegend: bool = True,
-) -> None:
-    """Concept nodes at ``pos`` (n, 2) in panel ``col``; ``customdata`` carries the concept ids
-    (click selection) and the legend group is the trace name (one toggle per node class)."""
-    marker: dict[str, Any] = {"color": colour, "size": size, "symbol": symbol}
-    if outline:
-        marker["line"] = {"color": BLACK, "width": 1}
-    fig.add_trace(
-        go.Scatter(
-            x=pos[:, 0],
-            y=pos[:, 1],
-            mode="markers",
-            name=name,
-            showlegend=showlegend,
-            marker=marker,
-            text=text,
-            customdata=ids,
-            hoverinfo="text",
-            legendgroup=name,
-        ),
-        1,
-        col,
-    )
-
-
 @dataclass(frozen=True)
 class GraphOptions:
     """How :func:`alignment_graph_figure` draws a level (defaults: the Graph page's).
@@ -224,7 +187,7 @@ def alignment_graph_figure(
     if o.show_pairs:
         _pair_points(fig, pos["pairs"][c_p], arrays, names)
     _distortion(fig, pos, c_p, o.distortion, k)
-    _concept_nodes(fig, pos, c_p, names, pset, dict(targets or {}), moved)
+    concept_nodes(fig, pos, c_p, names, pset, dict(targets or {}), moved)
     add_labels(fig, pos["text_concept"], pos["generated"][c_p], names, o.labels, o.selected, pset)
     _frame(fig, c_p, k, pset, moved, o.height)
     if o.thumbnails:
@@ -383,74 +346,4 @@ def _distortion(fig: go.Figure, pos: Mapping[str, Any], c_p: int, distortion: st
         ),
         1,
         2,
-    )
-
-
-def _concept_nodes(
-    fig: go.Figure,
-    pos: Mapping[str, Any],
-    c_p: int,
-    names: Sequence[str],
-    pset: set[int],
-    targets: Mapping[int, int],
-    moved: np.ndarray | None,
-) -> None:
-    """Caption nodes (clean ■, poisoned ×; faint copies in the image panel, where the caption
-    should land), concept image means ● and where each caption lands ◆."""
-    k = len(names)
-    tpos = pos["text_concept"]
-
-    def node_text(i: int) -> str:
-        s = f"<b>{names[i]}</b><br>caption: “a photo of a {names[i]}”"
-        if i in pset:
-            t = targets.get(i)
-            s += "<br>POISONED" + (f" → target “{names[t]}”" if t is not None else "")
-        return s
-
-    clean_ids = [i for i in range(k) if i not in pset]
-    pois_ids = sorted(pset)
-    for ids, label, colour, symbol in (
-        (clean_ids, "caption (clean concept)", TEXT, "square"),
-        (pois_ids, "caption (poisoned concept) ×", POISONED, "x"),
-    ):
-        if ids:
-            text = [node_text(i) for i in ids]
-            _nodes(fig, tpos[ids], ids, text, 1, name=label, colour=colour, symbol=symbol)
-            _nodes(
-                fig,
-                tpos[ids],
-                ids,
-                text,
-                2,
-                name=label,
-                colour=rgba(colour, 0.3),
-                symbol=symbol,
-                size=9,
-                outline=False,
-                showlegend=False,
-            )
-    _nodes(
-        fig,
-        pos["image_concept"],
-        list(range(k)),
-        [f"<b>images of {n}</b>" for n in names],
-        2,
-        name="image concept (mean image)",
-        colour=IMAGE,
-        symbol="circle",
-    )
-    _nodes(
-        fig,
-        pos["generated"][c_p],
-        list(range(k)),
-        [
-            f"generated from “{names[i]}”<br>caption: “a photo of a {names[i]}” (C_P = {c_p})"
-            + ("" if moved is None else f"<br>moved {moved[i]:.2f} (1 − cos) since C_P = 0")
-            for i in range(k)
-        ],
-        2,
-        name="where the caption lands ◆",
-        colour=GENERATED,
-        symbol="diamond",
-        size=10,
     )

@@ -1,5 +1,6 @@
-"""Alignment-graph nodes as things to look at: thumbnails at node positions, the concept a click
-selected, and a per-concept card (caption, images, where its caption lands).
+"""Alignment-graph nodes: the concept node traces (captions, mean images, landing points), and
+as things to look at, thumbnails at node positions, the concept a click selected, and a
+per-concept card (caption, images, where its caption lands).
 
 Plotly hover labels cannot show images, so the graph offers the equivalent two ways: small
 ``layout.images`` next to the nodes (a clean training image at each caption, the generated image
@@ -16,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core.figures.images import png_data_uri
-from core.figures.palette import BLACK
+from core.figures.palette import BLACK, GENERATED, IMAGE, POISONED, TEXT, rgba
 
 THUMB_FRACTION = 0.075  # thumbnail side as a fraction of the layout's larger extent
 
@@ -219,3 +220,110 @@ def concept_card(
         "lands_on": str(names[nearest]),
         "lands_on_cos": float(sims[nearest]),
     }
+
+
+def _nodes(
+    fig: go.Figure,
+    pos: np.ndarray,
+    ids: list[int],
+    text: list[str],
+    col: int,
+    *,
+    name: str,
+    colour: str,
+    symbol: str,
+    size: int = 12,
+    outline: bool = True,
+    showlegend: bool = True,
+) -> None:
+    """Concept nodes at ``pos`` (n, 2) in panel ``col``; ``customdata`` carries the concept ids
+    (click selection) and the legend group is the trace name (one toggle per node class)."""
+    marker: dict[str, Any] = {"color": colour, "size": size, "symbol": symbol}
+    if outline:
+        marker["line"] = {"color": BLACK, "width": 1}
+    fig.add_trace(
+        go.Scatter(
+            x=pos[:, 0],
+            y=pos[:, 1],
+            mode="markers",
+            name=name,
+            showlegend=showlegend,
+            marker=marker,
+            text=text,
+            customdata=ids,
+            hoverinfo="text",
+            legendgroup=name,
+        ),
+        1,
+        col,
+    )
+
+
+def concept_nodes(
+    fig: go.Figure,
+    pos: Mapping[str, Any],
+    c_p: int,
+    names: Sequence[str],
+    pset: set[int],
+    targets: Mapping[int, int],
+    moved: np.ndarray | None,
+) -> None:
+    """Caption nodes (clean ■, poisoned ×; faint copies in the image panel, where the caption
+    should land), concept image means ● and where each caption lands ◆."""
+    k = len(names)
+    tpos = pos["text_concept"]
+
+    def node_text(i: int) -> str:
+        s = f"<b>{names[i]}</b><br>caption: “a photo of a {names[i]}”"
+        if i in pset:
+            t = targets.get(i)
+            s += "<br>POISONED" + (f" → target “{names[t]}”" if t is not None else "")
+        return s
+
+    clean_ids = [i for i in range(k) if i not in pset]
+    pois_ids = sorted(pset)
+    for ids, label, colour, symbol in (
+        (clean_ids, "caption (clean concept)", TEXT, "square"),
+        (pois_ids, "caption (poisoned concept) ×", POISONED, "x"),
+    ):
+        if ids:
+            text = [node_text(i) for i in ids]
+            _nodes(fig, tpos[ids], ids, text, 1, name=label, colour=colour, symbol=symbol)
+            _nodes(
+                fig,
+                tpos[ids],
+                ids,
+                text,
+                2,
+                name=label,
+                colour=rgba(colour, 0.3),
+                symbol=symbol,
+                size=9,
+                outline=False,
+                showlegend=False,
+            )
+    _nodes(
+        fig,
+        pos["image_concept"],
+        list(range(k)),
+        [f"<b>images of {n}</b>" for n in names],
+        2,
+        name="image concept (mean image)",
+        colour=IMAGE,
+        symbol="circle",
+    )
+    _nodes(
+        fig,
+        pos["generated"][c_p],
+        list(range(k)),
+        [
+            f"generated from “{names[i]}”<br>caption: “a photo of a {names[i]}” (C_P = {c_p})"
+            + ("" if moved is None else f"<br>moved {moved[i]:.2f} (1 − cos) since C_P = 0")
+            for i in range(k)
+        ],
+        2,
+        name="where the caption lands ◆",
+        colour=GENERATED,
+        symbol="diamond",
+        size=10,
+    )
