@@ -200,12 +200,14 @@ src = st.selectbox("Poisoned concept", poisoned, format_func=lambda i: w.names[i
 pv = preview(str(model_dir), stamp, src, targets[src], method, float(eps))
 st.caption(pv["note"])
 c, p = st.columns(2)
+# 160 px: two pairs a row in each half of the 1280 px page (at 128 px three fit, and the fourth
+# pair sat alone on a second row)
 imgs, caps = pv["clean"]
 c.markdown("**Clean pairs** (blue)")
-c.image([im.repeat(4, 0).repeat(4, 1) for im in imgs], caption=caps, width=128)
+c.image([im.repeat(5, 0).repeat(5, 1) for im in imgs], caption=caps, width=160)
 imgs, caps = pv["poisoned"]
 p.markdown("**Poisoned pairs ×** (vermillion)")
-p.image([im.repeat(4, 0).repeat(4, 1) for im in imgs], caption=caps, width=128)
+p.image([im.repeat(5, 0).repeat(5, 1) for im in imgs], caption=caps, width=160)
 
 if method == "nightshade":
     st.info(
