@@ -14,7 +14,10 @@ import streamlit as st
 from core.audit.figures import forecast_figure, overlap_figure
 from core.audit.plan import PlannedAttack, check_run_job
 from core.audit.request import AuditRequest, prepare, run_audit
+from core.figures.palette import METRIC_LABELS, style
+from core.jobs.labels import pack_name
 from core.results.pack import list_models, list_packs
+from pages._present import show
 from pages._ui import export_buttons, route_through_app
 
 route_through_app()
@@ -141,13 +144,23 @@ else:
         )
     for note in pr.notes:
         st.caption(note)
-    st.caption(f"Calibration: {pr.model}, fitted on {', '.join(pr.fitted_on)}.")
+    fitted = ", ".join(pack_name(p) for p in pr.fitted_on)
+    st.caption(
+        f"Calibration: model {Path(pr.model).name}, fitted on {fitted}.",
+        help=f"Model folder {pr.model}; fitted on {', '.join(pr.fitted_on)}.",
+    )
     if audit.calibration is not None:
         which = st.radio(
-            "Outcome", ["acc_unpoisoned", "incoherence"], horizontal=True, key="a_outcome"
+            "Outcome",
+            ["acc_unpoisoned", "incoherence"],
+            format_func=METRIC_LABELS.get,
+            horizontal=True,
+            key="a_outcome",
         )
         fig = forecast_figure(audit.calibration, h.ad, pr, which)
-        st.plotly_chart(fig, use_container_width=True)
+        # the app's figure style (16 px text, legend below), as every other page's figures
+        style(fig, None, 460).update_yaxes(title=METRIC_LABELS[which])
+        show(fig, "a_forecast", use_container_width=True)
         export_buttons(fig, f"audit-forecast-{which}")
 
 if req.source == "plan" and req.attack is not None and audit.calibration is not None:
