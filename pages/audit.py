@@ -212,8 +212,9 @@ st.subheader("Flagged pairs")
 shown = rep.flagged[:12]
 if not shown:
     st.caption("No pair fires a detector rule.")
-cols = st.columns(6)
 for i, fp in enumerate(shown):
+    if i % 6 == 0:  # a row of six at a time, so rows stay level whatever the captions' lengths
+        cols = st.columns(6)
     with cols[i % 6]:
         thumb = audit.pairs.thumbnail(fp.index)
         if thumb is not None:
