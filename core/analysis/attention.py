@@ -5,10 +5,16 @@ A :class:`RecordingAttnProcessor` (a diffusers ``AttnProcessor`` subclass, insta
 ``softmax(QKᵀ/√d)`` of every cross-attention layer (``attn2``) at every denoising step. Maps are
 averaged over heads, layers and steps for the conditional half of the classifier-free-guidance
 batch, upsampled to image resolution and returned per token.
+
+A pack's levels keep their fine-tuned weights (core.results.weights); :func:`level_model` puts one
+level's weights on the base they were trained on, so a clean and a poisoned level can be compared
+map by map, and :func:`default_comparison` picks the level worth looking at first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -137,3 +143,39 @@ def cross_attention_maps(
         raise RuntimeError("no cross-attention was recorded; is the UNet conditioned on text?")
     mean = (store["sum"] / store["count"]).numpy().astype(np.float32)
     return to_uint8(images)[0], tokens, mean[positions]
+
+
+def level_model(ldm: Any, weights: Any, base_sha256: str | None = None) -> Any:
+    """``ldm`` with one level's weights (a validated core.results.weights.LevelWeights) applied
+    to a copy of its UNet; ``ldm`` itself is unchanged.
+
+    ``base_sha256``: the base's core.models.adapter.unet_fingerprint if already known (it costs
+    one pass over the UNet's weights). ValueError when the weights were trained on another base
+    or do not fit this UNet, with the reason.
+    """
+    from core.models.adapter import unet_fingerprint, with_weights
+
+    sha = base_sha256 or unet_fingerprint(ldm.unet)
+    if sha != weights.base_sha256:
+        raise ValueError(
+            f"C_P {weights.c_p}, seed {weights.seed}: these weights were fine-tuned from another "
+            f"base ({weights.base!r}, fingerprint {weights.base_sha256[:12]}…), not this one "
+            f"({sha[:12]}…)"
+        )
+    unet = with_weights(ldm.unet, weights.tensors, weights.params, weights.scale)
+    return replace(ldm, unet=unet)
+
+
+def default_comparison(
+    saved: Sequence[tuple[int, int]], n_concepts: int, shown_seed: int
+) -> tuple[int, int] | None:
+    """The poisoned level to show first among ``saved`` (c_p, seed) pairs: the highest C_P that
+    still leaves unpoisoned concepts (where implosion, not only the attack, is visible), in the
+    pack's shown seed when it has one; None when no poisoned level (C_P > 0) was saved."""
+    poisoned = [(c, s) for c, s in saved if c > 0]
+    if not poisoned:
+        return None
+    open_ = [(c, s) for c, s in poisoned if c < n_concepts] or poisoned
+    seeds = sorted({s for _, s in open_})
+    seed = shown_seed if shown_seed in seeds else seeds[0]
+    return max(c for c, s in open_ if s == seed), seed

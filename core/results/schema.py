@@ -13,6 +13,9 @@ Layout of a pack folder::
                           levels, text_concept
     generations.npz       levels and per level ``images_{c}`` (K, m, S, S, 3) uint8
     training.json         {"<c_p>": {"step", "loss", "probe": {"step", "ad", "acc_unpoisoned"}}}
+    weights/cp{C}_seed{S}.safetensors   one level's fine-tuned weights (LoRA adapters or the
+                          cross-attention projections) and the base they apply to
+                          (core.results.weights)
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ RESULTS, EMBEDDINGS, GENERATIONS, TRAINING = (
     "training.json",
 )
 SCIENCE, DEFENSE = "science.json", "defense.json"  # optional: claims' extras, defend report
-LEVELS_DIR, GRIDS_DIR = "levels", "grids"
+LEVELS_DIR, GRIDS_DIR, WEIGHTS_DIR = "levels", "grids", "weights"
 PACK_FILES: tuple[str, ...] = (RESULTS, EMBEDDINGS, GENERATIONS, TRAINING)
 
 
@@ -114,6 +117,11 @@ def level_file(out: Path, c_p: int, seed: int) -> Path:
 def grid_file(out: Path, c_p: int, seed: int) -> Path:
     """``out/grids/cp{c_p}_seed{seed}.png``."""
     return Path(out) / GRIDS_DIR / f"{level_key(c_p, seed)}.png"
+
+
+def weights_file(out: Path, c_p: int, seed: int) -> Path:
+    """``out/weights/cp{c_p}_seed{seed}.safetensors``: one level's fine-tuned weights."""
+    return Path(out) / WEIGHTS_DIR / f"{level_key(c_p, seed)}.safetensors"
 
 
 def level_array_key(name: str, c_p: int) -> str:
@@ -217,6 +225,7 @@ __all__ = [
     "SCIENCE",
     "SUMMARY_METRICS",
     "TRAINING",
+    "WEIGHTS_DIR",
     "LevelRecord",
     "LevelSummary",
     "ResultsFile",
@@ -226,4 +235,5 @@ __all__ = [
     "level_file",
     "level_key",
     "parse_level_key",
+    "weights_file",
 ]

@@ -1,7 +1,8 @@
 """Copy a finished sweep folder into a compact demo pack (what ``assets/demo/`` ships).
 
 A pack is the sweep's ``results.json``, ``embeddings.npz``, ``generations.npz``,
-``training.json`` and the PNG grids of the seed the pack files were assembled from
+``training.json``, every level's fine-tuned weights (``weights/``, core.results.weights) and the
+PNG grids of the seed the pack files were assembled from
 (core/sweep/mini/runner.py ``assemble``); the per-level ``levels/*.npz`` stay behind.
 
 The sweep folder is untrusted input (core.results.validate): every file is read once, without
@@ -22,7 +23,15 @@ import numpy as np
 from core.io import atomic_save_npz, atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from core.results import schema
 from core.results.pack import EMBEDDINGS, GENERATIONS, TRAINING, load_pack
-from core.results.schema import DEFENSE, GRIDS_DIR, PACK_FILES, RESULTS, SCIENCE, grid_file
+from core.results.schema import (
+    DEFENSE,
+    GRIDS_DIR,
+    PACK_FILES,
+    RESULTS,
+    SCIENCE,
+    WEIGHTS_DIR,
+    grid_file,
+)
 from core.results.validate import (
     MAX_JSON_BYTES,
     MAX_NPZ_BYTES,
@@ -40,9 +49,12 @@ from core.results.validate import (
     read_file,
     read_npz,
 )
+from core.results.weights import MAX_WEIGHTS_BYTES, parse_weights, weights_levels, weights_rel
 
 # What a pack folder may hold at its top level (``--force`` replaces only such a folder).
-PACK_ENTRIES: frozenset[str] = frozenset({*PACK_FILES, GRIDS_DIR, "README.md", DEFENSE, SCIENCE})
+PACK_ENTRIES: frozenset[str] = frozenset(
+    {*PACK_FILES, GRIDS_DIR, WEIGHTS_DIR, "README.md", DEFENSE, SCIENCE}
+)
 
 
 def _check_headers(check: Any, k: int, root: Path, headers: Any) -> None:
@@ -125,6 +137,12 @@ def read_sweep(sweep_dir: Path) -> dict[str, bytes]:
         rel = grid_file(Path(), int(c), seed).as_posix()
         files[rel] = read_file(sweep_dir, rel, MAX_PNG_BYTES)
         check_png(files[rel], rel, sweep_dir)
+    levels, seeds = {int(c) for c in cfg["levels"]}, {int(s) for s in cfg["seeds"]}
+    for c_p, s in weights_levels(sweep_dir):  # every level's weights, each validated
+        if c_p in levels and s in seeds:
+            rel = weights_rel(c_p, s)
+            files[rel] = read_file(sweep_dir, rel, MAX_WEIGHTS_BYTES)
+            parse_weights(files[rel], rel, sweep_dir, (c_p, s))
     return files
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.models.adapter import trained_weights
 from core.models.ldm import MiniLDM
 from core.models.lora import merge_lora_state_dict, setup_trainable
 from core.models.sampling import training_loss
@@ -106,10 +107,14 @@ def finetune_unet(
     should_stop: Callable[[], bool] | None = None,
     start_step: int = 0,
     optimizer_state: dict[str, Any] | None = None,
+    keep_weights: bool = False,
 ) -> dict[str, Any]:
     """DDPM fine-tuning of ``ldm.unet`` in place (loss: :func:`core.models.sampling.training_loss`).
 
-    Returns {"loss", "steps", "seconds", "images_per_second", "optimizer": state_dict}.
+    Returns {"loss", "steps", "seconds", "images_per_second", "optimizer": state_dict}, plus
+    ``"weights"`` with ``keep_weights``: what the fine-tune trained, taken before LoRA adapters
+    are merged (:func:`core.models.adapter.trained_weights`: the adapters, or the
+    cross-attention projections), so a level can be saved in kilobytes and rebuilt on the base.
     """
     dev = ldm.device
     unet = ldm.unet.train()
@@ -164,11 +169,12 @@ def finetune_unet(
         with torch.no_grad():
             for p, e in zip(params, ema):
                 p.copy_(e)
+    trained = trained_weights(unet, config.params) if keep_weights else None
     merge_adapters(unet)
     unet.eval().requires_grad_(False)
     seconds = time.time() - t0
     done = step - start_step
-    return {
+    out: dict[str, Any] = {
         "loss": loss_v,
         "steps": step,
         "seconds": round(seconds, 2),
@@ -176,3 +182,6 @@ def finetune_unet(
         "dtype": dtype_name(dtype),
         "optimizer": opt.state_dict(),
     }
+    if trained is not None:
+        out["weights"] = trained
+    return out

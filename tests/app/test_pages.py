@@ -158,35 +158,6 @@ def test_attention_page_without_models(assets):
     assert "No model to inspect yet" in at.info[0].value
 
 
-def test_attention_page_patched(assets, monkeypatch, tmp_path):
-    import numpy as np
-
-    import core.analysis.attention
-    import core.results.pack
-
-    monkeypatch.setattr(
-        core.results.pack, "list_models", lambda: {"clean": tmp_path, "bad": tmp_path}
-    )
-    monkeypatch.setattr(
-        core.analysis.attention,
-        "cross_attention_maps",
-        lambda ldm, prompt, seed=0, steps=20, guidance=3.0: (
-            np.zeros((32, 32, 3), np.uint8),
-            ["red", "star"],
-            np.random.rand(2, 32, 32),
-        ),
-    )
-    import core.models.ldm as ldm_mod
-
-    monkeypatch.setattr(ldm_mod.MiniLDM, "from_pretrained", staticmethod(lambda p: object()))
-    at = run("attention")
-    assert not at.exception, at.exception
-    assert at.text_input(key="att_prompt").value
-    next(b for b in at.button if b.label == "Compute maps").click().run()
-    assert not at.exception, at.exception
-    assert at.image
-
-
 def test_compare_page(assets):
     at = run("compare")
     assert not at.exception, at.exception

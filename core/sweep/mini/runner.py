@@ -14,9 +14,11 @@ import torch
 
 from core.evaluate.judged import Generations, score_generations
 from core.metrics import alignment_difficulty, calibrate_scale
+from core.models.adapter import unet_fingerprint
 from core.models.ldm import MiniLDM, to_uint8
 from core.poison.plan import PoisonLevel, plan_level
 from core.results.schema import GRIDS_DIR, LEVELS_DIR, LevelRecord
+from core.results.weights import weights_bytes, write_level_weights
 from core.results.write import write_pack_files
 from core.sweep.engine import resumable_results
 from core.sweep.mini.config import SweepConfig, seed_plan
@@ -110,6 +112,7 @@ class SweepRunner:
                 f"levels: C_P values {bad} exceed K={self.world.n_concepts} concepts of this model"
             )
         self.base_state = {k: v.clone() for k, v in self.ldm.unet.state_dict().items()}
+        self.base_sha256 = unet_fingerprint(self.base_state)  # what saved weights apply to
         self.plans = {s: seed_plan(config, self.world.n_concepts, s) for s in config.seeds}
         self._clean: dict[int, dict[str, Any]] = {}
         self.calibration: Any = None
@@ -261,9 +264,10 @@ class SweepRunner:
             if on_step is not None:
                 on_step(step, loss)
 
-        ft = finetune_unet(ldm, data, ft_cfg, on_step=step_done, should_stop=stop)
+        ft = finetune_unet(ldm, data, ft_cfg, step_done, stop, keep_weights=True)
         if ft["steps"] < ft_cfg.steps:
             return None
+        self.save_weights(c_p, seed, ft["weights"])
         # judge generations of every concept
         k = world.n_concepts
         concept = torch.arange(k).repeat_interleave(cfg.eval_samples)
@@ -278,6 +282,24 @@ class SweepRunner:
         return self._level_result(
             record, images, p, x, y, losses, probes.arrays() if probes else {}
         )
+
+    def save_weights(self, c_p: int, seed: int, weights: dict[str, torch.Tensor]) -> None:
+        """``weights/cp{c_p}_seed{seed}.safetensors``: what the level's fine-tune trained (rank-r
+        LoRA adapters, α = r as core.models.lora.setup_trainable sets it, or the cross-attention
+        projections) and the fingerprint of the base they apply to (core.results.weights)."""
+        ft = self.config.finetune
+        rank = ft.lora_rank if ft.params == "lora" else 0
+        data = weights_bytes(
+            {k: v.numpy() for k, v in weights.items()},
+            c_p=c_p,
+            seed=seed,
+            params=ft.params,
+            base_sha256=self.base_sha256,
+            base=self.config.model or "shipped base",
+            lora_rank=rank,
+            lora_alpha=float(rank),
+        )
+        write_level_weights(self.out, data, c_p, seed)
 
     def _record(
         self,
