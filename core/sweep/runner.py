@@ -24,7 +24,7 @@ import numpy as np
 
 from core.io import run_metadata
 from core.poison.plan import PoisonLevel
-from core.results.schema import IMAGES, LOSS, LevelRecord
+from core.results.schema import IMAGES, LEVEL_ARRAYS, LOSS, LevelRecord
 
 SWEEP_CONFIG = "sweep_config"  # results.json config: the sweep's own config, for resume checks
 StepFn = Callable[[int, float | None], None]  # (fine-tune step, from 1; loss or None)
@@ -96,20 +96,22 @@ def pack_level(
 
     images: (K, m, s, s, 3) uint8, the generations kept per concept (also the grid, one row of
     ``grid_cols`` per concept); pairs: the level's training pairs, ``image`` / ``text`` (n, d)
-    joint-space embeddings and ``caption_concept`` / ``image_concept`` / ``poisoned`` (n,);
+    joint-space embeddings and ``caption_concept`` / ``image_concept`` / ``poisoned`` (n,), and
+    any other per-pair array of ``schema.LEVEL_ARRAYS`` (kept rows only, like these);
     eligible: indices of the pairs that may be kept (concept-labelled ones); keep: at most this
     many are kept, a random subsample drawn from (seed, C_P) alone; generated: (K, d) mean
     embedding of each concept's generations; losses: the fine-tune loss per step; extra: more
-    arrays (probe_*). Embeddings are stored as float16."""
+    arrays (per-concept ones, probe_*), saved as given. Embeddings are stored as float16."""
     rng = np.random.default_rng([int(record["seed"]), int(record["c_p"]), 5])
     kept = np.sort(rng.choice(eligible, size=min(int(eligible.size), keep), replace=False))
+    per_pair = {  # every per-pair array of the schema the runner computed, same subsample
+        name: pairs[name][kept].astype(np.float16) if rule.ndim == 2 else pairs[name][kept]
+        for name, rule in LEVEL_ARRAYS.items()
+        if rule.rows == "pairs" and name in pairs
+    }
     arrays = {
         IMAGES: images,
-        "image": pairs["image"][kept].astype(np.float16),
-        "text": pairs["text"][kept].astype(np.float16),
-        "caption_concept": pairs["caption_concept"][kept],
-        "image_concept": pairs["image_concept"][kept],
-        "poisoned": pairs["poisoned"][kept],
+        **per_pair,
         "generated": np.asarray(generated).astype(np.float16),
         LOSS: np.asarray(losses, dtype=np.float32),
         **(extra or {}),

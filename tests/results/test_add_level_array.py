@@ -17,9 +17,10 @@ from core.sweep.engine import drive
 from core.sweep.executors.local import SerialExecutor
 from core.sweep.runner import RunnerSpec, level_record, new_results, pack_level
 
-K, D, N = 4, 8, 12  # concepts, embedding width, training pairs per level
+K, D, N, KEEP = 4, 8, 12, 8  # concepts, embedding width, training pairs per level, pairs kept
 LEVELS, SEEDS = (0, 1, 2), (0,)
 NEW = "generated_spread"  # per concept: spread of its generations' embeddings (K,)
+PER_PAIR = "pair_index"  # per training pair: its row in the level's pairs (n,)
 
 
 class SpreadRunner:
@@ -50,11 +51,12 @@ class SpreadRunner:
             "caption_concept": np.arange(N) % K,
             "image_concept": np.arange(N) % K,
             "poisoned": np.zeros(N, dtype=bool),
+            PER_PAIR: np.arange(N, dtype=np.float32),  # a per-pair array goes with the pairs
         }
         spread = np.linspace(0.0, 1.0, self.rows).astype(np.float32) + c_p
         images = np.zeros((K, 1, 4, 4, 3), dtype=np.uint8)
         return pack_level(
-            record, images, pairs, np.arange(N), N, rng.normal(size=(K, D)), [0.5], 1,
+            record, images, pairs, np.arange(N), KEEP, rng.normal(size=(K, D)), [0.5], 1,
             extra={NEW: spread},
         )  # fmt: skip
 
@@ -70,6 +72,7 @@ class SpreadRunner:
 def registered(monkeypatch):
     """Step 1 of the doc: name the array and its shape in the schema's registry."""
     monkeypatch.setitem(schema.LEVEL_ARRAYS, NEW, schema.LevelArray(1, "f", "concepts"))
+    monkeypatch.setitem(schema.LEVEL_ARRAYS, PER_PAIR, schema.LevelArray(1, "f", "pairs"))
 
 
 def test_a_registered_array_survives_write_validate_and_load(tmp_path, registered):
@@ -80,6 +83,9 @@ def test_a_registered_array_survives_write_validate_and_load(tmp_path, registere
         got = pack.level_arrays(c)
         assert set(got) == set(schema.LEVEL_ARRAYS)
         np.testing.assert_allclose(got[NEW], np.linspace(0, 1, K) + c)
+        rows = got[PER_PAIR].astype(int)  # the same subsample as the pairs it describes
+        assert len(rows) == len(got["image"]) == KEEP and np.all(np.diff(rows) > 0)
+        assert rows.max() < N
 
 
 def test_the_validator_checks_the_new_array_by_its_registered_shape(tmp_path, registered):
@@ -90,7 +96,7 @@ def test_the_validator_checks_the_new_array_by_its_registered_shape(tmp_path, re
 
 def test_an_unregistered_array_is_not_part_of_the_contract(tmp_path):
     drive(SpreadRunner(tmp_path), tmp_path, SerialExecutor())
-    assert NEW not in load_pack(tmp_path).level_arrays(1)
+    assert {NEW, PER_PAIR}.isdisjoint(load_pack(tmp_path).level_arrays(1))
 
 
 def test_a_required_array_a_pack_lacks_names_itself_and_an_optional_one_is_skipped(
