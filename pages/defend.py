@@ -14,6 +14,7 @@ from core.defend.pairs import level_pairs, nightshade_file
 from core.defend.report import DEFENSE, load_report, scorable_levels
 from core.defend.roc import roc, threshold_at_fpr
 from core.sweep.mini.defended import DefendedSweep, defended_packs, start_defended_job
+from pages._present import show
 from pages._ui import (
     _load,
     _stamp,
@@ -139,11 +140,11 @@ with left:
         sd, td = scores(key, c_p, method, det)
         curves[det] = roc(sd, td).to_dict()
     fig_roc = roc_figure(curves, fpr_pct / 100)
-    st.plotly_chart(fig_roc, key="def_roc")
+    show(fig_roc, "def_roc")
     export_buttons(fig_roc, f"roc-{method}-cp{c_p}")
 with right:
     fig_hist = score_histogram(s, truth, tau, detector)
-    st.plotly_chart(fig_hist, key="def_hist")
+    show(fig_hist, "def_hist")
     export_buttons(fig_hist, f"scores-{detector}-{method}-cp{c_p}")
 
 st.subheader("Why a filter that catches dirty-label pairs can miss Nightshade")
@@ -239,7 +240,7 @@ if others:
         st.info(f"Not comparable yet: {e}")
     else:
         fig_cmp = defended_figure(cmp.rows)
-        st.plotly_chart(fig_cmp, key="def_cmp_chart")
+        show(fig_cmp, "def_cmp_chart")
         export_buttons(fig_cmp, f"defended-{name}")
         if cmp.recovered is not None:
             verdict = (

@@ -20,6 +20,7 @@ from core.results.runs import get_run, run_summary
 from core.sweep.mini.config import PRESET_NOTES
 from core.sweep.real import config as real_sweep
 from pages._class import current_principal
+from pages._present import show as show_figure
 from pages._ui import markdown_table, route_through_app
 
 route_through_app()
@@ -375,9 +376,9 @@ def show(run_id: str, live: bool = False, drawn: str | None = None) -> None:
         st.error(status["error_message"])
     hist = prog.get("history") or []
     if hist:
-        st.plotly_chart(
+        show_figure(  # the app's figure style (16 px text), as every explorer page
             loss_curve_figure([h["step"] for h in hist], [h["loss"] for h in hist]),
-            key=f"j_loss_{run_id}",
+            f"j_loss_{run_id}",
         )
     run_dir = Path(run["run_dir"])
     grids = [*run_dir.glob("*/grids/*.png"), *(run_dir / "samples").glob("*.png")]
