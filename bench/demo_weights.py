@@ -86,7 +86,12 @@ def main() -> int:
         f"{len(same_levels)} identical to {args.pack.name}'s records",
         f"load (1/5/15 min) at start {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, at end "
         + "/".join(f"{x:.1f}" for x in os.getloadavg())
-        + f"; {time.time() - t0:.0f} s; `python3 bench/demo_weights.py --out {args.out}`",
+        + (
+            "; compared only (no re-run)"
+            if args.compare_only
+            else f"; re-run took {time.time() - t0:.0f} s"
+        )
+        + f"; `python3 bench/demo_weights.py --out {args.out}`",
     ]
     for c, s, f in rows:
         size = weights_file(args.out, c, s).stat().st_size

@@ -74,18 +74,25 @@ def base_folder(pack, models: dict[str, Path]) -> Path:
     return default_base()
 
 
-def panel(col, title: str, base: Path, level: tuple | None, prompt: str, seed: int, steps: int):
-    """One column: the generated image and one overlay per prompt word, or why it cannot be."""
+def panel(
+    col, title: str, note: str, base: Path, level: tuple | None, prompt: str, seed: int,
+    steps: int, words: list[str] | None = None,
+):  # fmt: skip
+    """One column: the generated image and one overlay per prompt word (only ``words`` if
+    given: the concept's own words), or why it cannot be drawn."""
     with col:
         st.subheader(title)
+        st.caption(note)
         try:
             with st.spinner("Sampling and recording cross-attention…"):
                 image, tokens, maps = maps_for(str(base), level, prompt, seed, steps)
         except (ValueError, FileNotFoundError) as e:  # BrokenPack is a ValueError
             st.error(f"Maps unavailable: {e}")
             return
+        keep = [i for i, t in enumerate(tokens) if words is None or t in words]
         st.image(upscale(image, 6), caption="generated image", width=192)
-        st.image([upscale(overlay_heatmap(image, m), 4) for m in maps], caption=tokens, width=128)
+        overlays = [upscale(overlay_heatmap(image, maps[i]), 4) for i in keep]
+        st.image(overlays, caption=[tokens[i] for i in keep], width=120)
 
 
 def concept_label(pack, c_p: int, seed: int):
@@ -144,7 +151,8 @@ if first is None or pack is None:
     seed = p2.number_input("Sample seed", 0, 10_000, 0, key="att_seed")
     steps = p3.number_input("DDIM steps", 2, 50, 20, key="att_steps")
     if st.button("Compute maps", key="att_go"):
-        panel(st.container(), "Base model (clean)", base, None, prompt, int(seed), int(steps))
+        note = "The model every run fine-tunes from."
+        panel(st.container(), "Base model (clean)", note, base, None, prompt, int(seed), int(steps))
     st.stop()
 
 stamp = pack_key(pack)[1]
@@ -156,12 +164,12 @@ levels = [c for c, s in saved if s == run_seed and c > 0]
 if not levels:
     st.info(f"Seed {run_seed} saved no poisoned level's weights; choose another seed.")
     st.stop()
-c_p = b.select_slider(
-    "Poisoned level C_P (concepts poisoned)",
-    levels,
-    value=first[0] if first[1] == run_seed and first[0] in levels else levels[-1],
-    key=f"att_cp_{run_seed}",
-)
+start = first[0] if first[1] == run_seed and first[0] in levels else levels[-1]
+label_cp = "Poisoned level C_P (concepts poisoned)"
+if len(levels) > 1:
+    c_p = b.select_slider(label_cp, levels, value=start, key=f"att_cp_{run_seed}")
+else:  # a slider of one stop draws as a lone dot
+    c_p = b.selectbox(label_cp, levels, key=f"att_cp_{run_seed}")
 order, label = concept_label(pack, c_p, run_seed)
 p1, p2, p3 = st.columns([3, 1, 1])
 concept = p1.selectbox(
@@ -176,10 +184,13 @@ if st.session_state.get("att_shown"):
     st.caption(f"Prompt: “{prompt}”, same noise in both columns.")
     left, right = st.columns(2)
     root = str(pack.root)
+    words = pack.concepts[concept].split()
     if (0, run_seed) in saved:
-        clean = ("Clean: C_P 0 (fine-tuned on clean data)", (root, 0, run_seed, stamp))
+        note = "Fine-tuned like every level, on clean pairs only."
+        clean = ("Clean: C_P 0", note, (root, 0, run_seed, stamp))
     else:
-        clean = ("Clean: the base model (this run saved no C_P 0 level)", None)
-    panel(left, clean[0], base, clean[1], prompt, int(seed), int(steps))
-    title = f"Poisoned: C_P {c_p}, run seed {run_seed}"
-    panel(right, title, base, (root, c_p, run_seed, stamp), prompt, int(seed), int(steps))
+        clean = ("Clean: base model", "This run saved no C_P 0 level.", None)
+    panel(left, *clean[:2], base, clean[2], prompt, int(seed), int(steps), words)
+    note = f"{c_p} concept{'s' if c_p != 1 else ''} poisoned in run seed {run_seed}."
+    level = (root, c_p, run_seed, stamp)
+    panel(right, f"Poisoned: C_P {c_p}", note, base, level, prompt, int(seed), int(steps), words)

@@ -94,6 +94,10 @@ def test_finetune_writes_a_pack_of_two_levels(finished_pack, tiny_model_dir):
     assert set(pack.generations()) == {0, 2}  # clean vs poisoned at the same seeds
     assert pack.training is not None and "probe" in pack.training["2"]
     assert pack.config["ad_scale"]  # AD on the calibrated scale, like every pack
+    from core.results.weights import read_level_weights, weights_levels
+
+    assert weights_levels(pack.root) == [(0, 0), (2, 0)]  # each level's fine-tuned adapter
+    assert read_level_weights(pack.root, 2, 0).params == "lora"  # Poison setup: rank-1 LoRA
     info = get_run(run.name)
     assert info.kind == "finetune" and info.complete and info.levels == (0, 2)
     assert info.name == "small red circle + large red square" or "+" in info.name

@@ -32,7 +32,7 @@ from core.results.safe_files import BrokenPack, check_folder, exists, parse_json
 from core.results.schema import WEIGHTS_DIR, level_key, parse_level_key, weights_file
 
 FORMAT = "implosion-level-weights/1"
-MAX_WEIGHTS_BYTES = 16 * 2**20  # a rank-1 LoRA of the shipped base: 11 KB
+MAX_WEIGHTS_BYTES = 16 * 2**20  # a rank-1 LoRA of the shipped base: 28 KB
 MAX_HEADER_BYTES = 1 * 2**20
 MAX_TENSORS = 4096
 PARAMS: tuple[str, ...] = ("lora", "cross-attention", "all")

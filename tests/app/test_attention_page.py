@@ -75,9 +75,9 @@ def test_clean_level_beside_the_chosen_poisoned_level(weights_pack):
     at.button(key="att_go").click().run()
     assert not at.exception, at.exception
     titles = [h.value for h in at.subheader]
-    assert titles == ["Clean: C_P 0 (fine-tuned on clean data)", "Poisoned: C_P 4, run seed 0"]
+    assert titles == ["Clean: C_P 0", "Poisoned: C_P 4"]
     assert not at.error, [e.value for e in at.error]
-    assert len(at.get("image")) >= 4  # an image and the word overlays per column
+    assert len(at.get("image")) == 4  # per column: the image, and the concept's 3 words' maps
 
 
 def test_a_broken_weights_file_is_shown_with_its_reason(weights_pack):
