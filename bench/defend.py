@@ -8,6 +8,10 @@
    pack's recorded pairs and AD calibration): what a defended sweep trains on.
 4. If a defended sweep of the pack exists: attacked vs defended AD and unpoisoned accuracy, the
    implosion gap and how much of it the defense recovers.
+5. ``--reconstruction``: the reconstruction-inconsistency detector (core.defend.reconstruction)
+   on freshly built Nightshade-style poisons of the pack's first poisoned concepts and an
+   equal-size clean reference set, beside the CLIP misalignment score of the same images and the
+   two other VAE scores it was chosen over; the section replaces the one in defend.md.
 The load average (2 shared CPU cores) is recorded beside every timing.
 """
 
@@ -17,6 +21,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +72,130 @@ def bench_roc(n: int = 100_000, repeats: int = 3) -> tuple[float, str]:
     return best, load()
 
 
+RECON_START = "## Reconstruction-inconsistency detector"
+RECON_END = "<!-- end reconstruction -->"
+
+
+def vae_variants(vae: Any, images: np.ndarray, sigma: float = 4 / 255) -> dict[str, np.ndarray]:
+    """The two VAE scores the latent cycle was chosen over: pixel reconstruction error
+    ‖D(E(x)) − x‖² (mean) and the relative latent movement under Gaussian pixel noise σ (4 draws)."""
+    import torch
+
+    x = torch.from_numpy(images)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mean
+        rec = (vae.decode(z).sample.clamp(-1, 1) - x).pow(2).flatten(1).mean(1)
+        move = torch.zeros(x.shape[0])
+        for _ in range(4):
+            xn = (x + sigma * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+            dz = (vae.encode(xn).latent_dist.mean - z).flatten(1).norm(dim=1)
+            move += dz / z.flatten(1).norm(dim=1) / 4
+    return {"pixel reconstruction error": rec.numpy(), "latent move under noise": move.numpy()}
+
+
+def bench_reconstruction(pack_dir: Path, n_concepts: int, per_concept: int) -> list[str]:
+    """Section 5 (see the module docstring): AUC / recall at 1 %/5 % FPR per level."""
+    import torch
+
+    from core.defend.detectors import misalignment
+    from core.defend.pairs import _model_dir
+    from core.defend.reconstruction import CLEAN_SEED, cache_scores, level_scores
+    from core.models.ldm import MiniLDM
+    from core.poison.builders import build_poison
+    from core.poison.plan import PoisonConfig
+
+    pack = load_pack(pack_dir)
+    ldm = MiniLDM.from_pretrained(_model_dir(pack), "cpu")
+    order = [int(c) for c in pack.config.get("poison_order") or pack.poisoned_at(max(pack.levels))]
+    concepts = tuple(order[:n_concepts])
+    levels = [c for c in pack.levels if 0 < c <= n_concepts]
+    ld0, t0 = load(), time.perf_counter()
+    ps = build_poison(
+        ldm.world,
+        PoisonConfig(
+            concepts,
+            "nightshade",
+            tuple((a, pack.targets[a]) for a in concepts),
+            per_concept,
+            epsilon=16 / 255,
+            steps=60,
+        ),
+        per_concept,
+        vae=ldm.vae,
+    )
+    t_pgd = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ns = {"caption_concept": ps.caption_concept}
+    ns.update(cache_scores(ldm.vae, ldm.world, ps.images, ps.caption_concept, pack.targets))
+    t_score = time.perf_counter() - t0
+    ref = ldm.world.sample(
+        per_concept, seed=CLEAN_SEED, concepts=sorted(set(ns["recon_clean_concept"].tolist()))
+    )
+    assert np.array_equal(ref.labels, ns["recon_clean_concept"])  # the reference the cache scored
+    with torch.no_grad():
+        emb = ldm.image_embeds(torch.from_numpy(np.concatenate([ps.images, ref.images])))
+        caps = ps.captions + ref.captions
+        uniq = sorted(set(caps))
+        t_u = ldm.text_embeds(uniq).numpy()
+    mis = misalignment(emb.numpy(), t_u[[uniq.index(c) for c in caps]])
+    var_p, var_c = vae_variants(ldm.vae, ps.images), vae_variants(ldm.vae, ref.images)
+    n_p = len(ps)
+
+    def cell(s: np.ndarray, t: np.ndarray) -> str:
+        r = roc(s, t)
+        return f"{r.auc:.3f} / {r.recall_at(0.01):.2f} / {r.recall_at(0.05):.2f}"
+
+    lines = [
+        RECON_START,
+        "",
+        f"Poisons: {n_p} Nightshade-style images ({per_concept} per concept) of the pack's first "
+        f"{n_concepts} poisoned concepts {list(concepts)} (ε 16/255, 60 PGD steps, "
+        f"latent-gap reduction {ps.report['latent_distance_reduction']:.3f}, SSIM "
+        f"{ps.report['ssim']:.3f}); clean: {per_concept} reference images per concept of those "
+        f"concepts and their targets (held-out seed). PGD {t_pgd:.0f} s, scoring "
+        f"{t_score:.1f} s ({ld0} → {load()}).",
+        "",
+        "| detector | method | " + " | ".join(f"C_P {c}" for c in levels) + " |",
+        "|---|---|" + "---|" * len(levels),
+    ]
+    for method in ("nightshade", "dirty-label"):
+        cells = []
+        for c in levels:
+            s, t = level_scores(ns, order[:c], pack.targets, method)
+            cells.append(cell(s, t))
+        lines.append(f"| reconstruction (latent cycle) | {method} | " + " | ".join(cells) + " |")
+    cc_all = np.r_[ps.caption_concept, ref.labels]
+    is_p = np.r_[np.ones(n_p, bool), np.zeros(len(ref), bool)]
+    for name, sc in [("misalignment (CLIP, same images)", mis)] + [
+        (f"{k} (not kept)", np.r_[var_p[k], var_c[k]]) for k in var_p
+    ]:
+        cells = []
+        for c in levels:
+            m = np.isin(cc_all, order[:c])
+            cells.append(cell(sc[m], is_p[m]))
+        lines.append(f"| {name} | nightshade | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Cells: AUC / recall at 1 % FPR / recall at 5 % FPR. Nightshade rows: the level's poisons "
+        "against clean reference images of the same concepts; dirty-label rows: clean images of "
+        "the targets (what a dirty-label poison shows) against clean images of the concepts, so "
+        "chance is expected.",
+        "",
+        RECON_END,
+    ]
+    return lines
+
+
+def replace_section(text: str, section: list[str]) -> str:
+    """``text`` with its reconstruction section replaced by ``section`` (appended if absent)."""
+    new = "\n".join(section)
+    if RECON_START in text and RECON_END in text:
+        a, b = text.index(RECON_START), text.index(RECON_END) + len(RECON_END)
+        return text[:a] + new + text[b:]
+    return text.rstrip("\n") + "\n\n" + new + "\n"
+
+
 def fmt(v: object) -> str:
     return f"{v:.3f}" if isinstance(v, float) else ("—" if v is None else str(v))
 
@@ -75,7 +204,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pack", type=Path, default=Path("assets/demo"))
     ap.add_argument("--defended", type=Path, default=None)
+    ap.add_argument(
+        "--reconstruction",
+        type=int,
+        nargs=2,
+        metavar=("CONCEPTS", "PER_CONCEPT"),
+        default=None,
+        help="only section 5, on this many poisoned concepts × poisons each (e.g. 4 32)",
+    )
     args = ap.parse_args()
+    if args.reconstruction:
+        section = bench_reconstruction(args.pack, *args.reconstruction)
+        print("\n".join(section))
+        OUT.write_text(replace_section(OUT.read_text() if OUT.exists() else "", section))
+        return
     lines = ["# Defend: poison detectors and the defended sweep (bench/defend.py)", ""]
 
     secs, ld = bench_roc()
@@ -99,6 +241,8 @@ def main() -> None:
     for method in rep.settings["methods"]:
         for det in rep.settings["detectors"]:
             rows = {r["c_p"]: r for r in rep.rows if r["method"] == method and r["detector"] == det}
+            if not rows:
+                continue
             cells = [
                 f"{rows[c]['auc']:.3f} / {rows[c]['recall_at_1pct_fpr']:.2f} / "
                 f"{rows[c]['recall_at_5pct_fpr']:.2f}"
@@ -106,6 +250,8 @@ def main() -> None:
             ]
             lines.append(f"| {det} | {method} | " + " | ".join(cells) + " |")
     lines += ["", "Cells: AUC / recall at 1 % FPR / recall at 5 % FPR."]
+    for det, why in (rep.settings.get("unavailable") or {}).items():
+        lines.append(f"- {det}: unavailable ({why})")
     for m in rep.settings["methods"]:
         b = rep.best(m)
         if b:
@@ -172,7 +318,12 @@ def main() -> None:
             "",
         ]
     lines.append(NOTES)
-    OUT.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    old = OUT.read_text() if OUT.exists() else ""
+    if RECON_START in old and RECON_END in old:  # measured separately (--reconstruction): kept
+        i0, i1 = old.index(RECON_START), old.index(RECON_END) + len(RECON_END)
+        text = replace_section(text, old[i0:i1].split("\n"))
+    OUT.write_text(text)
     print("\n".join(lines))
 
 

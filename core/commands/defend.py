@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.defend.config import DETECTOR_NAMES, METHODS
+from core.defend.config import DETECTOR_NAMES, METHODS, REPORT_DETECTORS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pack", required=True, help="pack folder or name (e.g. demo, a run id)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--detectors", nargs="+", default=list(DETECTOR_NAMES), choices=DETECTOR_NAMES)
+    p.add_argument(
+        "--detectors", nargs="+", default=list(REPORT_DETECTORS), choices=REPORT_DETECTORS
+    )
     p.add_argument("--methods", nargs="+", default=["dirty-label"], choices=METHODS)
     p.add_argument("--levels", type=int, nargs="+", default=None, help="C_P values (default all)")
     p.add_argument("--epsilon", type=float, default=16 / 255, help="Nightshade L∞ bound")
@@ -90,7 +92,9 @@ def _defend(args: argparse.Namespace) -> int:
         steps=args.pgd_steps,
     )
     if args.json:
-        print(json.dumps({"file": str(path), "computed": fresh, "rows": report.table()}, indent=1))
+        gone = report.settings.get("unavailable") or {}
+        out = {"file": str(path), "computed": fresh, "rows": report.table(), "unavailable": gone}
+        print(json.dumps(out, indent=1))
         return 0
     print(f"{'stored in' if fresh else 'already in'} {path}")
     print(f"{'detector':<20} {'method':<12} {'C_P':>4} {'AUC':>6} {'R@1%':>6} {'R@5%':>6}")
@@ -99,6 +103,8 @@ def _defend(args: argparse.Namespace) -> int:
             f"{r['detector']:<20} {r['method']:<12} {r['c_p']:>4} {r['auc']:>6.3f} "
             f"{r['recall_at_1pct_fpr']:>6.3f} {r['recall_at_5pct_fpr']:>6.3f}"
         )
+    for det, why in (report.settings.get("unavailable") or {}).items():
+        print(f"{det}: unavailable: {why}")
     return 0
 
 

@@ -21,6 +21,10 @@ DETECTOR_NAMES: tuple[str, ...] = (
     "concept_share",
     "knn_disagreement",
 )
+# Detectors a report evaluates: the embedding detectors above (a defended sweep can filter with
+# them) and the reconstruction detector (core.defend.reconstruction), which scores pixels with the
+# pack's VAE and is read from the Nightshade cache, so it can rank but not filter a sweep's pairs.
+REPORT_DETECTORS: tuple[str, ...] = (*DETECTOR_NAMES, "reconstruction")
 # The false-positive rates every report states recall at.
 REPORT_FPRS: tuple[float, ...] = (0.01, 0.05)
 

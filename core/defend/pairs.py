@@ -18,6 +18,13 @@ from typing import Any
 import numpy as np
 
 from core.defend.config import METHODS
+from core.defend.reconstruction import (
+    RECON_KEYS,
+    Unavailable,
+    cache_scores,
+    check_cache,
+    level_scores,
+)
 from core.io import atomic_save_npz, default_base
 from core.results.pack import Pack
 
@@ -66,7 +73,8 @@ def build_nightshade_cache(
     """Build Nightshade-style poisons for every concept the pack ever poisons and store their
     embeddings in the pack (skipped if the file exists). Cost: PGD over
     ``poison_ratio · n_clean_per_concept`` images per concept (≈ 0.5 s per image on 2 loaded CPU
-    cores at 60 steps)."""
+    cores at 60 steps). The cache also holds the reconstruction detector's scores of the poisons
+    and of a clean reference set (core.defend.reconstruction.cache_scores)."""
     path = nightshade_file(pack, epsilon, steps)
     if path.is_file():
         return path
@@ -102,6 +110,7 @@ def build_nightshade_cache(
         uniq = sorted(set(ps.captions))
         t_u = ldm.text_embeds(uniq).cpu().numpy()
     text = t_u[[uniq.index(c) for c in ps.captions]]
+    recon = cache_scores(ldm.vae, ldm.world, ps.images, ps.caption_concept, pack.targets)
     atomic_save_npz(
         path,
         {
@@ -110,6 +119,7 @@ def build_nightshade_cache(
             "caption_concept": ps.caption_concept,
             "target_concept": np.array([pack.targets[int(a)] for a in ps.caption_concept]),
             "report": np.array([f"{k}={v:.6g}" for k, v in ps.report.items()]),
+            **recon,
         },
     )
     return path
@@ -126,10 +136,7 @@ def nightshade_pairs(pack: Pack, c_p: int, epsilon: float = 16 / 255, steps: int
         )
     dl = dirty_label_pairs(pack, c_p)
     ns = _read_nightshade(pack, path)
-    rows = np.flatnonzero(np.isin(ns["caption_concept"], pack.poisoned_at(c_p)))
-    want = int(dl.poisoned.sum())
-    if rows.size > want:
-        rows = np.sort(np.random.default_rng([c_p, 31]).choice(rows, want, replace=False))
+    rows = _level_rows(ns, pack, c_p, int(dl.poisoned.sum()))
     clean = ~dl.poisoned
     k = rows.size
     return Pairs(
@@ -141,13 +148,47 @@ def nightshade_pairs(pack: Pack, c_p: int, epsilon: float = 16 / 255, steps: int
     )
 
 
-def _read_nightshade(pack: Pack, path: Path) -> dict[str, np.ndarray]:
+def _level_rows(ns: dict[str, np.ndarray], pack: Pack, c_p: int, want: int) -> np.ndarray:
+    """Cache rows of level ``c_p``'s poisoned concepts, at most ``want`` (a fixed random subset)."""
+    rows = np.flatnonzero(np.isin(ns["caption_concept"], pack.poisoned_at(c_p)))
+    if rows.size > want:
+        rows = np.sort(np.random.default_rng([c_p, 31]).choice(rows, want, replace=False))
+    return rows
+
+
+def reconstruction_level(
+    pack: Pack, c_p: int, method: str, epsilon: float = 16 / 255, steps: int = 60
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, truth) of the reconstruction detector at level ``c_p`` for ``method``, read from
+    the Nightshade cache (core.defend.reconstruction.level_scores; the Nightshade poisons are the
+    same rows :func:`nightshade_pairs` uses). :class:`Unavailable` (a ValueError) with the reason
+    when the cache is missing or predates the detector."""
+    path = nightshade_file(pack, epsilon, steps)
+    if not path.is_file():
+        raise Unavailable(
+            f"it scores pixels with the pack's VAE, stored when the Nightshade cache is built, and "
+            f"{path.name} is not in {pack.root}: run `implosion defend --pack {pack.root} "
+            "--methods dirty-label nightshade`"
+        )
+    ns = _read_nightshade(pack, path)
+    reason = ns.pop("_recon_unavailable", None)
+    if reason is not None:
+        raise Unavailable(str(reason))
+    rows = None
+    if method == "nightshade":
+        rows = _level_rows(ns, pack, c_p, int(dirty_label_pairs(pack, c_p).poisoned.sum()))
+    return level_scores(ns, pack.poisoned_at(c_p), pack.targets, method, rows)
+
+
+def _read_nightshade(pack: Pack, path: Path) -> dict[str, Any]:
     """image / text (n, d) and caption_concept (n,) of a stored Nightshade cache, read like any
-    pack file (core.results.validate): no pickle, headers before allocation, ids within K."""
+    pack file (core.results.validate): no pickle, headers before allocation, ids within K. The
+    reconstruction scores (``recon_*``) are read when present; when absent,
+    ``_recon_unavailable`` says why."""
     from core.results.validate import BrokenPack, read_npz
 
     keys = ("image", "text", "caption_concept")
-    ns = read_npz(path.parent, path.name, keys=keys.__contains__)
+    ns = read_npz(path.parent, path.name, keys=(*keys, *RECON_KEYS).__contains__)
     n = ns["caption_concept"].shape[0] if "caption_concept" in ns else -1
     k = len(pack.concepts)
     ok = (
@@ -166,7 +207,17 @@ def _read_nightshade(pack: Pack, path: Path) -> dict[str, np.ndarray]:
             f"caption_concept (n,) ids in [0, {k - 1}]); remove it to rebuild",
             path.parent,
         )
-    return ns
+    try:
+        reason = check_cache(ns, n, k)
+    except ValueError as e:
+        raise BrokenPack(
+            f"{path.name}: reconstruction scores are malformed ({e}); remove it to rebuild",
+            path.parent,
+        ) from None
+    out: dict[str, Any] = dict(ns)
+    if reason is not None:
+        out["_recon_unavailable"] = reason
+    return out
 
 
 def level_pairs(pack: Pack, c_p: int, method: str, **nightshade: Any) -> Pairs:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.defend.config import DETECTOR_NAMES, METHODS, check_detector
+from core.defend.config import METHODS, REPORT_DETECTORS
 from core.defend.detectors import score
-from core.defend.pairs import build_nightshade_cache, level_pairs
+from core.defend.pairs import build_nightshade_cache, level_pairs, reconstruction_level
+from core.defend.reconstruction import RECON, Unavailable
 from core.defend.roc import roc
 from core.io import atomic_write_json, run_metadata
 from core.results.pack import Pack
@@ -82,7 +83,7 @@ def scorable_levels(pack: Pack) -> list[int]:
 
 def evaluate_pack(
     pack: Pack,
-    detectors: Sequence[str] = DETECTOR_NAMES,
+    detectors: Sequence[str] = REPORT_DETECTORS,
     methods: Sequence[str] = ("dirty-label",),
     levels: Sequence[int] | None = None,
     epsilon: float = 16 / 255,
@@ -92,7 +93,7 @@ def evaluate_pack(
     """ROC per detector × method × C_P over the pack's poisoned levels (C_P > 0 by default).
 
     Nightshade rows need the pack's model (builds and caches the poisons on first use)."""
-    detectors = tuple(check_detector(d, "detectors") for d in detectors)
+    detectors = check_choice(detectors, REPORT_DETECTORS, "detectors")
     methods = check_choice(methods, METHODS, "methods")
     lv = scorable_levels(pack) if levels is None else list(levels)
     missing = [c for c in lv if c not in pack.levels]
@@ -111,6 +112,7 @@ def evaluate_pack(
     if "nightshade" in methods:
         build_nightshade_cache(pack, epsilon, steps)
     rows: list[dict[str, Any]] = []
+    unavailable: dict[str, str] = {}
     total, done = len(lv) * len(methods) * len(detectors), 0
     for method in methods:
         for c in lv:
@@ -119,9 +121,19 @@ def evaluate_pack(
             for det in detectors:
                 if on_progress is not None:
                     on_progress(done, total, f"{det} · {method} · C_P={c}")
+                done += 1
+                if det in unavailable:
+                    continue
                 t0 = time.perf_counter()
-                s = score(det, p.image, p.text, p.caption_concept)
-                r = roc(s, p.poisoned)
+                if det == RECON:
+                    try:
+                        s, truth = reconstruction_level(pack, c, method, epsilon, steps)
+                    except Unavailable as e:
+                        unavailable[det] = str(e)
+                        continue
+                else:
+                    s, truth = score(det, p.image, p.text, p.caption_concept), p.poisoned
+                r = roc(s, truth)
                 rows.append(
                     {
                         "detector": det,
@@ -132,7 +144,8 @@ def evaluate_pack(
                         "seconds": round(time.perf_counter() - t0, 4),
                     }
                 )
-                done += 1
+    if unavailable:
+        settings = {**settings, "unavailable": unavailable}
     return DefenseReport(settings, rows, {**run_metadata(None), "pack": str(pack.root)})
 
 
@@ -189,7 +202,7 @@ def pack_report(
         want = evaluate_settings(pack, **kwargs)
         if prev.settings == want:
             return prev, path, False
-        covered = covering(prev, want)
+        covered = covering(prev, want, pack)
         if covered is not None:
             return covered, path, False
     report = evaluate_pack(pack, **kwargs)
@@ -197,12 +210,24 @@ def pack_report(
     return report, path, True
 
 
-def covering(report: DefenseReport, want: dict[str, Any]) -> DefenseReport | None:
-    """``report`` cut to the settings ``want`` when it holds every row they ask for, else None."""
+def covering(
+    report: DefenseReport, want: dict[str, Any], pack: Pack | None = None
+) -> DefenseReport | None:
+    """``report`` cut to the settings ``want`` when it holds every row they ask for, else None.
+    A detector the report found unavailable counts as covered while ``pack``'s Nightshade cache
+    still cannot score it (without ``pack``, never)."""
     have = report.settings
     for key in ("detectors", "methods", "levels"):
         if not set(want[key]) <= set(have.get(key) or ()):
             return None
+    gone = have.get("unavailable") or {}
+    gone = (
+        {d: why for d, why in gone.items() if d in want["detectors"]}
+        if isinstance(gone, dict)
+        else {}
+    )
+    if gone and (pack is None or still_unavailable(pack, have) is None):
+        return None  # the cache may have its scores now: recompute
     if want.get("nightshade") is not None and want["nightshade"] != have.get("nightshade"):
         return None
     rows = [
@@ -212,12 +237,32 @@ def covering(report: DefenseReport, want: dict[str, Any]) -> DefenseReport | Non
         and r["method"] in want["methods"]
         and r["c_p"] in want["levels"]
     ]
-    return DefenseReport(want, rows, report.metadata)
+    return DefenseReport({**want, "unavailable": gone} if gone else want, rows, report.metadata)
+
+
+def still_unavailable(pack: Pack, settings: dict[str, Any]) -> str | None:
+    """Why the reconstruction detector still cannot be scored on ``pack`` with a stored
+    report's Nightshade budget, or None if it now can (the cache was rebuilt)."""
+    ns = settings.get("nightshade")
+    ns = ns if isinstance(ns, dict) else {}
+    try:
+        eps, steps = float(ns.get("epsilon", 16 / 255)), int(ns.get("steps", 60))
+        check_attack(eps, steps)
+    except (TypeError, ValueError):
+        eps, steps = 16 / 255, 60
+    c = scorable_levels(pack)
+    if not c:
+        return "no scorable level"
+    try:
+        reconstruction_level(pack, c[0], "nightshade", eps, steps)
+    except Unavailable as e:
+        return str(e)
+    return None
 
 
 def evaluate_settings(
     pack: Pack,
-    detectors: Sequence[str] = DETECTOR_NAMES,
+    detectors: Sequence[str] = REPORT_DETECTORS,
     methods: Sequence[str] = ("dirty-label",),
     levels: Sequence[int] | None = None,
     epsilon: float = 16 / 255,
