@@ -16,12 +16,14 @@ DETECTOR_COLOURS = {
     "structural_outlier": ORANGE,
     "concept_share": GREEN,
     "knn_disagreement": PURPLE,
+    "reconstruction": BLACK,
 }
 DETECTOR_LABELS = {
     "misalignment": "pair misalignment (CLIP-score)",
     "structural_outlier": "structural outlier (D_stru vs concept)",
     "concept_share": "concept AD share",
     "knn_disagreement": "image kNN caption disagreement",
+    "reconstruction": "VAE reconstruction inconsistency (pixels)",
 }
 
 

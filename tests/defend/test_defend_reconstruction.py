@@ -135,3 +135,41 @@ def test_malformed_scores_are_a_broken_pack_not_a_crash(pack):
     atomic_save_npz(path, z)
     with pytest.raises(BrokenPack, match="malformed"):
         reconstruction_level(pack, 2, "nightshade")
+
+
+@pytest.fixture
+def own_assets(tmp_path_factory, monkeypatch):
+    """A private assets folder (its pack gets a Nightshade cache the shared one must not see)."""
+    from tests.support.packs import write_assets
+
+    assets = write_assets(tmp_path_factory, "recon_assets")
+    monkeypatch.setenv("IMPLOSION_ASSETS", str(assets))
+    import pages._ui
+
+    monkeypatch.setattr(pages._ui, "route_through_app", lambda: None)
+    return assets
+
+
+@pytest.mark.parametrize("recon", [True, False])
+def test_defend_page_shows_both_families_on_nightshade(own_assets, recon):
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.support import ROOT
+
+    pack = load_pack(own_assets / "demo")
+    write_cache(pack, recon=recon)
+    pack_report(pack, methods=["dirty-label", "nightshade"])
+    at = AppTest.from_file(str(ROOT / "pages" / "defend.py"), default_timeout=120)
+    at.session_state["def_method"] = "nightshade"
+    at.run()
+    assert not at.exception, at.exception
+    roc_names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    assert any("VAE reconstruction" in n for n in roc_names) == recon
+    text = " ".join(m.value for m in at.markdown)
+    assert "Both detector families" in " ".join(h.value for h in at.subheader)
+    assert "misses Nightshade-style ones" in text and "LightShed" in text
+    assert "VAE reconstruction" in text  # the table's column
+    captions = " ".join(c.value for c in at.caption)
+    assert ("built before the reconstruction detector" in captions) == (not recon)
