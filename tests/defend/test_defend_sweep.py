@@ -118,6 +118,14 @@ def test_nightshade_pairs_replace_the_dirty_label_ones(attacked, tmp_path):
     np.testing.assert_array_equal(ns.caption_concept[ns.poisoned], ns.image_concept[ns.poisoned])
     with pytest.raises(FileNotFoundError, match="build it first"):
         level_pairs(pack, 2, "nightshade", epsilon=4 / 255, steps=2)
+    # the build also scored the poisons and a clean reference set with the pack's VAE
+    from core.defend.pairs import reconstruction_level
+
+    for method in ("nightshade", "dirty-label"):
+        s, truth = reconstruction_level(pack, 2, method, epsilon=8 / 255, steps=2)
+        assert np.isfinite(s).all() and 0 < truth.sum() < truth.size
+    s, truth = reconstruction_level(pack, 2, "nightshade", epsilon=8 / 255, steps=2)
+    assert truth.sum() == ns.poisoned.sum()  # the same poisons the embedding detectors see
 
 
 def test_replace_pack_level_without_clean_pairs_is_not_scored(tiny_model_dir, tmp_path, capsys):
