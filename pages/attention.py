@@ -97,7 +97,10 @@ def panel(
 
 def concept_label(pack, c_p: int, seed: int):
     """Label of concept i at level (c_p, seed): its name, group and, if poisoned, its target."""
-    groups = pack.groups(c_p, seed)
+    try:
+        groups = pack.groups(c_p, seed)
+    except ValueError:  # the pack records no plan for this seed: names only
+        groups = {"poisoned": [], "related": [], "unrelated": []}
     plan = pack.seed_plan(seed)
     targets = plan[1] if plan else {}
     group_of = {i: g for g, ids in groups.items() for i in ids}
