@@ -6,6 +6,7 @@ browser makes the server do; this checks the client still speaks the protocol.""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 from pathlib import Path
 from unittest import mock
@@ -33,6 +34,13 @@ def class_url(tmp_path):
         _streamlit(ROOT / "assets", tmp_path / "runs", tmp_path / "server.log") as s,
     ):
         yield s["url"]
+
+
+def _run(walk, url: str) -> None:
+    """Run ``walk(url)`` on its own event loop in a thread: Playwright's sync API keeps a loop
+    running in this thread when browser tests ran first in the same process."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: asyncio.run(asyncio.wait_for(walk(url), 240))).result()
 
 
 def _cp(c: StreamClient) -> str | None:
@@ -69,7 +77,7 @@ async def _walk(url: str) -> None:
 
 
 def test_protocol_client_walks_the_class_server(class_url):
-    asyncio.run(asyncio.wait_for(_walk(class_url), 240))
+    _run(_walk, class_url)
 
 
 async def _follow(url: str) -> None:
@@ -103,7 +111,7 @@ async def _follow(url: str) -> None:
 
 
 def test_a_follower_is_taken_to_the_teachers_view(class_url):
-    asyncio.run(asyncio.wait_for(_follow(class_url), 240))
+    _run(_follow, class_url)
 
 
 def test_the_walk_module_imports():
