@@ -253,3 +253,17 @@ def test_sweep_pack_carries_the_weights_and_refuses_a_broken_one(tmp_path):
     (sweep / weights_rel(0, 0)).write_bytes(good[:-8])
     with pytest.raises(BrokenPack, match="cp0_seed0.safetensors"):
         read_sweep(sweep)
+
+
+def test_the_demo_packs_weights_fit_the_shipped_base():
+    """assets/demo's weights were trained on assets/base: a retrained base makes them stale (the
+    page would refuse them as "another base"); regenerate them with the pack (its README)."""
+    from core.io import REPO_ROOT
+
+    demo = REPO_ROOT / "assets" / "demo"
+    saved = weights_levels(demo)
+    assert (0, 0) in saved and any(c > 0 for c, _ in saved)
+    sha = unet_fingerprint(MiniLDM.from_pretrained(REPO_ROOT / "assets" / "base").unet)
+    for c, s in saved:
+        lw = read_level_weights(demo, c, s)
+        assert (lw.params, lw.lora_rank, lw.base_sha256) == ("lora", 1, sha)
