@@ -13,13 +13,16 @@ Nightshade cache is built (core.defend.pairs.build_nightshade_cache), for the po
 equal-size reference set of clean images of the same concepts (and of their targets) rendered from
 the pack's world with the fixed held-out seed :data:`CLEAN_SEED`; the report reads the stored
 scores. Of the variants measured on the shipped 32-px base (4 concepts × 32 poisons, ε 16/255,
-60 PGD steps, bench/results/defend.md), the latent cycle separated best (AUC 0.98), ahead of the
-pixel reconstruction error ‖D(E(x)) − x‖² (0.90) and of the latent's movement under small
-Gaussian pixel noise (0.63), so the score is the latent cycle alone.
+60 PGD steps, ``python bench/defend.py --reconstruction 4 32``, bench/results/defend.md), the
+latent cycle separated best (AUC 0.98–1.00 over C_P 1–4), ahead of the pixel reconstruction error
+‖D(E(x)) − x‖² (0.86–1.00, recall at 1 % FPR 0.03–1.00) and of the latent's movement under
+Gaussian pixel noise of 4/255 (0.63–0.79), so the score is the latent cycle alone.
 
 Dirty-label poisons are clean images of another concept, so the detector has nothing to see there:
 their rows compare clean images of the targets with clean images of the poisoned concepts (even
-and odd rows of the reference set, so no image is on both sides), and chance is the expected AUC.
+and odd rows of the reference set, so no image is on both sides). Any AUC away from ½ there is
+how much less consistently the VAE reproduces some concepts than others, not poison (measured
+0.62–0.78 over 4 concepts: with so few, concept differences do not average out).
 
 A cache written before these scores existed has no ``recon_*`` arrays: the detector is then
 :class:`Unavailable` with the reason, and the other detectors are unaffected.
