@@ -195,5 +195,7 @@ if st.session_state.get("att_shown"):
         clean = ("Clean: base model", "This run saved no C_P 0 level.", None)
     panel(left, *clean[:2], base, clean[2], prompt, int(seed), int(steps), words)
     note = f"{c_p} concept{'s' if c_p != 1 else ''} poisoned in run seed {run_seed}."
+    if (pack.config.get("finetune") or {}).get("params") == "all":  # core.models.adapter.COVERS
+        note += " Only its cross-attention weights were saved: the rest of the UNet is the base's."
     level = (root, c_p, run_seed, stamp)
     panel(right, f"Poisoned: C_P {c_p}", note, base, level, prompt, int(seed), int(steps), words)
