@@ -89,6 +89,8 @@ def train(args: argparse.Namespace, world: World, vae: Any, run: Path) -> dict[s
         dist = vae.encode(x).latent_dist
         rec = vae.decode(dist.sample()).sample
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + args.kl * dist.kl().mean()
+        if args.grad_loss:
+            loss = loss + args.grad_loss * gradient_l1(rec, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -107,6 +109,14 @@ def train(args: argparse.Namespace, world: World, vae: Any, run: Path) -> dict[s
     return state
 
 
+def gradient_l1(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """L1 between the horizontal and vertical pixel differences of two batches: a loss that
+    rewards keeping fine detail (edges, patterns) which L1 + MSE on pixels lets blur."""
+    dx = (rec[..., :, 1:] - rec[..., :, :-1]) - (x[..., :, 1:] - x[..., :, :-1])
+    dy = (rec[..., 1:, :] - rec[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])
+    return dx.abs().mean() + dy.abs().mean()
+
+
 @torch.no_grad()
 def psnr(vae: Any, x: torch.Tensor) -> float:
     """Mean PSNR (dB) of reconstructions through the latent mean, pixels mapped to [0, 1]."""
@@ -120,17 +130,38 @@ def psnr(vae: Any, x: torch.Tensor) -> float:
     return float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean())
 
 
+@torch.no_grad()
+def nearest_anchors(
+    vae: Any, world: World, src: np.ndarray, tgt_c: np.ndarray, pool: int
+) -> np.ndarray:
+    """For each source image, the image of its target concept (out of ``pool`` held-out renders)
+    whose latent mean is nearest to the source's: the attacker's free choice of anchor."""
+    rng = np.random.default_rng([HELD_OUT_SEED, 3])
+    z_src = vae.encode(torch.from_numpy(src)).latent_dist.mean.flatten(1)
+    out = np.empty_like(src)
+    for i, c in enumerate(tgt_c):
+        cand = world.render(np.full(pool, c), rng)
+        z = vae.encode(torch.from_numpy(cand)).latent_dist.mean.flatten(1)
+        out[i] = cand[int((z - z_src[i]).norm(dim=1).argmin())]
+    return out
+
+
 def pgd_gate(
-    vae: Any, world: World, n: int, eps255: list[float], steps: int
+    vae: Any, world: World, n: int, eps255: list[float], steps: int, anchor_pool: int = 1
 ) -> list[dict[str, Any]]:
     """Held-out source images (n, cycling through the concepts) and, for each, an anchor image of
-    a different concept; PGD at each budget. Rows: budget, gap closed, SSIM, seconds, load."""
+    a different concept (the first render, or with ``anchor_pool`` > 1 the render of that concept
+    nearest in latent space out of that many); PGD at each budget. Rows: budget, gap closed,
+    SSIM, seconds, load."""
     rng = np.random.default_rng(HELD_OUT_SEED)
     k = world.n_concepts
     src_c = np.arange(n) % k
     tgt_c = (src_c + rng.integers(1, k, n)) % k
     src = world.render(src_c, np.random.default_rng([HELD_OUT_SEED, 1]))
-    anc = world.render(tgt_c, np.random.default_rng([HELD_OUT_SEED, 2]))
+    if anchor_pool > 1:
+        anc = nearest_anchors(vae, world, src, tgt_c, anchor_pool)
+    else:
+        anc = world.render(tgt_c, np.random.default_rng([HELD_OUT_SEED, 2]))
     rows = []
     for e in eps255:
         t = time.time()
@@ -141,6 +172,7 @@ def pgd_gate(
                 "eps255": e,
                 "epsilon_model_units": round(2 * e / 255, 5),
                 "pgd_steps": steps,
+                "anchor_pool": anchor_pool,
                 "images": n,
                 "gap_closed": round(r["latent_distance_reduction"], 4),
                 "ssim": round(r["ssim"], 4),
@@ -169,6 +201,12 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=1, help="resnet layers per block")
     ap.add_argument("--kl", type=float, default=1e-6, help="KL weight")
     ap.add_argument("--texture", type=float, default=1.0)
+    ap.add_argument(
+        "--grad-loss",
+        type=float,
+        default=0.0,
+        help="weight of an L1 loss on pixel differences (keeps fine detail; 0 = off)",
+    )
     ap.add_argument("--n-per-concept", type=int, default=250)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -188,6 +226,12 @@ def main() -> None:
     ap.add_argument("--pgd-images", type=int, default=32)
     ap.add_argument("--pgd-steps", type=int, default=200)
     ap.add_argument("--eps255", type=float, nargs="+", default=[8, 16])
+    ap.add_argument(
+        "--anchor-pool",
+        type=int,
+        default=1,
+        help="choose each anchor as the nearest-latent image of its concept out of this many",
+    )
     ap.add_argument("--out", type=Path, default=Path("bench/results/world_v2_encoder.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -220,6 +264,7 @@ def main() -> None:
             world=f"textured 64 px, texture {args.texture}",
             vae={"channels": args.channels, "latent_channels": args.latent, "layers": args.layers},
             kl_weight=args.kl,
+            grad_loss=args.grad_loss,
             train={
                 "steps": state["step"],
                 "planned_steps": args.steps,
@@ -234,7 +279,9 @@ def main() -> None:
     held = torch.from_numpy(world.sample(8, seed=HELD_OUT_SEED).images)
     row["psnr_db"] = round(psnr(vae, held), 2)
     print(f"{row['name']}: held-out PSNR {row['psnr_db']} dB (load {_load()})", flush=True)
-    row["pgd"] = pgd_gate(vae, world, args.pgd_images, args.eps255, args.pgd_steps)
+    row["pgd"] = pgd_gate(
+        vae, world, args.pgd_images, args.eps255, args.pgd_steps, args.anchor_pool
+    )
     row["metadata"] = run_metadata(args.seed)
     old = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
     old["rows"].append(row)
