@@ -383,24 +383,6 @@ def wait_for_warming(folder: Path, timeout: float = 120.0) -> None:
         thread.join(timeout)
 
 
-def run_models(models: dict[str, Path], run_root: Path | None) -> tuple[str | None, str | None]:
-    """(clean, poisoned) model names saved by the chosen run, or None where it saved none. A run's
-    folder holds its checkpoints; names with "clean"/"baseline"/"c_p=0"/"level_0" are its clean
-    baseline, the others its poisoned models (the last, i.e. highest level, preselected)."""
-    if run_root is None:
-        return None, None
-    from core.io import runs_dir
-
-    root, runs = run_root.resolve(), runs_dir().resolve()
-    if runs in root.parents:  # the run's own folder (its pack may sit in a sub-folder)
-        root = runs / root.relative_to(runs).parts[0]
-    mine = [n for n, p in models.items() if root in p.resolve().parents]
-    clean_words = ("clean", "baseline", "c_p=0", "cp0", "level_0", "c0")
-    clean = [n for n in mine if any(w in n.lower() for w in clean_words)]
-    poisoned = [n for n in mine if n not in clean]
-    return (clean[0] if clean else None), (poisoned[-1] if poisoned else None)
-
-
 def run_banner(pack: Pack) -> None:
     """One line above a page's figures: which run is open and its settings (steps, poisons,
     levels, seeds, targets), and a warning when it is a smoke test (core.lesson.banner)."""

@@ -548,24 +548,6 @@ def test_trajectory_two_runs_together(assets):
     assert len(at.get("plotly_chart")) == 3
 
 
-def test_attention_preselects_the_runs_poisoned_model(tmp_path, monkeypatch):
-    from pages._ui import run_models
-
-    monkeypatch.setenv("IMPLOSION_RUNS", str(tmp_path / "runs"))
-    run_root = tmp_path / "runs" / "r1"
-    models = {
-        "shipped base (clean)": tmp_path / "assets" / "base",
-        "run: r1/clean": run_root / "clean",
-        "run: r1/poisoned": run_root / "poisoned",
-        "run: r2/poisoned": tmp_path / "runs" / "r2" / "poisoned",
-    }
-    for p in models.values():
-        p.mkdir(parents=True)
-    assert run_models(models, run_root / "pack") == ("run: r1/clean", "run: r1/poisoned")
-    assert run_models(models, tmp_path / "runs" / "r3") == (None, None)
-    assert run_models(models, None) == (None, None)
-
-
 def test_story_of_a_run_still_filling_in(assets):
     """A pack shows up as soon as its first level is saved: the story offers saved levels only."""
     import json
