@@ -207,6 +207,14 @@ st.markdown(
     )
 )
 st.subheader("Both detector families on Nightshade-style poisons")
+
+
+def span(values: list[float], fmt: str = ".2f") -> str:
+    """'lo–hi' of ``values`` as shown, one number when both read the same."""
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 stored_rows = stored.rows if stored else []
 ns_rows = {(r["detector"], r["c_p"]): r for r in stored_rows if r["method"] == "nightshade"}
 dl_mis = [
@@ -221,9 +229,10 @@ if mis_ns and dl_mis:
     r1 = [r["recall_at_1pct_fpr"] for r in mis_ns]
     st.markdown(
         f"**The CLIP-misalignment filter that catches dirty-label poisons (AUC "
-        f"{min(dl_mis):.2f}–{max(dl_mis):.2f}) misses Nightshade-style ones:** AUC "
-        f"{min(aucs):.2f}–{max(aucs):.2f} over C_P, and at 1 % of clean pairs dropped it flags "
-        f"{min(r1):.0%}–{max(r1):.0%} of the poisons. The reconstruction detector looks where the "
+        f"{span(dl_mis)}) "
+        "misses Nightshade-style ones:** AUC "
+        f"{span(aucs)} over C_P, and at 1 % of clean pairs dropped it flags "
+        f"{span(r1, '.0%')} of the poisons. The reconstruction detector looks where the "
         "attack acts: at the pixels, through the VAE."
     )
     table = []
