@@ -5,6 +5,8 @@ Public API::
     DefenseConfig(detector, fpr)                 # what a defended sweep drops (config.py)
     DETECTORS / score(name, image, text, caption_concept) -> (n,) suspicion scores
     roc(scores, truth) -> ROC (fpr, tpr, auc, recall_at, threshold_at); threshold_at_fpr
+    reconstruction_level(pack, c_p, method) -> (scores, truth) of the VAE reconstruction detector
+        (pixels, stored in the Nightshade cache; Unavailable with the reason otherwise)
     dirty_label_pairs / nightshade_pairs / level_pairs(pack, c_p, method) -> Pairs
     evaluate_pack(pack, ...) -> DefenseReport;  pack_report(pack) stores defense.json
     apply_defense(defense, x, y, caption_concept, poisoned) -> keep mask, record fields
@@ -24,7 +26,14 @@ from core.defend.detectors import (
     structural_outlier,
 )
 from core.defend.filter import apply_defense
-from core.defend.pairs import Pairs, dirty_label_pairs, level_pairs, nightshade_pairs
+from core.defend.pairs import (
+    Pairs,
+    dirty_label_pairs,
+    level_pairs,
+    nightshade_pairs,
+    reconstruction_level,
+)
+from core.defend.reconstruction import Unavailable
 from core.defend.report import DefenseReport, evaluate_pack, pack_report
 from core.defend.roc import ROC, roc, threshold_at_fpr
 
@@ -48,5 +57,7 @@ __all__ = [
     "roc",
     "score",
     "structural_outlier",
+    "reconstruction_level",
     "threshold_at_fpr",
+    "Unavailable",
 ]
