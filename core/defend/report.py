@@ -18,7 +18,12 @@ from typing import Any
 
 from core.defend.config import METHODS, REPORT_DETECTORS
 from core.defend.detectors import score
-from core.defend.pairs import build_nightshade_cache, level_pairs, reconstruction_level
+from core.defend.pairs import (
+    build_nightshade_cache,
+    level_pairs,
+    nightshade_file,
+    reconstruction_level,
+)
 from core.defend.reconstruction import RECON, Unavailable
 from core.defend.roc import roc
 from core.io import atomic_write_json, run_metadata
@@ -250,6 +255,8 @@ def still_unavailable(pack: Pack, settings: dict[str, Any]) -> str | None:
         check_attack(eps, steps)
     except (TypeError, ValueError):
         eps, steps = 16 / 255, 60
+    if not nightshade_file(pack, eps, steps).is_file():
+        return None  # no cache at all: a new run builds it, scores included
     c = scorable_levels(pack)
     if not c:
         return "no scorable level"

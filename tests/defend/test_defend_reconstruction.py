@@ -109,6 +109,22 @@ def test_an_old_cache_without_scores_is_unavailable_with_a_reason(pack):
     assert stored is not None and stored.settings == rep.settings
 
 
+def test_a_removed_cache_makes_the_stored_report_stale(pack):
+    """Removing an old cache (the documented way to rebuild it with scores) means the stored
+    report's 'unavailable' no longer holds: the next request recomputes instead of answering
+    from the store."""
+    from core.defend.report import covering, evaluate_settings, still_unavailable
+
+    write_cache(pack, recon=False)
+    rep = evaluate_pack(pack, methods=["dirty-label", "nightshade"])
+    want = evaluate_settings(pack, methods=["dirty-label", "nightshade"])
+    assert still_unavailable(pack, rep.settings) is not None
+    assert covering(rep, want, pack) is not None
+    nightshade_file(pack, 16 / 255, 60).unlink()
+    assert still_unavailable(pack, rep.settings) is None
+    assert covering(rep, want, pack) is None
+
+
 def test_report_rows_for_both_methods(pack):
     write_cache(pack, recon=True)
     rep = evaluate_pack(pack, detectors=[RECON], methods=["dirty-label", "nightshade"])
