@@ -231,7 +231,8 @@ def covering(
         if isinstance(gone, dict)
         else {}
     )
-    if gone and (pack is None or still_unavailable(pack, have) is None):
+    builds = "nightshade" in want["methods"]  # a run for these settings builds a missing cache
+    if gone and (pack is None or still_unavailable(pack, have, builds) is None):
         return None  # the cache may have its scores now: recompute
     if want.get("nightshade") is not None and want["nightshade"] != have.get("nightshade"):
         return None
@@ -245,9 +246,12 @@ def covering(
     return DefenseReport({**want, "unavailable": gone} if gone else want, rows, report.metadata)
 
 
-def still_unavailable(pack: Pack, settings: dict[str, Any]) -> str | None:
+def still_unavailable(
+    pack: Pack, settings: dict[str, Any], builds_cache: bool = True
+) -> str | None:
     """Why the reconstruction detector still cannot be scored on ``pack`` with a stored
-    report's Nightshade budget, or None if it now can (the cache was rebuilt)."""
+    report's Nightshade budget, or None if it now can (the cache was rebuilt, or is missing and
+    ``builds_cache``: a run asking for Nightshade-style rows builds it, scores included)."""
     ns = settings.get("nightshade")
     ns = ns if isinstance(ns, dict) else {}
     try:
@@ -255,8 +259,8 @@ def still_unavailable(pack: Pack, settings: dict[str, Any]) -> str | None:
         check_attack(eps, steps)
     except (TypeError, ValueError):
         eps, steps = 16 / 255, 60
-    if not nightshade_file(pack, eps, steps).is_file():
-        return None  # no cache at all: a new run builds it, scores included
+    if builds_cache and not nightshade_file(pack, eps, steps).is_file():
+        return None
     c = scorable_levels(pack)
     if not c:
         return "no scorable level"

@@ -123,6 +123,9 @@ def test_a_removed_cache_makes_the_stored_report_stale(pack):
     nightshade_file(pack, 16 / 255, 60).unlink()
     assert still_unavailable(pack, rep.settings) is None
     assert covering(rep, want, pack) is None
+    # a request without Nightshade-style rows builds no cache: the stored report still answers
+    dirty = evaluate_settings(pack, methods=["dirty-label"])
+    assert covering(rep, dirty, pack) is not None
 
 
 def test_report_rows_for_both_methods(pack):
