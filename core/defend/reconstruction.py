@@ -13,7 +13,7 @@ Nightshade cache is built (core.defend.pairs.build_nightshade_cache), for the po
 equal-size reference set of clean images of the same concepts (and of their targets) rendered from
 the pack's world with the fixed held-out seed :data:`CLEAN_SEED`; the report reads the stored
 scores. Of the variants measured on the shipped 32-px base (4 concepts × 32 poisons, ε 16/255,
-60 PGD steps, ``python bench/defend.py --reconstruction 4 32``, bench/results/defend.md), the
+60 PGD steps; the reconstruction section of bench/results/defend.md, by bench/defend.py), the
 latent cycle separated best (AUC 0.98–1.00 over C_P 1–4), ahead of the pixel reconstruction error
 ‖D(E(x)) − x‖² (0.86–1.00, recall at 1 % FPR 0.03–1.00) and of the latent's movement under
 Gaussian pixel noise of 4/255 (0.63–0.79), so the score is the latent cycle alone.
