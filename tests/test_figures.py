@@ -259,6 +259,16 @@ def test_present_raises_every_text(pack, pos):
     assert all(t.textfont.size == 20 for t in fig.data if t.mode == "text")
 
 
+def test_step_ticks_are_round_multiples():
+    from core.figures.palette import step_ticks
+
+    assert step_ticks(range(61))["tickvals"] == [0, 10, 20, 30, 40, 50, 60]
+    assert step_ticks([1, 2, 3])["tickvals"] == [1, 2, 3]
+    assert step_ticks(range(0, 401, 10))["tickvals"] == list(range(0, 401, 50))
+    assert step_ticks([5.5, 123.0])["tickvals"] == [20, 40, 60, 80, 100, 120]
+    assert step_ticks([]) == {}
+
+
 def test_integer_ticks_levels_and_colours():
     from core.figures.palette import LEVEL_COLOURS, integer_ticks, level_colours, spread_levels
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -153,6 +154,21 @@ def spread_levels(levels: Sequence[int], n: int = 4) -> list[int]:
     span = xs[-1] - xs[0]
     picked = {min(xs, key=lambda c: abs(c - (xs[0] + i * span / (n - 1)))) for i in range(n)}
     return sorted(picked)
+
+
+def step_ticks(values: Sequence[float], max_ticks: int = 8) -> dict[str, Any]:
+    """Axis settings for a dense integer axis (training steps): ticks at the multiples of a round
+    step (1, 2 or 5 × 10^k) that fit at most ``max_ticks`` over the span (0, 10, …, 60 rather
+    than the thinned 0, 7, 14, …, 49, 60 :func:`integer_ticks` gives every step)."""
+    xs = [v for v in values if math.isfinite(v)]
+    if not xs:
+        return {}
+    lo, hi = math.floor(min(xs)), math.ceil(max(xs))
+    span = max(hi - lo, 1)
+    dtick = next(m * 10**k for k in range(19) for m in (1, 2, 5) if span / (m * 10**k) <= max_ticks)
+    first = -(-lo // dtick) * dtick
+    kept = list(range(int(first), int(hi) + 1, int(dtick)))
+    return {"tickmode": "array", "tickvals": kept, "ticktext": [f"{v:,}" for v in kept]}
 
 
 def integer_ticks(values: Sequence[float], max_ticks: int = 9) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from core.figures.palette import (
     integer_ticks,
     level_colours,
     rgba,
+    step_ticks,
     style,
 )
 
@@ -284,7 +285,7 @@ def loss_curve_figure(
             line={"color": BLUE, "width": 2.5},
         )
     )
-    fig.update_xaxes(title="step", **integer_ticks([p[0] for p in pts]))
+    fig.update_xaxes(title="step", **step_ticks([p[0] for p in pts]))
     fig.update_yaxes(title="loss")
     return style(fig, title, 320)
 
@@ -353,6 +354,6 @@ def training_steps_figure(
             )
             shown = True
             steps += [float(p[0]) for p in pts]
-    fig.update_xaxes(**integer_ticks(steps))
+    fig.update_xaxes(**step_ticks(steps))
     fig.update_xaxes(title="fine-tuning step", row=len(rows), col=1)
     return style(fig, "Over fine-tuning steps", 260 * len(rows) + 120)
