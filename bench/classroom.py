@@ -30,11 +30,9 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -45,7 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.stream_client import StreamClient  # noqa: E402
+from bench.stream_client import (  # noqa: E402
+    StreamClient,
+    launch_chromium,
+    streamlit_server,
+)
 
 CODE = "bench-class-1"
 ARRIVE_S = 1.0  # seconds between two students' arrivals (30 students join within 30 s)
@@ -84,47 +86,13 @@ async def settle(pid: int, quiet_s: float = 0.6, limit_s: float = 30.0) -> None:
 def class_server(app_root: Path, runs: Path, log_path: Path) -> Iterator[tuple[str, int]]:
     """``python -m streamlit run app.py`` of ``app_root`` as a class server on 127.0.0.1 with the
     repo's assets; yields (url, pid). ``app_root``'s own ``.streamlit/config.toml`` applies."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, IMPLOSION_ASSETS=str(ROOT / "assets"), IMPLOSION_RUNS=str(runs))
-    env["IMPLOSION_CLASS_CODE"] = CODE
-    env["PYTHONPATH"] = os.pathsep.join([str(app_root), env.get("PYTHONPATH", "")]).strip(
-        os.pathsep
-    )
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "streamlit", "run", str(app_root / "app.py"),
-            "--server.address", "127.0.0.1", "--server.port", str(port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none",
-        ],
-        cwd=app_root, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {log_path}")
-            time.sleep(0.1)
+    env = {
+        "IMPLOSION_ASSETS": str(ROOT / "assets"),
+        "IMPLOSION_RUNS": str(runs),
+        "IMPLOSION_CLASS_CODE": CODE,
+    }
+    with streamlit_server(app_root, env, log_path) as (url, proc, _):
         yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 # ---------------------------------------------------------------- one student's actions
@@ -313,11 +281,7 @@ async def measure_browser(url: str, pid: int, reps: int, timeout_s: float) -> di
 
     out: dict[str, list[float]] = {}
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = await launch_chromium(pw)
         try:
             for rep in range(reps + 1):
                 ctx = await browser.new_context(viewport={"width": 1280, "height": 720})

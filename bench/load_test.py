@@ -29,6 +29,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.stream_client import launch_chromium, streamlit_server  # noqa: E402
+
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
 DEFAULT_OUT = ROOT / "bench" / "results" / "load_test.json"
 FIGURES_JS = "(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n"
@@ -86,11 +91,7 @@ async def run(url: str, sessions: int, timeout_s: float, shots: Path | None = No
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = await launch_chromium(pw)
         try:
             results = await asyncio.wait_for(
                 asyncio.gather(
@@ -126,7 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shots", type=Path, help="folder for screenshots of failed sessions")
     argv = sys.argv[1:] if argv is None else argv
     if "--classroom" in argv:
-        sys.path.insert(0, str(ROOT))
         from bench.classroom import main as classroom
 
         return classroom([a for a in argv if a != "--classroom"])
@@ -141,13 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         summary = asyncio.run(run(args.url, args.sessions, args.timeout, args.shots))
     else:
-        sys.path.insert(0, str(ROOT))
-        from tests.e2e.conftest import _streamlit
-
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "runs").mkdir()
-            with _streamlit(ROOT / "assets", Path(tmp) / "runs", Path(tmp) / "server.log") as s:
-                summary = asyncio.run(run(s["url"], args.sessions, args.timeout, args.shots))
+            env = {"IMPLOSION_ASSETS": str(ROOT / "assets"), "IMPLOSION_RUNS": f"{tmp}/runs"}
+            with streamlit_server(ROOT, env, Path(tmp) / "server.log") as (url, _, _t0):
+                summary = asyncio.run(run(url, args.sessions, args.timeout, args.shots))
     summary["machine"] = {
         "cpus": os.cpu_count(),
         "loadavg_1m_at_start": round(load0, 2),

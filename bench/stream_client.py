@@ -21,8 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -262,3 +269,61 @@ class StreamClient:
                     await self._rerun(fragment_id=fragment_id, auto=True)
 
         self._timers[fragment_id] = asyncio.create_task(tick())
+
+
+@contextlib.contextmanager
+def streamlit_server(
+    app_root: Path, env: Mapping[str, str], log_path: Path, timeout: float = 120.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+    """``python -m streamlit run app.py`` of ``app_root`` on 127.0.0.1 (a free port, no file
+    watcher) with ``env`` added to this process's environment and ``app_root`` first on the
+    PYTHONPATH; yields (url, process, monotonic time before the start) once /_stcore/health
+    answers, and stops the server on exit."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    full = dict(os.environ, **env)
+    full["PYTHONPATH"] = os.pathsep.join([str(app_root), full.get("PYTHONPATH", "")]).strip(
+        os.pathsep
+    )
+    log = open(log_path, "wb")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "streamlit", "run", str(app_root / "app.py"),
+            "--server.address", "127.0.0.1", "--server.port", str(port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none",
+        ],
+        cwd=app_root, env=full, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start; see {log_path}")
+            time.sleep(0.05)
+        yield url, proc, t0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+async def launch_chromium(playwright: Any) -> Any:
+    """Debian's headless Chromium through Playwright's async API, as the benchmarks drive it."""
+    return await playwright.chromium.launch(
+        executable_path="/usr/bin/chromium",
+        headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )

@@ -10,25 +10,15 @@ tests/support/browser.py.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bench.stream_client import streamlit_server
 from tests.support.browser import CHROMIUM, FLAGS, ROOT
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -71,35 +61,8 @@ def _streamlit(assets: Path, runs: Path, log_path: Path):
 
     Yields {"url", "started" (monotonic, before Popen), "healthy_s", "ready", "runs"}.
     """
-    port = _free_port()
-    env = dict(os.environ)
-    env["IMPLOSION_ASSETS"] = str(assets)
-    env["IMPLOSION_RUNS"] = str(runs)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).strip(os.pathsep)
-    log = open(log_path, "wb")
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-            "--server.address", "127.0.0.1", "--server.port", str(port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none",
-        ],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {log_path}")
-            time.sleep(0.05)
+    env = {"IMPLOSION_ASSETS": str(assets), "IMPLOSION_RUNS": str(runs)}
+    with streamlit_server(ROOT, env, log_path, timeout=60) as (url, _, t0):
         yield {
             "url": url,
             "started": t0,
@@ -107,13 +70,6 @@ def _streamlit(assets: Path, runs: Path, log_path: Path):
             "ready": time.monotonic(),
             "runs": runs,
         }
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -109,6 +109,16 @@ class SweepConfig:
 # 34 % at 180 (5 seeds), and clean fine-tunes stay at 1.00.
 CPU_POISON_RATIO = 3.0
 CPU_FINETUNE = FinetuneConfig(steps=60, batch=64, lr=3e-3, params="lora", lora_rank=1)
+# The CPU presets' shared recipe (replace poisons ×3, rank-1 LoRA, 32 clean pairs per concept);
+# each preset sets its levels, seeds, samples and probe interval.
+CPU_RECIPE = SweepConfig(
+    n_clean_per_concept=32,
+    poison_ratio=CPU_POISON_RATIO,
+    poison_mode="replace",
+    finetune=CPU_FINETUNE,
+    eval_steps=10,
+    grid_samples=4,
+)
 
 PRESETS: dict[str, SweepConfig] = {
     "ci-smoke": SweepConfig(
@@ -123,30 +133,20 @@ PRESETS: dict[str, SweepConfig] = {
         embeddings_per_level=64,
         probe_every=1,
     ),
-    "cpu-quick": SweepConfig(
+    "cpu-quick": replace(
+        CPU_RECIPE,
         preset="cpu-quick",
         levels=(0, 4, 16, 28, 32),
         seeds=(0, 1, 2),
-        n_clean_per_concept=32,
-        poison_ratio=CPU_POISON_RATIO,
-        poison_mode="replace",
-        finetune=CPU_FINETUNE,
         eval_samples=4,
-        eval_steps=10,
-        grid_samples=4,
         probe_every=20,
     ),
-    "cpu-full": SweepConfig(
+    "cpu-full": replace(
+        CPU_RECIPE,
         preset="cpu-full",
         levels=(0, 1, 2, 4, 8, 16, 24, 32),
         seeds=(0, 1, 2, 3, 4),
-        n_clean_per_concept=32,
-        poison_ratio=CPU_POISON_RATIO,
-        poison_mode="replace",
-        finetune=CPU_FINETUNE,
         eval_samples=8,
-        eval_steps=10,
-        grid_samples=4,
         probe_every=10,
     ),
     "gpu-full": SweepConfig(
