@@ -75,8 +75,24 @@ def test_textured_k_range(k):
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"style": "glossy"}, "style"), ({"texture": -0.5}, "texture"), ({"texture": 9}, "texture")],
+    [
+        ({"style": "glossy"}, "style"),
+        ({"texture": -0.5}, "texture"),
+        ({"texture": 9}, "texture"),
+        ({"noise": -0.01}, "noise"),
+        ({"noise": 0.5}, "noise"),
+    ],
 )
 def test_invalid_style_names_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         WorldConfig(**kwargs)
+
+
+def test_noise_zero_changes_only_the_sensor_noise():
+    """noise=0 keeps every other draw (same shapes, patterns, light) and removes the noise."""
+    a = World(WorldConfig(image_size=64, style="textured")).sample(2, seed=3).images
+    b = World(WorldConfig(image_size=64, style="textured", noise=0.0)).sample(2, seed=3).images
+    diff = (a - b) / 2  # in [0, 1] pixel units
+    inner = np.abs(b) < 0.99  # away from clipping
+    assert 0.015 < float(diff[inner].std()) < 0.025
+    assert abs(float(diff[inner].mean())) < 0.002

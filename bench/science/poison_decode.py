@@ -158,7 +158,14 @@ def main() -> None:
         latent_channels=int(a["latent"]),
         layers_per_block=int(a["layers"]),
     )
-    world = World(WorldConfig(image_size=64, style="textured", texture=float(a["texture"])))
+    world = World(
+        WorldConfig(
+            image_size=64,
+            style="textured",
+            texture=float(a["texture"]),
+            noise=float(a.get("noise", 0.02)),
+        )
+    )
     vae = build_vae(cfg, 64)
     vae.load_state_dict(load_file(str(args.vae / "vae.safetensors")))
     vae.eval()

@@ -54,18 +54,44 @@ def _state_dict(m: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()}
 
 
+def patch_discriminator(width: int = 32) -> torch.nn.Module:
+    """A small PatchGAN (as in the taming-transformers VAE loss that Stable Diffusion's VAE was
+    trained with): one real/fake logit per ~16-px patch."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, width, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(width, 2 * width, 4, 2, 1),
+        nn.GroupNorm(8, 2 * width),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(2 * width, 4 * width, 4, 1, 1),
+        nn.GroupNorm(8, 4 * width),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(4 * width, 1, 4, 1, 1),
+    )
+
+
 def train(args: argparse.Namespace, world: World, vae: Any, run: Path) -> dict[str, Any]:
     """Train until ``args.steps`` or ``args.minutes`` of this call; checkpoint into ``run``."""
     data = world.sample(args.n_per_concept, seed=0)
     images = torch.from_numpy(data.images)
     opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0)
     sched = warmup_cosine(opt, args.steps)
+    disc = patch_discriminator() if args.gan else None
+    d_opt = (
+        torch.optim.AdamW(disc.parameters(), lr=args.lr, betas=(0.5, 0.9), weight_decay=0.0)
+        if disc is not None
+        else None
+    )
     state: dict[str, Any] = {"step": 0, "seconds": 0.0, "loss": []}
     if (run / "state.json").exists():
         state = json.loads((run / "state.json").read_text())
         vae.load_state_dict(load_file(str(run / "vae.safetensors")))
         opt.load_state_dict(torch.load(run / "opt.pt", weights_only=True))
         sched.load_state_dict(torch.load(run / "sched.pt", weights_only=True))
+        if disc is not None and d_opt is not None and (run / "disc.safetensors").exists():
+            disc.load_state_dict(load_file(str(run / "disc.safetensors")))
+            d_opt.load_state_dict(torch.load(run / "disc_opt.pt", weights_only=True))
     g = torch.Generator().manual_seed(args.seed + state["step"])
     nxt = batches(images.shape[0], args.batch, g)
     vae.train()
@@ -78,6 +104,10 @@ def train(args: argparse.Namespace, world: World, vae: Any, run: Path) -> dict[s
         atomic_write_with(run / "vae.safetensors", lambda p: save_file(weights, str(p)))
         atomic_write_with(run / "opt.pt", lambda p: torch.save(opt.state_dict(), p))
         atomic_write_with(run / "sched.pt", lambda p: torch.save(sched.state_dict(), p))
+        if disc is not None and d_opt is not None:
+            d_weights = _state_dict(disc)
+            atomic_write_with(run / "disc.safetensors", lambda p: save_file(d_weights, str(p)))
+            atomic_write_with(run / "disc_opt.pt", lambda p: torch.save(d_opt.state_dict(), p))
         atomic_write_json(run / "state.json", state)
 
     t_mark = [t0]
@@ -91,10 +121,23 @@ def train(args: argparse.Namespace, world: World, vae: Any, run: Path) -> dict[s
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + args.kl * dist.kl().mean()
         if args.grad_loss:
             loss = loss + args.grad_loss * gradient_l1(rec, x)
+        gan_on = disc is not None and state["step"] >= args.gan_start
+        if gan_on:  # hinge GAN, generator side, with taming's adaptive weight
+            g_loss = -disc(rec).mean()
+            last = vae.decoder.conv_out.weight
+            (g_rec,) = torch.autograd.grad(loss, last, retain_graph=True)
+            (g_gan,) = torch.autograd.grad(g_loss, last, retain_graph=True)
+            w = (g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0, 1e4).detach()
+            loss = loss + args.gan * w * g_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
+        if gan_on and d_opt is not None:
+            d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(rec.detach())).mean()
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
         state["step"] += 1
         if state["step"] % 50 == 0:
             state["loss"].append([state["step"], round(float(loss.detach()), 5), _load()])
@@ -201,12 +244,20 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=1, help="resnet layers per block")
     ap.add_argument("--kl", type=float, default=1e-6, help="KL weight")
     ap.add_argument("--texture", type=float, default=1.0)
+    ap.add_argument("--noise", type=float, default=0.02, help="textured world's sensor noise")
     ap.add_argument(
         "--grad-loss",
         type=float,
         default=0.0,
         help="weight of an L1 loss on pixel differences (keeps fine detail; 0 = off)",
     )
+    ap.add_argument(
+        "--gan",
+        type=float,
+        default=0.0,
+        help="weight of a PatchGAN hinge loss on reconstructions, scaled adaptively as in taming-transformers (SD's VAE recipe uses 0.5; 0 = off)",
+    )
+    ap.add_argument("--gan-start", type=int, default=300, help="step the GAN loss starts at")
     ap.add_argument("--n-per-concept", type=int, default=250)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -248,7 +299,9 @@ def main() -> None:
         cfg = VAEConfig(
             channels=tuple(args.channels), latent_channels=args.latent, layers_per_block=args.layers
         )
-        world = World(WorldConfig(image_size=64, style="textured", texture=args.texture))
+        world = World(
+            WorldConfig(image_size=64, style="textured", texture=args.texture, noise=args.noise)
+        )
         vae = build_vae(cfg, 64)
         run = args.root / args.name
         run.mkdir(parents=True, exist_ok=True)
@@ -261,10 +314,12 @@ def main() -> None:
             state = train(args, world, vae, run)
         row.update(
             name=args.name,
-            world=f"textured 64 px, texture {args.texture}",
+            world=f"textured 64 px, texture {args.texture}, noise {args.noise}",
             vae={"channels": args.channels, "latent_channels": args.latent, "layers": args.layers},
             kl_weight=args.kl,
             grad_loss=args.grad_loss,
+            gan=args.gan,
+            gan_start=args.gan_start,
             train={
                 "steps": state["step"],
                 "planned_steps": args.steps,
