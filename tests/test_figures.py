@@ -384,3 +384,20 @@ def test_figcache_shipped_entry_is_read_first(pack, tmp_path, monkeypatch):
 
     figcache.cached_positions(pack, "pca", compute=fail)
     assert not (tmp_path / "other-runs").exists()  # nothing written: read from the shipped entry
+
+
+def test_place_labels_separates_labels_that_would_overlap():
+    from core.figures.nodes import LABEL_POSITIONS, place_labels
+
+    frame = np.array([[0.0, 0.0], [10.0, 10.0]])
+    # two long names on nodes a few pixels apart: the default (both above) would overlap
+    xy = np.array([[5.0, 5.0], [5.3, 5.1]])
+    text = ["× small red square", "× small yellow circle"]
+    where = place_labels(xy, text, frame)
+    assert set(where) <= set(LABEL_POSITIONS) and where[0] != where[1]
+    # far-apart nodes keep the default place above the node
+    far = place_labels(np.array([[4.0, 2.0], [5.0, 8.0]]), text, frame)
+    assert far == ["top center", "top center"]
+    # a label that would run into the image panel on the right moves to the node's left
+    edge = place_labels(np.array([[9.5, 5.0]]), text[:1], frame)
+    assert edge == ["middle left"]

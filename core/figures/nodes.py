@@ -141,13 +141,14 @@ def add_labels(
     ):
         if not ids:
             continue
+        text = [("× " if i in poisoned else "") + names[i] for i in ids]
         fig.add_trace(
             go.Scatter(
                 x=xy[ids, 0],
                 y=xy[ids, 1],
                 mode="text",
-                text=[("× " if i in poisoned else "") + names[i] for i in ids],
-                textposition=where,
+                text=text,
+                textposition=place_labels(xy[ids], text, xy) if len(ids) > 1 else where,
                 textfont={"size": 16, "color": BLACK},
                 cliponaxis=False,
                 hoverinfo="skip",
@@ -158,6 +159,69 @@ def add_labels(
             col,
         )
     return fig
+
+
+LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left")
+
+
+def place_labels(
+    xy: np.ndarray,
+    text: Sequence[str],
+    frame: np.ndarray,
+    panel_px: tuple[float, float] = (210.0, 300.0),
+    font_px: float = 16.0,
+) -> list[str]:
+    """A Plotly ``textposition`` per label so that labels overlap as little as the four places
+    beside their node allow (a few passes of local search): each label's box is estimated from its
+    length in a ``font_px`` font on a panel of ``panel_px`` (width, height) pixels that spans
+    ``frame``'s points (all nodes drawn there), so it works in any data units."""
+    lo, span = frame.min(0), np.ptp(frame, 0)
+    span = np.where(span > 0, span, 1.0)
+    pts = (xy - lo) / span * np.asarray(panel_px)  # pixels, y up
+    # Measured in Chromium at 1280 px (text boxes' getBoundingClientRect): the node frame spans
+    # ~205 × 295 px, a 16-px label ~0.45 em per character and 17 px high, its edge at the node;
+    # ``pad`` keeps a few pixels between labels.
+    char_w, line_h, gap, pad = 0.45 * font_px, 1.1 * font_px, 0.0, 4.0
+    out = ["top center"] * len(text)
+
+    def box(i: int, where: str) -> tuple[float, float, float, float]:
+        w, (x, y) = char_w * len(text[i]), pts[i]
+        if where == "top center":
+            return (x - w / 2, y + gap, x + w / 2, y + gap + line_h)
+        if where == "bottom center":
+            return (x - w / 2, y - gap - line_h, x + w / 2, y - gap)
+        if where == "middle right":
+            return (x + gap, y - line_h / 2, x + gap + w, y + line_h / 2)
+        return (x - gap - w, y - line_h / 2, x - gap, y + line_h / 2)
+
+    def overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+        dx = min(a[2], b[2]) - max(a[0], b[0]) + pad
+        dy = min(a[3], b[3]) - max(a[1], b[1]) + pad
+        return max(dx, 0.0) * max(dy, 0.0)
+
+    def outside(a: tuple[float, ...]) -> float:
+        """Area past the panel's free margins (the neighbouring panel, the title, the legend)."""
+        w, h = panel_px
+        ox = max(0.0, -60.0 - a[0]) + max(0.0, a[2] - (w + 30.0))
+        oy = max(0.0, -20.0 - a[1]) + max(0.0, a[3] - (h + 20.0))
+        return ox * (a[3] - a[1]) + oy * (a[2] - a[0])
+
+    # Local search: each label in turn moves to its least-overlapping place given all the others
+    # (ties keep the earlier place in LABEL_POSITIONS, so free labels stay above their node).
+    for _ in range(4):
+        changed = False
+        for i in sorted(range(len(text)), key=lambda j: -pts[j, 1]):
+            others = [box(j, out[j]) for j in range(len(text)) if j != i]
+            costs = [
+                sum(overlap(box(i, w), b) for b in others) + outside(box(i, w))
+                for w in LABEL_POSITIONS
+            ]
+            best = LABEL_POSITIONS[int(np.argmin(costs))]
+            changed |= best != out[i]
+            out[i] = best
+        if not changed:
+            break
+    return out
 
 
 def selected_concept(points: Sequence[Mapping[str, Any]] | None) -> int | None:
