@@ -91,6 +91,7 @@ def _graph(pack: Pack, pos: dict, c_p: int) -> Any:
         text_concept=pack.embeddings()["text_concept"],
         height=460,
         labels=poisoned[:3],
+        label_area=(115.0, 330.0),  # the text panel's nodes in the Story's column at 1280 px
         distortion="drift" if 0 in pos["generated"] else "arrows",
         baseline=pack.level_arrays(0)["generated"] if 0 in levels else None,
     )

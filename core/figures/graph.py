@@ -127,7 +127,9 @@ class GraphOptions:
     (landing point at C_P = 0 → now; needs level 0 in the layout); ``baseline`` (K, d): generated
     embeddings at C_P = 0, for the drift numbers in hover and title; ``thumbnails``: optional
     ``{"clean": (K, S, S, 3), "generated": (K, S, S, 3)}`` uint8 drawn beside the nodes
-    (:func:`core.figures.nodes.add_thumbnails`)."""
+    (:func:`core.figures.nodes.add_thumbnails`); ``label_area``: (width, height) in pixels of
+    the text panel's nodes as the page draws them, for placing ``labels`` so they do not overlap
+    (:func:`core.figures.nodes.place_labels`)."""
 
     show_pairs: bool = False
     knn: int = 2
@@ -138,6 +140,7 @@ class GraphOptions:
     selected: int | None = None
     distortion: str = "arrows"
     baseline: np.ndarray | None = None
+    label_area: tuple[float, float] = (210.0, 300.0)
 
     def __post_init__(self) -> None:
         if self.distortion not in DISTORTIONS:
@@ -188,7 +191,16 @@ def alignment_graph_figure(
         _pair_points(fig, pos["pairs"][c_p], arrays, names)
     _distortion(fig, pos, c_p, o.distortion, k)
     concept_nodes(fig, pos, c_p, names, pset, dict(targets or {}), moved)
-    add_labels(fig, pos["text_concept"], pos["generated"][c_p], names, o.labels, o.selected, pset)
+    add_labels(
+        fig,
+        pos["text_concept"],
+        pos["generated"][c_p],
+        names,
+        o.labels,
+        o.selected,
+        pset,
+        o.label_area,
+    )
     _frame(fig, c_p, k, pset, moved, o.height)
     if o.thumbnails:
         from core.figures.nodes import add_thumbnails

@@ -128,10 +128,12 @@ def add_labels(
     labels: Sequence[int],
     selected: int | None,
     poisoned: set[int],
+    area: tuple[float, float] = (210.0, 300.0),
 ) -> go.Figure:
     """Write concept names beside nodes a speaker points at: every id in ``labels`` beside its
     caption (text graph, panel 1) and ``selected`` also beside where its caption lands ◆ (image
-    graph, panel 2). Poisoned names start with “× ”. ``*_pos``: (K, 2) positions."""
+    graph, panel 2). Poisoned names start with “× ”. ``*_pos``: (K, 2) positions; ``area``: the
+    text panel's node area in pixels (:func:`place_labels`)."""
     k = len(names)
     named = sorted({int(i) for i in [*labels, *([] if selected is None else [selected])]})
     named = [i for i in named if 0 <= i < k]
@@ -148,7 +150,7 @@ def add_labels(
                 y=xy[ids, 1],
                 mode="text",
                 text=text,
-                textposition=place_labels(xy[ids], text, xy) if len(ids) > 1 else where,
+                textposition=place_labels(xy[ids], text, xy, area) if len(ids) > 1 else where,
                 textfont={"size": 16, "color": BLACK},
                 cliponaxis=False,
                 hoverinfo="skip",
