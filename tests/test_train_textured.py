@@ -37,3 +37,40 @@ def test_train_base_textured_64px(tmp_path):
     img = ldm.sample([ldm.world.concepts[0].caption(0)], steps=1, seed=0)
     assert tuple(img.shape) == (1, 3, 64, 64)
     assert ldm.unet.config.sample_size == 8
+
+
+def test_vae_freeze_encoder_at_trains_only_the_decoder_after_it(tmp_path):
+    """From step ``vae_freeze_encoder_at`` on no gradient reaches the encoder, the decoder still
+    learns; the CLI passes the option and the world's noise into the saved config."""
+    import torch
+
+    from core.training.base import _Stage
+    from core.training.config import TrainConfig
+    from core.training.stages import train_vae
+    from core.world import WorldConfig
+
+    world = WorldConfig(n_concepts=8, image_size=64, style="textured", noise=0.0)
+    cfg = TrainConfig(batch=8, vae_steps=3, vae_freeze_encoder_at=1, world=world)
+    ldm = MiniLDM.build(world, ModelConfig.tiny().for_image_size(64), seed=0)
+    images = torch.from_numpy(ldm.world.sample(2, seed=0).images)
+    dec0 = [p.detach().clone() for p in ldm.vae.decoder.parameters()]
+    (tmp_path / "ck").mkdir()
+    train_vae(
+        ldm,
+        cfg,
+        images,
+        torch.Generator().manual_seed(0),
+        _Stage(tmp_path / "ck", None),
+        lambda: False,
+    )
+    assert all(p.grad is None for p in ldm.vae.encoder.parameters())  # the last step: frozen
+    assert any(p.grad is not None for p in ldm.vae.decoder.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(dec0, ldm.vae.decoder.parameters()))
+    with pytest.raises(ValueError, match="vae_freeze_encoder_at"):
+        TrainConfig(vae_steps=10, vae_freeze_encoder_at=11)
+
+    out = tmp_path / "m"
+    argv = ["train-base", "--out", str(out), *TINY, *STEPS, "--image-size", "64"]
+    assert main([*argv, "--style", "textured", "--noise", "0", "--vae-freeze-encoder-at", "1"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["world"]["noise"] == 0.0

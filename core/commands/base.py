@@ -37,12 +37,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--texture", type=float, default=d.world.texture, help="textured style: 0–2")
     p.add_argument(
+        "--noise",
+        type=float,
+        default=d.world.noise,
+        help="textured style: per-pixel sensor noise, std in [0, 1] pixel units (0–0.1)",
+    )
+    p.add_argument(
         "--vae-kl", type=float, default=d.model.vae.kl_weight, help="KL weight of the VAE loss"
     )
     p.add_argument("--n-per-concept", type=int, default=d.n_per_concept)
     p.add_argument("--batch", type=int, default=d.batch)
     for stage in ("dual", "vae", "judge", "unet"):
         p.add_argument(f"--{stage}-steps", type=int, default=getattr(d, f"{stage}_steps"))
+    p.add_argument(
+        "--vae-freeze-encoder-at",
+        type=int,
+        default=d.vae_freeze_encoder_at,
+        help="VAE step from which only the decoder trains (keeps the encoder as sensitive as "
+        "Stable Diffusion's, see bench/results/science.md); 0 = never",
+    )
     p.add_argument("--unet-lr", type=float, default=d.unet_lr)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="cpu or cuda[:N]")
@@ -123,6 +136,7 @@ def _train_base(args: argparse.Namespace) -> int:
         batch=args.batch,
         dual_steps=args.dual_steps,
         vae_steps=args.vae_steps,
+        vae_freeze_encoder_at=args.vae_freeze_encoder_at,
         judge_steps=args.judge_steps,
         unet_steps=args.unet_steps,
         unet_lr=args.unet_lr,
@@ -134,6 +148,7 @@ def _train_base(args: argparse.Namespace) -> int:
             image_size=args.image_size,
             style=args.style,
             texture=args.texture,
+            noise=args.noise,
         ),
         model=replace(model, vae=replace(model.vae, kl_weight=args.vae_kl)).for_image_size(
             args.image_size

@@ -15,7 +15,7 @@ classes, saved with ``save_pretrained`` in safetensors. Layout of a saved model 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +105,7 @@ class MiniLDM(LatentDiffusion):
         self.scheduler.save_pretrained(str(path / "scheduler"))
         self.judge.save(path / "judge")
         meta = {
-            "world": {
-                "n_concepts": self.world.config.n_concepts,
-                "image_size": self.world.config.image_size,
-                "seed": self.world.config.seed,
-                "style": self.world.config.style,
-                "texture": self.world.config.texture,
-            },
+            "world": asdict(self.world.config),
             "model": self.config.to_dict(),
             "concepts": self.world.names,
             **run_metadata(),

@@ -24,12 +24,19 @@ def check_precision(value: str, field: str = "precision") -> Precision:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training schedule of ``train-base``. Steps are optimizer steps of ``batch`` images."""
+    """Training schedule of ``train-base``. Steps are optimizer steps of ``batch`` images.
+
+    vae_freeze_encoder_at: from this VAE step on only the decoder trains (0 = never). A small
+    encoder trained to convergence becomes smooth (a bounded pixel change barely moves its
+    latent); stopping it early keeps the sensitivity of Stable Diffusion's encoder that
+    Nightshade-style poisons rely on (bench/results/science.md, the encoder gate).
+    """
 
     n_per_concept: int = 1000
     batch: int = 256
     dual_steps: int = 600
     vae_steps: int = 800
+    vae_freeze_encoder_at: int = 0
     judge_steps: int = 1200
     unet_steps: int = 3000
     lr: float = 1e-3
@@ -50,6 +57,11 @@ class TrainConfig:
         for name in ("dual_steps", "vae_steps", "judge_steps", "unet_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if not 0 <= self.vae_freeze_encoder_at <= self.vae_steps:
+            raise ValueError(
+                f"vae_freeze_encoder_at must be in [0, vae_steps={self.vae_steps}] "
+                f"(0 = the encoder trains throughout), got {self.vae_freeze_encoder_at}"
+            )
         if not 0 <= self.cfg_dropout < 1:
             raise ValueError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}")
         if not 0 < self.ema_decay < 1:

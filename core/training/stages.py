@@ -74,17 +74,21 @@ def _zero_shot_accuracy(ldm, images: torch.Tensor, labels: torch.Tensor) -> floa
 
 def train_vae(ldm, config, images, g, st, stop) -> dict[str, float]:
     """AutoencoderKL: L1 + MSE reconstruction + ``vae.kl_weight`` · KL (1e-6 by default: latents
-    stay near-deterministic)."""
+    stay near-deterministic); from step ``config.vae_freeze_encoder_at`` (if > 0) the encoder is
+    frozen and only the decoder trains."""
     vae = ldm.vae.train()
     opt = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
     sched = warmup_cosine(opt, config.vae_steps)
     nxt = batches(images.shape[0], min(config.batch, 128), g)
     loss_v = float("nan")
     bar = st.loop("vae", config.vae_steps)
+    freeze_at = config.vae_freeze_encoder_at
     for step in bar:
         x = images[nxt()]
+        frozen = 0 < freeze_at <= step  # past it only the decoder learns
         with autocast(ldm.device, _small_net_dtype(ldm.device)):
-            dist = vae.encode(x).latent_dist
+            with torch.set_grad_enabled(not frozen):
+                dist = vae.encode(x).latent_dist
             rec = vae.decode(dist.sample()).sample.float()
         kl = dist.kl().mean()
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + ldm.config.vae.kl_weight * kl
