@@ -68,9 +68,26 @@ def test_vae_freeze_encoder_at_trains_only_the_decoder_after_it(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(dec0, ldm.vae.decoder.parameters()))
     with pytest.raises(ValueError, match="vae_freeze_encoder_at"):
         TrainConfig(vae_steps=10, vae_freeze_encoder_at=11)
+    with pytest.raises(ValueError, match="vae_batch"):
+        TrainConfig(vae_batch=-1)
 
     out = tmp_path / "m"
     argv = ["train-base", "--out", str(out), *TINY, *STEPS, "--image-size", "64"]
-    assert main([*argv, "--style", "textured", "--noise", "0", "--vae-freeze-encoder-at", "1"]) == 0
+    assert (
+        main(
+            [
+                *argv,
+                "--style",
+                "textured",
+                "--noise",
+                "0",
+                "--vae-freeze-encoder-at",
+                "1",
+                "--vae-batch",
+                "4",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "model.json").read_text())
     assert meta["world"]["noise"] == 0.0

@@ -50,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     for stage in ("dual", "vae", "judge", "unet"):
         p.add_argument(f"--{stage}-steps", type=int, default=getattr(d, f"{stage}_steps"))
     p.add_argument(
+        "--vae-batch",
+        type=int,
+        default=d.vae_batch,
+        help="images per VAE step (0: min(--batch, 128))",
+    )
+    p.add_argument(
         "--vae-freeze-encoder-at",
         type=int,
         default=d.vae_freeze_encoder_at,
@@ -136,6 +142,7 @@ def _train_base(args: argparse.Namespace) -> int:
         batch=args.batch,
         dual_steps=args.dual_steps,
         vae_steps=args.vae_steps,
+        vae_batch=args.vae_batch,
         vae_freeze_encoder_at=args.vae_freeze_encoder_at,
         judge_steps=args.judge_steps,
         unet_steps=args.unet_steps,

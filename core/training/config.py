@@ -26,6 +26,7 @@ def check_precision(value: str, field: str = "precision") -> Precision:
 class TrainConfig:
     """Training schedule of ``train-base``. Steps are optimizer steps of ``batch`` images.
 
+    vae_batch: images per VAE step (0 = ``min(batch, 128)``, as the 32-px base was trained).
     vae_freeze_encoder_at: from this VAE step on only the decoder trains (0 = never). A small
     encoder trained to convergence becomes smooth (a bounded pixel change barely moves its
     latent); stopping it early keeps the sensitivity of Stable Diffusion's encoder that
@@ -36,6 +37,7 @@ class TrainConfig:
     batch: int = 256
     dual_steps: int = 600
     vae_steps: int = 800
+    vae_batch: int = 0
     vae_freeze_encoder_at: int = 0
     judge_steps: int = 1200
     unet_steps: int = 3000
@@ -57,6 +59,10 @@ class TrainConfig:
         for name in ("dual_steps", "vae_steps", "judge_steps", "unet_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.vae_batch < 0:
+            raise ValueError(
+                f"vae_batch must be ≥ 1, or 0 for min(batch, 128); got {self.vae_batch}"
+            )
         if not 0 <= self.vae_freeze_encoder_at <= self.vae_steps:
             raise ValueError(
                 f"vae_freeze_encoder_at must be in [0, vae_steps={self.vae_steps}] "

@@ -79,7 +79,7 @@ def train_vae(ldm, config, images, g, st, stop) -> dict[str, float]:
     vae = ldm.vae.train()
     opt = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
     sched = warmup_cosine(opt, config.vae_steps)
-    nxt = batches(images.shape[0], min(config.batch, 128), g)
+    nxt = batches(images.shape[0], config.vae_batch or min(config.batch, 128), g)
     loss_v = float("nan")
     bar = st.loop("vae", config.vae_steps)
     freeze_at = config.vae_freeze_encoder_at
