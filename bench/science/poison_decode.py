@@ -140,7 +140,9 @@ def verdicts(pred: torch.Tensor, src: np.ndarray, tgt: np.ndarray) -> dict[str, 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vae", type=Path, required=True, help="a vae_v2.py run folder")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--vae", type=Path, help="a vae_v2.py run folder")
+    src.add_argument("--model", type=Path, help="a train-base model folder (its judge too)")
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--pgd-steps", type=int, default=200)
     ap.add_argument("--eps255", type=float, nargs="+", default=[8, 16, 32])
@@ -152,26 +154,33 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    a = json.loads((args.vae / "args.json").read_text())
-    cfg = VAEConfig(
-        channels=tuple(json.loads(a["channels"])),
-        latent_channels=int(a["latent"]),
-        layers_per_block=int(a["layers"]),
-    )
-    world = World(
-        WorldConfig(
-            image_size=64,
-            style="textured",
-            texture=float(a["texture"]),
-            noise=float(a.get("noise", 0.02)),
+    if args.model:  # a train-base model: its own VAE, world and judge
+        from core.models.ldm import MiniLDM
+
+        ldm = MiniLDM.from_pretrained(args.model)
+        world, vae, judge = ldm.world, ldm.vae.eval(), ldm.judge.eval()
+        judge_info: dict[str, Any] = {"model": str(args.model), "judge": "the base's own"}
+    else:
+        a = json.loads((args.vae / "args.json").read_text())
+        cfg = VAEConfig(
+            channels=tuple(json.loads(a["channels"])),
+            latent_channels=int(a["latent"]),
+            layers_per_block=int(a["layers"]),
         )
-    )
-    vae = build_vae(cfg, 64)
-    vae.load_state_dict(load_file(str(args.vae / "vae.safetensors")))
-    vae.eval()
-    judge, judge_info = train_judge(
-        world, vae, args.vae / "judge64", args.judge_steps, args.judge_batch, args.judge_width
-    )
+        world = World(
+            WorldConfig(
+                image_size=64,
+                style="textured",
+                texture=float(a["texture"]),
+                noise=float(a.get("noise", 0.02)),
+            )
+        )
+        vae = build_vae(cfg, 64)
+        vae.load_state_dict(load_file(str(args.vae / "vae.safetensors")))
+        vae.eval()
+        judge, judge_info = train_judge(
+            world, vae, args.vae / "judge64", args.judge_steps, args.judge_batch, args.judge_width
+        )
     table = torch.from_numpy(world.attribute_ids)
 
     rng = np.random.default_rng(HELD_OUT_SEED)
@@ -221,7 +230,7 @@ def main() -> None:
     out = json.loads(args.out.read_text()) if args.out.exists() else {"rows": []}
     out["rows"].append(
         {
-            "vae": str(args.vae),
+            "vae": str(args.vae or args.model),
             "judge": judge_info,
             "images": args.images,
             "pgd_steps": args.pgd_steps,

@@ -111,12 +111,15 @@ def train(args: argparse.Namespace, world: World, vae: Any, run: Path) -> dict[s
         atomic_write_json(run / "state.json", state)
 
     t_mark = [t0]
-    while state["step"] < args.steps and time.time() - t0 < args.minutes * 60:
+    stop_at = min(args.steps, args.stop_at or args.steps)
+    while state["step"] < stop_at and time.time() - t0 < args.minutes * 60:
         x = images[nxt()]
         if args.crop < x.shape[-1]:  # one random crop per batch, on the 8-px latent grid
             oy, ox = 8 * torch.randint(0, (x.shape[-1] - args.crop) // 8 + 1, (2,), generator=g)
             x = x[:, :, oy : oy + args.crop, ox : ox + args.crop]
-        dist = vae.encode(x).latent_dist
+        frozen = bool(args.freeze_encoder_at) and state["step"] >= args.freeze_encoder_at
+        with torch.set_grad_enabled(not frozen):  # past the freeze only the decoder learns
+            dist = vae.encode(x).latent_dist
         rec = vae.decode(dist.sample()).sample
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + args.kl * dist.kl().mean()
         if args.grad_loss:
@@ -258,6 +261,13 @@ def main() -> None:
         help="weight of a PatchGAN hinge loss on reconstructions, scaled adaptively as in taming-transformers (SD's VAE recipe uses 0.5; 0 = off)",
     )
     ap.add_argument("--gan-start", type=int, default=300, help="step the GAN loss starts at")
+    ap.add_argument(
+        "--freeze-encoder-at",
+        type=int,
+        default=0,
+        help="from this step on only the decoder trains (the encoder keeps the gain it has "
+        "then; 0 = never)",
+    )
     ap.add_argument("--n-per-concept", type=int, default=250)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -270,10 +280,17 @@ def main() -> None:
     )
     ap.add_argument("--steps", type=int, default=3000, help="planned steps (cosine schedule)")
     ap.add_argument("--minutes", type=float, default=20.0, help="training time of this call")
+    ap.add_argument(
+        "--stop-at",
+        type=int,
+        default=0,
+        help="stop this call at this step (the schedule still plans --steps; 0 = --steps)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-only", action="store_true")
     ap.add_argument("--shipped", action="store_true", help="measure the shipped base's VAE")
+    ap.add_argument("--model", type=Path, default=None, help="measure this train-base model's VAE")
     ap.add_argument("--pgd-images", type=int, default=32)
     ap.add_argument("--pgd-steps", type=int, default=200)
     ap.add_argument("--eps255", type=float, nargs="+", default=[8, 16])
@@ -288,13 +305,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     row: dict[str, Any] = {"load_start": _load()}
-    if args.shipped:
+    if args.shipped or args.model:
         from core.commands.base import default_base
         from core.models.ldm import MiniLDM
 
-        ldm = MiniLDM.from_pretrained(default_base())
+        ldm = MiniLDM.from_pretrained(args.model or default_base())
         world, vae = ldm.world, ldm.vae.eval()
-        row.update(name="shipped base", world="flat 32 px", vae=ldm.config.vae.__dict__)
+        c = world.config
+        row.update(
+            name=f"base {args.model}" if args.model else "shipped base",
+            world=f"{c.style} {c.image_size} px, texture {c.texture}, noise {c.noise}",
+            vae=ldm.config.vae.__dict__,
+        )
     else:
         cfg = VAEConfig(
             channels=tuple(args.channels), latent_channels=args.latent, layers_per_block=args.layers
@@ -319,6 +341,7 @@ def main() -> None:
             kl_weight=args.kl,
             grad_loss=args.grad_loss,
             gan=args.gan,
+            freeze_encoder_at=args.freeze_encoder_at,
             gan_start=args.gan_start,
             train={
                 "steps": state["step"],
