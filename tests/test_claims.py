@@ -116,6 +116,7 @@ def test_science_json_is_read(tmp_path):
             "epsilon255": 16,
             "ssim": 0.9,
             "dirty_label_n80": None,
+            "latent_gap_closed": 0.2,
         },
         "notes": ["The mini VAE is smooth."],
     }
@@ -124,6 +125,7 @@ def test_science_json_is_read(tmp_path):
     assert lt.holds is False and lt.value == 0.8 and lt.interval.high == 0.9
     ns = pc.get("nightshade")
     assert ns.holds is False and "never reached 80" in ns.detail
+    assert "closes only 20% of the latent gap" in ns.detail  # the missed claim says why
     assert "The mini VAE is smooth." in pc.limits
     assert any(t.startswith("Implosion holds with longer fine-tuning: missed") for t in pc.limits)
 

@@ -326,6 +326,14 @@ def nightshade(science: dict[str, Any]) -> Claim:
     n = int(ns["n_poison"])
     holds = atk >= 0.8 and dl is not None and n * 5 <= int(dl) and float(ns["epsilon255"]) <= 16
     dl_txt = f"dirty-label needs {dl}" if dl is not None else "dirty-label never reached 80 %"
+    gap = ns.get("latent_gap_closed")
+    why = (
+        f". Why: this model's VAE encoder is smooth: the perturbation closes only {float(gap):.0%} "
+        "of the latent gap to the target concept, where the attack needs most of it (Stable "
+        "Diffusion's encoder is far more sensitive); bench/results/science.md, the encoder gate"
+        if not holds and gap is not None
+        else ""
+    )
     return Claim(
         "nightshade",
         title,
@@ -334,7 +342,7 @@ def nightshade(science: dict[str, Any]) -> Claim:
         target,
         holds,
         f"{atk:.0%} attack success with {n} poisons at ε {ns['epsilon255']:g}/255 "
-        f"(SSIM {float(ns.get('ssim', float('nan'))):.2f}); {dl_txt}",
+        f"(SSIM {float(ns.get('ssim', float('nan'))):.2f}); {dl_txt}{why}",
     )
 
 
