@@ -150,6 +150,12 @@ def main() -> None:
     ap.add_argument("--judge-batch", type=int, default=64)
     ap.add_argument("--judge-width", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--target",
+        choices=["random", "same-colour", "same-colour-size"],
+        default="random",
+        help="which other concept each poison aims at: any, or one sharing colour (and size)",
+    )
     ap.add_argument("--out", type=Path, default=Path("bench/results/world_v2_poison_decode.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -187,6 +193,12 @@ def main() -> None:
     k = world.n_concepts
     src_c = np.arange(args.images) % k
     tgt_c = (src_c + rng.integers(1, k, args.images)) % k
+    if args.target != "random":  # the attacker's choice: a target sharing these attributes
+        a = world.attribute_ids
+        share = {"same-colour": [1], "same-colour-size": [0, 1]}[args.target]
+        for i, c in enumerate(src_c):
+            cand = [j for j in range(k) if j != c and all(a[j, f] == a[c, f] for f in share)]
+            tgt_c[i] = cand[int(rng.integers(len(cand)))]
     src = world.render(src_c, np.random.default_rng([HELD_OUT_SEED, 1]))
     anc = world.render(tgt_c, np.random.default_rng([HELD_OUT_SEED, 2]))
     with torch.no_grad():
@@ -233,6 +245,7 @@ def main() -> None:
             "vae": str(args.vae or args.model),
             "judge": judge_info,
             "images": args.images,
+            "target": args.target,
             "pgd_steps": args.pgd_steps,
             "clean": clean,
             "budgets": rows,
