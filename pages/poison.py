@@ -213,10 +213,10 @@ if method == "nightshade":
     st.info(
         "Runs are dirty-label: the sweep pipeline that writes packs poisons with dirty-label "
         "pairs. Nightshade-style poison is compared with dirty-label by `implosion sweep-budget`. "
-        "In the shipped world it does not work yet (0 % attack success): its small VAE encoder is "
-        "smooth, so a 16/255 perturbation moves an image's latent only 20–40 % of the way to another "
+        "In the shipped world it does not work yet (0\u00a0% attack success): its small VAE encoder is "
+        "smooth, so a 16/255 perturbation moves an image's latent only 20–40\u00a0% of the way to another "
         "concept's (Stable Diffusion's encoder goes most of the way). Encoders of this size that "
-        "do go ≥ 80 % of the way exist only before they have learned shapes; the lab notebook "
+        "do go ≥\u00a080\u00a0% of the way exist only before they have learned shapes; the lab notebook "
         "(bench/results/science.md, the encoder gate) has the measurements."
     )
 if st.button("Launch run", type="primary", key="p_launch", disabled=method == "nightshade"):
