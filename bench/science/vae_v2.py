@@ -258,7 +258,8 @@ def main() -> None:
         "--gan",
         type=float,
         default=0.0,
-        help="weight of a PatchGAN hinge loss on reconstructions, scaled adaptively as in taming-transformers (SD's VAE recipe uses 0.5; 0 = off)",
+        help="weight of a PatchGAN hinge loss on reconstructions, scaled adaptively as in "
+        "taming-transformers (SD's VAE recipe uses 0.5; 0 = off)",
     )
     ap.add_argument("--gan-start", type=int, default=300, help="step the GAN loss starts at")
     ap.add_argument(
